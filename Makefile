@@ -1,0 +1,48 @@
+# The whole workflow. `make demo` and `make test` each set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is pinned first so that the declared range (torch>=2.6) is already satisfied and pip never
+# pulls a multi-GB CUDA build; on our machines 2.13.0 is a local CPU wheel.
+TORCH := torch==2.13.0
+
+.PHONY: setup demo test test-fast lint format bench bench-load bench-device toy clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/interp demo --out runs/demo
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check interp tests benchmarks
+	$(BIN)/ruff format --check interp tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix interp tests benchmarks
+	$(BIN)/ruff format interp tests benchmarks
+
+bench: bench-load
+
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/load_memory.py
+
+toy: $(STAMP)
+	$(BIN)/python -m interp.toy.train
+	$(BIN)/python -m interp.toy.behaviour
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
