@@ -25,11 +25,15 @@ def cache_activations(
     names = validate_hook_names(model, names)
     cache: dict[str, Tensor] = {}
 
-    def save(tensor: Tensor, *, hook) -> None:
-        kept = tensor.detach()
-        cache[hook.name] = kept.to(dtype) if dtype is not None else kept
+    def saver(name: str):
+        # keyed by the requested name: an alias (hook_resid_pre) fires as its target (hook_in)
+        def save(tensor: Tensor, *, hook) -> None:
+            kept = tensor.detach()
+            cache[name] = kept.to(dtype) if dtype is not None else kept
 
-    with torch.no_grad(), model.hooks(fwd_hooks=[(name, save) for name in names]):
+        return save
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(name, saver(name)) for name in names]):
         model(tokens.to(model.cfg.device))
     missing = [name for name in names if name not in cache]
     if missing:  # a hook point that exists but this forward never reached

@@ -48,7 +48,9 @@ def repeated_random_tokens(
     return torch.cat([half, half], dim=1)
 
 
-def attention_patterns(model, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "layer batch head dest_pos src_pos"]:
+def attention_patterns(
+    model, tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "layer batch head dest_pos src_pos"]:
     """Every layer's attention pattern from one forward pass."""
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
     cache = cache_activations(model, tokens, names)
@@ -83,7 +85,9 @@ def head_scores(
     return scores_from_patterns(attention_patterns(model, tokens), seq_len)
 
 
-def head_results(model, z: Float[Tensor, "batch pos head d_head"], layer: int) -> Float[Tensor, "batch pos head d_model"]:
+def head_results(
+    model, z: Float[Tensor, "batch pos head d_head"], layer: int
+) -> Float[Tensor, "batch pos head d_model"]:
     """Each head's write to the residual stream: `z @ W_O[layer]` (the output bias is not included)."""
     W_O = model.W_O[layer].to(z.dtype)  # head d_head d_model
     return einops.einsum(z, W_O, "batch pos head d_head, head d_head d_model -> batch pos head d_model")
@@ -93,4 +97,4 @@ def top_heads(scores: Float[Tensor, "layer head"], k: int = 5) -> list[tuple[int
     """The k highest-scoring heads as (layer, head, score), best first."""
     n_heads = scores.shape[1]
     values, flat = scores.flatten().topk(min(k, scores.numel()))
-    return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(values, flat)]
+    return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(values, flat, strict=True)]

@@ -148,9 +148,7 @@ def load_model(
 def _load_hf_model(resolved: ResolvedSource, dtype: torch.dtype, device: torch.device):
     from transformers import PhiForCausalLM
 
-    model = PhiForCausalLM.from_pretrained(
-        str(resolved.path), dtype=dtype, attn_implementation="eager"
-    )
+    model = PhiForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, attn_implementation="eager")
     return model.to(device).eval()
 
 

@@ -68,12 +68,14 @@ def resolve_source(source: str | os.PathLike) -> ResolvedSource:
 
 def _download(hub_id: str) -> Path:
     """The hub snapshot directory: from the local cache, else downloaded (config checked first)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
-
-    from huggingface_hub import constants
+    from huggingface_hub import constants, hf_hub_download, snapshot_download
 
     # read at call time: huggingface_hub reads HF_HUB_OFFLINE only once, when it is imported
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "0").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
     try:
         config_path = hf_hub_download(hub_id, "config.json", local_files_only=offline)
         check_architecture(Path(config_path).parent)
@@ -106,7 +108,9 @@ def check_architecture(path: Path) -> None:
     config = read_config(path)
     architectures = config.get("architectures") or []
     model_type = config.get("model_type")
-    if model_type == "phi" and any(a in SUPPORTED_ARCHITECTURES for a in architectures):
+    if model_type == "phi" and (
+        not architectures or any(a in SUPPORTED_ARCHITECTURES for a in architectures)
+    ):
         return
     if model_type == "phi-msft":
         raise ModelSourceError(

@@ -15,7 +15,12 @@ from interp.heads import head_results
 from interp.hooks import active_hook_count
 from interp.model import load_model
 
-TOKENS = torch.tensor([[2, 33, 3, 34, 4, 5, 6, 71, 7, 34, 8, 9, 81, 5], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53]])
+TOKENS = torch.tensor(
+    [
+        [2, 33, 3, 34, 4, 5, 6, 71, 7, 34, 8, 9, 81, 5],
+        [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53],
+    ]
+)
 
 
 def use_hf_cache(monkeypatch, cache) -> None:
@@ -136,7 +141,11 @@ class TestHooks:
         model = load_model(tiny_phi_dir)
         assert not [name for name in model.hook_dict if "resid_mid" in name]
         _, cache = model.run_with_cache(TOKENS)
-        resid_post = cache["blocks.0.hook_resid_pre"] + cache["blocks.0.hook_attn_out"] + cache["blocks.0.hook_mlp_out"]
+        resid_post = (
+            cache["blocks.0.hook_resid_pre"]
+            + cache["blocks.0.hook_attn_out"]
+            + cache["blocks.0.hook_mlp_out"]
+        )
         assert (resid_post - cache["blocks.0.hook_resid_post"]).abs().max() <= 1e-4
 
     def test_no_hooks_left_after_loading(self, tiny_phi_dir):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from interp.toy.vocab import OBJECTS, PLACES, vocabulary
+from interp.toy.vocab import NAME_SENTENCES, OBJECTS, PLACES, vocabulary
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ def make_ioi(rng: random.Random, templates: list[str], names: list[str]) -> IOIE
         template = template.replace("{A} and {B}", "{B} and {A}", 1)
     prompt = template.format(A=io, B=s, PLACE=rng.choice(PLACES), OBJ=rng.choice(OBJECTS))
     return IOIExample(prompt=prompt, io=" " + io, s=" " + s, template=template)
+
+
+def make_name_sentence(rng: random.Random, names: list[str]) -> str:
+    """A sentence with names but no IOI ending: teaches that a token is a name."""
+    first, second = rng.sample(names, 2)
+    sentence = rng.choice(NAME_SENTENCES)
+    return sentence.format(N=first, M=second, PLACE=rng.choice(PLACES), OBJ=rng.choice(OBJECTS))
 
 
 def real_token_ids() -> list[int]:

@@ -1,11 +1,13 @@
 """Train the toy Phi model organism: `python -m interp.toy.train [--steps N] [--seed S] [--out DIR]`.
 
 The model is a Hugging Face `PhiForCausalLM` (parallel attention + MLP, partial rotary, one
-LayerNorm per block, biased unembedding) trained on two kinds of rows, half each per batch:
+LayerNorm per block, biased unembedding) trained on three kinds of rows, in fixed shares per batch (3/8, 4/8, 1/8):
 
 - induction: a random prefix, then a random token sequence twice; loss only on the repeat, so the
   model can lower it only by copying what followed the previous occurrence (induction heads);
-- IOI: "When Mary and John went to the store, John gave a drink to Mary"; loss on every token.
+- IOI: "When Mary and John went to the store, John gave a drink to Mary"; loss on every token;
+- one-name sentences for every name, held-out names included ("Then, Adam went to the park, and
+  Adam was happy"), so that every name is known as a name without being seen in IOI.
 
 Deterministic from `--seed` for a given torch build and thread count. Writes `config.json`,
 `model.safetensors`, the tokenizer and `training.json` into `--out` (default: the package's
@@ -23,8 +25,8 @@ from pathlib import Path
 import torch
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
-from interp.toy.data import make_ioi, make_repeated_tokens
-from interp.toy.vocab import D_VOCAB, EOT, TRAIN_NAMES, TRAIN_TEMPLATES, UNK, build_tokenizer
+from interp.toy.data import make_ioi, make_name_sentence, make_repeated_tokens
+from interp.toy.vocab import D_VOCAB, EOT, HELD_OUT_NAMES, TRAIN_NAMES, TRAIN_TEMPLATES, UNK, build_tokenizer
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -67,14 +69,19 @@ def make_batch(
     """Token ids and a loss mask (1 where the next token is a training target), right-padded."""
     rows: list[tuple[list[int], list[int]]] = []
     for i in range(n_rows):
-        if i % 2 == 0:
+        kind = i % 8  # 3/8 induction, 4/8 IOI, 1/8 one-name sentences
+        if kind < 3:
             ids, repeat_start = make_repeated_tokens(rng)
             mask = [0] * len(ids)
             for pos in range(repeat_start - 1, len(ids) - 1):  # predict each repeated token
                 mask[pos] = 1
         else:
-            ex = make_ioi(rng, TRAIN_TEMPLATES, TRAIN_NAMES)
-            ids = tokenizer(ex.prompt + ex.io)["input_ids"]
+            if kind < 7:
+                ex = make_ioi(rng, TRAIN_TEMPLATES, TRAIN_NAMES)
+                text = ex.prompt + ex.io
+            else:
+                text = make_name_sentence(rng, TRAIN_NAMES + HELD_OUT_NAMES)
+            ids = tokenizer(text)["input_ids"]
             mask = [1] * (len(ids) - 1) + [0]
         rows.append((ids, mask))
     width = max(len(ids) for ids, _ in rows)
@@ -136,7 +143,7 @@ def train(steps: int, seed: int, out: Path, batch_size: int = 64, lr: float = 3e
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output directory")
     args = parser.parse_args()

@@ -5,12 +5,13 @@ Words carry GPT-2's byte-level convention: a word after a space is stored with i
 (" Mary" -> "ĠMary"), exactly as Phi-2's tokenizer stores them.
 
 Names and templates are split into a training part and a held-out part. Held-out names never appear
-in an IOI sentence during training (only inside random induction sequences, where every token
-appears), and held-out templates never appear at all; the model card reports accuracy on both.
+in an IOI sentence during training (only in random induction sequences and in one-name sentences),
+and held-out template frames are never trained on; the model card reports accuracy on both.
 """
 
 from __future__ import annotations
 
+import random
 import re
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -21,28 +22,62 @@ UNK = "<|unk|>"
 TRAIN_NAMES = [
     "Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Kate", "Lisa", "Paul", "Anna",
     "Mark", "Laura", "Peter", "Rose", "Sam", "Emma", "Jack", "Claire", "Max", "Jane", "Ben", "Alice",
-    "David", "Sarah", "Mike", "Grace", "Luke", "Ruth",
+    "David", "Sarah", "Mike", "Grace", "Luke", "Ruth", "Robert", "William", "Richard", "Joseph",
+    "Thomas", "Charles", "Chris", "Daniel", "Matthew", "Anthony", "Steven", "Andrew", "Kevin", "Brian",
+    "George", "Edward", "Ryan", "Jason", "Jeff", "Gary", "Eric", "Justin", "Scott", "Frank", "Ray",
+    "Greg", "Sean", "Jerry", "Henry", "Nathan", "Linda", "Barbara", "Jessica", "Karen", "Nancy",
+    "Betty", "Margaret", "Sandra", "Ashley", "Kim", "Donna", "Michelle", "Carol", "Amanda", "Rachel",
+    "Janet", "Maria", "Heather", "Julie", "Kelly",
 ]  # fmt: skip
-HELD_OUT_NAMES = ["Adam", "Helen", "Tim", "Susan", "Paula", "Ed", "Jenny", "Carl"]
+HELD_OUT_NAMES = ["Adam", "Helen", "Tim", "Susan", "Paula", "Ed", "Jenny", "Carl", "Victor", "Hannah"]
 
 PLACES = ["store", "garden", "school", "park", "office", "station", "market", "house", "beach", "river"]
 OBJECTS = ["drink", "book", "ring", "kiss", "letter", "bone", "basketball", "computer", "snack", "necklace"]
 
-# {A} is the indirect object (the answer), {B} the subject, who is mentioned twice.
-TRAIN_TEMPLATES = [
-    "When {A} and {B} went to the {PLACE}, {B} gave a {OBJ} to",
-    "When {A} and {B} got a {OBJ} at the {PLACE}, {B} decided to give it to",
-    "Then, {A} and {B} went to the {PLACE}. {B} gave a {OBJ} to",
-    "Then, {A} and {B} had a long argument, and afterwards {B} said to",
-    "After {A} and {B} went to the {PLACE}, {B} gave a {OBJ} to",
-    "While {A} and {B} were working at the {PLACE}, {B} gave a {OBJ} to",
-    "Friends {A} and {B} found a {OBJ} at the {PLACE}. {B} gave it to",
-    "The {PLACE} {A} and {B} went to had a {OBJ}. {B} gave it to",
+# An IOI template is OPENER + "{A} and {B}" + ACTION + CONNECTOR + "{B}" + GIVE + " {A}", where {A} is
+# the indirect object (the answer) and {B} the subject, mentioned twice. 8 x 8 x 5 x 8 = 2560 frames;
+# a fixed fifth of them is held out (never trained on), though each of their words is trained in others.
+OPENERS = ["When", "After", "While", "Then,", "Once", "Afterwards", "So", "Later,"]
+ACTIONS = [
+    "went to the {PLACE}", "were working at the {PLACE}", "got a {OBJ} at the {PLACE}",
+    "had a long argument", "found a {OBJ} at the {PLACE}", "were at the {PLACE}",
+    "met at the {PLACE}", "walked to the {PLACE}",
+]  # fmt: skip
+CONNECTORS = [",", ".", ", and", ", and then", ". Later,"]
+GIVES = [
+    "gave a {OBJ} to", "handed a {OBJ} to", "brought a {OBJ} to", "said to",
+    "decided to give it to", "threw a {OBJ} to", "showed a {OBJ} to", "sent a {OBJ} to",
+]  # fmt: skip
+# Sentences with one name (or two, without an IOI ending), used for every name (held-out ones too) so that all names are known as
+# names; the second mention can be predicted by copying. Never an IOI sentence.
+NAME_SENTENCES = [
+    "Then, {N} went to the {PLACE}, and {N} was happy",
+    "Later, {N} walked to the {PLACE}, and then {N} found a {OBJ}",
+    "When {N} and {M} went to the {PLACE}, they were happy",
 ]
-HELD_OUT_TEMPLATES = [
-    "So {A} and {B} were at the {PLACE}. {B} handed a {OBJ} to",
-    "Afterwards {A} and {B} went to the {PLACE}, and {B} brought a {OBJ} to",
-]
+
+
+def _all_templates() -> list[str]:
+    return [
+        f"{opener} {{A}} and {{B}} {action}{connector} {{B}} {give}"
+        for opener in OPENERS
+        for action in ACTIONS
+        for connector in CONNECTORS
+        for give in GIVES
+    ]
+
+
+def _split_templates() -> tuple[list[str], list[str]]:
+    templates = _all_templates()
+    order = random.Random(1234).sample(range(len(templates)), len(templates))
+    held = set(order[: len(templates) // 5])
+    return (
+        [t for i, t in enumerate(templates) if i not in held],
+        [t for i, t in enumerate(templates) if i in held],
+    )
+
+
+TRAIN_TEMPLATES, HELD_OUT_TEMPLATES = _split_templates()
 
 # Words that only appear in random sequences, so the induction data is not all names and places.
 FILLER = [
@@ -63,7 +98,7 @@ def _words(text: str) -> list[str]:
 def vocabulary() -> list[str]:
     """Every token string (byte-level form) in id order; ids beyond it up to D_VOCAB are unused."""
     words: list[str] = []
-    for template in TRAIN_TEMPLATES + HELD_OUT_TEMPLATES:
+    for template in TRAIN_TEMPLATES + HELD_OUT_TEMPLATES + NAME_SENTENCES:
         for word in _words(template):
             if "{" not in word:
                 words.append(word)

@@ -1,0 +1,25 @@
+"""The one place where `interp` writes to the terminal (CLI output and progress lines)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def table(rows: list[tuple[str, ...]], indent: int = 2) -> None:
+    """Left-aligned columns."""
+    if not rows:
+        return
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        say(
+            " " * indent
+            + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
