@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/interp demo --out runs/demo
+	$(BIN)/interp run experiments/ioi.toml --model toy --out runs/demo --resume
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""The `interp` command: `interp info`, `interp demo`."""
+"""The `interp` command: run, report, tasks, info."""
 
 from __future__ import annotations
 
@@ -23,29 +23,90 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from interp.demo import run_demo
+def _run(args: argparse.Namespace) -> int:
+    from interp.config import load_config
+    from interp.experiment import run_experiment
 
-    run_demo(Path(args.out), args.model)
+    config = load_config(args.config)
+    overrides = {
+        k: v for k, v in (("source", args.model), ("device", args.device), ("dtype", args.dtype)) if v
+    }
+    if overrides:
+        config = config.model_copy(update={"model": config.model.model_copy(update=overrides)})
+        config = type(config).model_validate(config.model_dump())  # re-validate the overridden fields
+    if args.backend != "local":
+        raise SystemExit(f"backend {args.backend!r} is not available; use --backend local")
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    results = run_experiment(config, out, resume=args.resume, progress=not args.quiet)
+    base = results["baseline"]
+    say(
+        f"{results['task']['name']} on {results['model']['source']}: {base['metric']} clean {base['clean']:.3f}, corrupted {base['corrupted']:.3f}"
+    )
+    say(f"results: {(out / 'results.json').resolve()}")
+    say(f"report: {(out / 'report.html').resolve()}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from interp.report_builder import write_report
+
+    say(f"report: {write_report(args.run_dir).resolve()}")
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from interp.config import AnalysisConfig, TaskConfig
+    from interp.tasks import describe_tasks
+
+    say("tasks:")
+    table(describe_tasks())
+    say("task options:")
+    table([(name, field.description or "") for name, field in TaskConfig.model_fields.items()])
+    say("analysis kinds:")
+    kinds = AnalysisConfig.model_fields["kind"].annotation.__args__
+    say("  " + ", ".join(kinds))
+    say("analysis options:")
+    table(
+        [
+            (name, field.description or "")
+            for name, field in AnalysisConfig.model_fields.items()
+            if name != "kind"
+        ]
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interp", description="The Phi-2 interpretability workbench.")
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run an experiment config (TOML) and write results and a report")
+    run.add_argument("config", help="experiment config, e.g. experiments/ioi.toml")
+    run.add_argument("--model", help="override [model] source: toy, microsoft/phi-2, a directory, ...")
+    run.add_argument("--device", help="override [model] device (auto, cpu, cuda, cuda:1, mps)")
+    run.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="override [model] dtype")
+    run.add_argument("--out", help="output directory (default runs/<config name>)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument("--backend", default="local", choices=["local"], help="where units run (default local)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+    report = commands.add_parser("report", help="re-render report.html of a run directory from results.json")
+    report.add_argument("run_dir", help="a directory written by `interp run`")
+    report.set_defaults(handler=_report)
+    tasks = commands.add_parser("tasks", help="list tasks, their options and the analysis kinds")
+    tasks.set_defaults(handler=_tasks)
     info = commands.add_parser("info", help="versions, devices, and which models load offline")
     info.set_defaults(handler=_info)
-    demo = commands.add_parser("demo", help="head scores and IOI behaviour of a model, as an HTML report")
-    demo.add_argument("--model", default="toy", help="model source: toy (default), a hub id or a directory")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from interp.errors import InterpError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except InterpError as error:
+        from interp.console import warn
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        warn(str(error))
+        return 2

@@ -122,16 +122,16 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, rotary_dim: int) -> Tensor:
 
 @dataclass
 class BlockOut:
-    """What one block computed for the positions it ran on."""
+    """What one block computed: outputs for the query positions, keys/values for all new positions."""
 
-    resid_post: Float[Tensor, "batch pos d_model"]
-    k: Float[Tensor, "batch head pos d_head"]  # rotated keys of the new positions
-    v: Float[Tensor, "batch head pos d_head"]
-    z: Float[Tensor, "batch pos head d_head"] | None = None
-    attn_out: Float[Tensor, "batch pos d_model"] | None = None
-    mlp_out: Float[Tensor, "batch pos d_model"] | None = None
-    q: Float[Tensor, "batch head pos d_head"] | None = None  # rotated queries
-    pattern: Float[Tensor, "batch head dest_pos src_pos"] | None = None
+    resid_post: Float[Tensor, "*batch q_pos d_model"]
+    k: Float[Tensor, "*batch head k_pos d_head"]  # rotated keys of the new positions
+    v: Float[Tensor, "*batch head k_pos d_head"]
+    z: Float[Tensor, "*batch q_pos head d_head"] | None = None
+    attn_out: Float[Tensor, "*batch q_pos d_model"] | None = None
+    mlp_out: Float[Tensor, "*batch q_pos d_model"] | None = None
+    q: Float[Tensor, "*batch head k_pos d_head"] | None = None  # rotated queries (all new positions)
+    pattern: Float[Tensor, "*batch head q_pos src_pos"] | None = None
 
 
 def qkv(w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], cos: Tensor, sin: Tensor):

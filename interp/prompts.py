@@ -102,6 +102,8 @@ class PromptPairs:
                 )
             if not clean:
                 raise PromptError(f"Pair {i}: the clean prompt is empty.")
+            for text, ids in ((pair.clean, clean), (pair.corrupted, corrupted)):
+                _check_known(tokenizer, ids, f"Pair {i}: {text!r}")
             answers.append(single_token(tokenizer, pair.answer, f"pair {i} answer"))
             wrongs.append(single_token(tokenizer, pair.wrong, f"pair {i} wrong answer"))
             rows_clean.append(clean)
@@ -115,6 +117,18 @@ class PromptPairs:
             torch.tensor(wrongs),
             items,
             prepend_bos,
+        )
+
+
+def _check_known(tokenizer, ids: list[int], what: str) -> None:
+    """Refuse text the tokenizer could only map to its unknown token (a word-level vocabulary)."""
+    unk = tokenizer.unk_token_id
+    if unk in (None, tokenizer.bos_token_id, tokenizer.eos_token_id):
+        return  # byte-level BPE (Phi-2) has no unknown words; its "unk" is <|endoftext|>
+    if unk in ids:
+        raise PromptError(
+            f"{what} contains words outside the tokenizer's vocabulary (they become {tokenizer.unk_token!r}): "
+            f"{_show(tokenizer, ids)}"
         )
 
 

@@ -69,3 +69,10 @@ def test_missing_leading_space_hint(gpt2_bpe_dir):
 def test_empty_dataset_is_refused():
     with pytest.raises(PromptError, match="empty"):
         PromptPairs.from_strings(TOK, [])
+
+
+def test_words_outside_the_vocabulary_are_refused():
+    with pytest.raises(PromptError, match="outside the tokenizer's vocabulary"):
+        PromptPairs.from_strings(TOK, [dict(PAIR, clean=PAIR["clean"].replace("store", "zoo"))])
+    with pytest.raises(PromptError, match="outside the tokenizer's vocabulary"):
+        PromptPairs.from_strings(TOK, [dict(PAIR, answer=" Zebedee")])

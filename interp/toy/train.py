@@ -5,7 +5,9 @@ LayerNorm per block, biased unembedding) trained on three kinds of rows, in fixe
 
 - induction: a random prefix, then a random token sequence twice; loss only on the repeat, so the
   model can lower it only by copying what followed the previous occurrence (induction heads);
-- IOI: "When Mary and John went to the store, John gave a drink to Mary"; loss on every token;
+- IOI: "When Mary and John went to the store, John gave a drink to Mary"; loss on every token; a
+  third of these use ordinary words in the name slots ("When cat and boat ..., boat gave a drink
+  to cat"), which forces a circuit that works by token identity;
 - one-name sentences for every name, held-out names included ("Then, Adam went to the park, and
   Adam was happy"), so that every name is known as a name without being seen in IOI.
 
@@ -26,7 +28,16 @@ import torch
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
 from interp.toy.data import make_ioi, make_name_sentence, make_repeated_tokens
-from interp.toy.vocab import D_VOCAB, EOT, HELD_OUT_NAMES, TRAIN_NAMES, TRAIN_TEMPLATES, UNK, build_tokenizer
+from interp.toy.vocab import (
+    D_VOCAB,
+    EOT,
+    FILLER,
+    HELD_OUT_NAMES,
+    TRAIN_NAMES,
+    TRAIN_TEMPLATES,
+    UNK,
+    build_tokenizer,
+)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -77,7 +88,10 @@ def make_batch(
                 mask[pos] = 1
         else:
             if kind < 7:
-                ex = make_ioi(rng, TRAIN_TEMPLATES, TRAIN_NAMES)
+                # a third of IOI rows use ordinary words as the "names", so the circuit must work by
+                # token identity (which token is repeated), not by features of the training names
+                names = FILLER if rng.random() < 1 / 3 else TRAIN_NAMES
+                ex = make_ioi(rng, TRAIN_TEMPLATES, names)
                 text = ex.prompt + ex.io
             else:
                 text = make_name_sentence(rng, TRAIN_NAMES + HELD_OUT_NAMES)

@@ -46,3 +46,51 @@ def layer_head_heatmap(
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
     )
     return figure
+
+
+def layer_pos_heatmap(
+    values: Float[Tensor, "row pos"],
+    tokens: list[str],
+    title: str,
+    *,
+    row_labels: list[str] | None = None,
+    value_label: str = "value",
+) -> go.Figure:
+    """Rows (layers, or layer-head pairs) x positions, the prompt's tokens on the x axis.
+
+    Token strings are shown as data (plotly escapes axis text), numbered so repeats stay distinct.
+    """
+    data = values.detach().float().cpu()
+    n_rows, n_pos = data.shape
+    rows = row_labels or [f"L{row}" for row in range(n_rows)]
+    ticks = [f"{i}: {tok!r}"[:24] for i, tok in enumerate(tokens[:n_pos])]
+    bound = float(data.abs().max()) or 1.0
+    figure = go.Figure(
+        go.Heatmap(
+            z=data.tolist(),
+            x=list(range(n_pos)),
+            y=list(range(n_rows)),
+            customdata=[[f"{rows[r]} pos {p}" for p in range(n_pos)] for r in range(n_rows)],
+            hovertemplate=f"%{{customdata}}<br>{value_label}: %{{z:.4f}}<extra></extra>",
+            colorscale="RdBu",
+            reversescale=True,
+            zmid=0,
+            zmin=-bound,
+            zmax=bound,
+            colorbar={"title": {"text": value_label}},
+        )
+    )
+    figure.update_layout(
+        title=title,
+        xaxis={
+            "title": "position (token)",
+            "tickvals": list(range(n_pos)),
+            "ticktext": ticks,
+            "tickangle": -60,
+        },
+        yaxis={"tickvals": list(range(n_rows)), "ticktext": rows, "autorange": "reversed"},
+        width=max(500, 60 + 38 * n_pos),
+        height=max(300, 180 + 22 * n_rows),
+        margin={"l": 80, "r": 20, "t": 50, "b": 150},
+    )
+    return figure

@@ -1,0 +1,59 @@
+"""Line, bar and scatter charts: logit lens, per-layer attribution, ablations, attribution vs exact."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from jaxtyping import Float
+from torch import Tensor
+
+
+def logit_lens_chart(
+    values: Float[Tensor, " layer"], labels: list[str], title: str, value_label: str
+) -> go.Figure:
+    figure = go.Figure(
+        go.Scatter(x=labels, y=values.float().tolist(), mode="lines+markers", name=value_label)
+    )
+    figure.update_layout(title=title, xaxis={"title": "residual stream after"}, yaxis={"title": value_label})
+    return figure
+
+
+def grouped_bars(
+    values: Float[Tensor, "layer group"], groups: list[str], title: str, value_label: str
+) -> go.Figure:
+    """One bar group per layer (e.g. attention vs MLP direct logit attribution)."""
+    data = values.float()
+    layers = [f"L{layer}" for layer in range(data.shape[0])]
+    figure = go.Figure([go.Bar(name=g, x=layers, y=data[:, i].tolist()) for i, g in enumerate(groups)])
+    figure.update_layout(title=title, barmode="group", yaxis={"title": value_label})
+    return figure
+
+
+def ranked_bars(labels: list[str], values: list[float], title: str, value_label: str) -> go.Figure:
+    """Components sorted by effect (e.g. the ablation sweep's largest metric changes)."""
+    figure = go.Figure(
+        go.Bar(x=labels, y=values, marker_color=["#b2182b" if v < 0 else "#2166ac" for v in values])
+    )
+    figure.update_layout(title=title, yaxis={"title": value_label}, xaxis={"title": "component"})
+    return figure
+
+
+def attribution_scatter(
+    exact: Float[Tensor, " n"], estimate: Float[Tensor, " n"], labels: list[str], title: str
+) -> go.Figure:
+    """Attribution-patching estimates against exact patching effects, one point per component."""
+    figure = go.Figure(
+        go.Scatter(
+            x=exact.float().tolist(),
+            y=estimate.float().tolist(),
+            mode="markers",
+            text=labels,
+            hovertemplate="%{text}<br>exact %{x:.3f}<br>attribution %{y:.3f}<extra></extra>",
+        )
+    )
+    low = float(min(exact.min(), estimate.min()))
+    high = float(max(exact.max(), estimate.max()))
+    figure.add_shape(type="line", x0=low, y0=low, x1=high, y1=high, line={"dash": "dot", "color": "grey"})
+    figure.update_layout(
+        title=title, xaxis={"title": "exact patching"}, yaxis={"title": "attribution patching"}
+    )
+    return figure
