@@ -35,7 +35,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix interp tests benchmarks
 	$(BIN)/ruff format interp tests benchmarks
 
-bench: bench-load
+bench: $(STAMP)
+	$(BIN)/python benchmarks/patching.py --sweeps head_out_by_pos resid_pre head_out
+	$(BIN)/python benchmarks/cache_stream.py
 
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load_memory.py

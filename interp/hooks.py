@@ -47,4 +47,5 @@ def match_hook_names(model, pattern: str) -> list[str]:
 
 def active_hook_count(model) -> int:
     """How many forward/backward hook functions are attached to the model's hook points."""
-    return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in model.hook_dict.values())
+    points = {id(hp): hp for hp in model.hook_dict.values()}  # aliases share a hook point
+    return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in points.values())

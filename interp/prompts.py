@@ -135,6 +135,7 @@ def _check_known(tokenizer, ids: list[int], what: str) -> None:
 def single_token(tokenizer, text: str, what: str = "answer") -> int:
     """The id of `text` if it is exactly one token; otherwise an error showing its tokens."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    _check_known(tokenizer, ids, f"The {what} {text!r}")
     if len(ids) != 1:
         hint = (
             " (did you forget the leading space, e.g. ' Mary'?)" if text and not text.startswith(" ") else ""

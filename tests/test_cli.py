@@ -16,9 +16,16 @@ def test_info_lists_versions_and_the_toy_model(capsys, monkeypatch, tmp_path):
     assert "toy" in out and "microsoft/phi-2" in out
 
 
-def test_demo_writes_a_report(capsys, tmp_path):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_run_prints_the_report_path_last(capsys, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[task]\nname = "induction"\nn_pairs = 4\n[[analysis]]\nkind = "head_scores"\n')
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1] == f"report: {(tmp_path / 'report.html').resolve()}"
-    page = (tmp_path / "report.html").read_text()
-    assert "induction score" in page and "IOI behaviour" in page
+    assert out.strip().splitlines()[-1] == f"report: {(tmp_path / 'run' / 'report.html').resolve()}"
+    assert main(["report", str(tmp_path / "run")]) == 0
+
+
+def test_tasks_lists_tasks_and_kinds(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "ioi" in out and "induction" in out and "patch_head_out_by_pos" in out and "n_pairs" in out

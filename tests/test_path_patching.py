@@ -8,8 +8,8 @@ from test_patching import ioi_pairs
 
 from interp.hooks import active_hook_count
 from interp.metrics import make_metric
-from interp.path_patching import path_patch
 from interp.patching import sweep
+from interp.path_patching import path_patch
 
 
 @pytest.fixture(scope="module")

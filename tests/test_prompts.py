@@ -50,8 +50,8 @@ def test_different_lengths_name_the_pair_and_show_tokens():
 
 
 def test_multi_token_answer_is_refused():
-    with pytest.raises(PromptError, match=r"pair 0 answer 'Mary and' is 2 tokens, \['Mary', ' and'\]"):
-        PromptPairs.from_strings(TOK, [dict(PAIR, answer="Mary and")])
+    with pytest.raises(PromptError, match=r"pair 0 answer ' Mary and' is 2 tokens, \[' Mary', ' and'\]"):
+        PromptPairs.from_strings(TOK, [dict(PAIR, answer=" Mary and")])
 
 
 def test_missing_leading_space_hint(gpt2_bpe_dir):

@@ -1,0 +1,148 @@
+"""The experiment runner: results schema, strict JSON, resume after a kill, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp.experiment as experiment
+from interp.analyses import Computed
+from interp.cli import main
+from interp.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {
+    "seed": 3,
+    "batch_size": 4,
+    "task": {"name": "ioi", "n_pairs": 8},
+    "analysis": [
+        {"kind": "patch_head_out"},
+        {"kind": "ablate_head", "method": "zero"},
+        {"kind": "logit_lens"},
+        {"kind": "head_scores", "score": "previous_token"},
+    ],
+}
+
+
+def values(results: dict) -> dict:
+    return {a["name"]: a["values"] for a in results["analyses"]}
+
+
+def test_results_schema_and_files(tmp_path):
+    results = experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
+    on_disk = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert on_disk == results
+    assert set(results) >= {"interp_version", "model", "task", "baseline", "analyses"}
+    assert set(results["model"]) >= {"source", "n_layers", "n_heads", "d_model", "dtype", "device", "weights"}
+    assert results["task"]["name"] == "ioi" and results["task"]["n_pairs"] == 8
+    assert results["baseline"]["clean"] > 0 > results["baseline"]["corrupted"]
+    patch = results["analyses"][0]
+    assert patch["kind"] == "patch_head_out" and patch["dims"] == ["layer", "head"]
+    assert len(patch["values"]) == 4 and len(patch["values"][0]) == 4 and "normalised" in patch["description"]
+    from safetensors.torch import load_file
+
+    tensors = load_file(tmp_path / "tensors.safetensors")
+    assert tensors["patch_head_out.per_prompt"].shape == (4, 4, 8)
+    assert (tmp_path / "report.html").stat().st_size > 100_000
+    assert (tmp_path / "config.resolved.toml").read_text().startswith("# config hash: ")
+    assert "finished" in (tmp_path / "run.log").read_text()
+
+
+def test_existing_run_needs_resume_and_the_same_config(tmp_path):
+    experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+        experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
+    changed = parse_config({**SMALL, "seed": 4})
+    with pytest.raises(ConfigError, match="config changed.*different: seed"):
+        experiment.run_experiment(changed, tmp_path, resume=True, progress=False)
+
+
+def test_non_finite_values_name_the_analysis(tmp_path, monkeypatch):
+    real = experiment.compute
+
+    def broken(analysis, model, pairs, config):
+        out = real(analysis, model, pairs, config)
+        return (
+            Computed(out.dims, out.values * float("nan"), out.labels)
+            if analysis.kind == "logit_lens"
+            else out
+        )
+
+    monkeypatch.setattr(experiment, "compute", broken)
+    with pytest.raises(ValueError, match="analysis 'logit_lens' produced non-finite values"):
+        experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
+
+
+def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
+    expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
+    real, calls = experiment.compute, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "compute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", progress=False)
+    done = list((tmp_path / "cut" / "units").rglob("*.safetensors"))
+    assert 0 < len(done) < 11 and not (tmp_path / "cut" / "results.json").exists()
+    monkeypatch.setattr(experiment, "compute", real)
+    resumed = experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", resume=True, progress=False)
+    assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_identical_results(tmp_path):
+    config = dict(SMALL, batch_size=1, analysis=[{"kind": "patch_head_out"}, {"kind": "ablate_head"}])
+    path = tmp_path / "c.toml"
+    from interp.config import to_toml
+
+    path.write_text(to_toml(parse_config(config)))
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "interp", "run", str(path), "--out", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("units/*/*.safetensors"))) < 6:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(out.glob("units/*/*.safetensors")))
+    assert finished >= 6 and not (out / "results.json").exists(), "the run finished before it could be killed"
+    assert main(["run", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert not list(out.glob("units/*/.*.tmp"))  # no half-written unit survived
+    expected = experiment.run_experiment(load_config(path), tmp_path / "whole", progress=False)
+    assert values(json.loads((out / "results.json").read_text())) == values(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "experiments").glob("*.toml")))
+def test_every_shipped_experiment_runs_on_the_toy_model(name, tmp_path):
+    start = time.time()
+    assert (
+        main(["run", str(ROOT / "experiments" / name), "--model", "toy", "--out", str(tmp_path), "--quiet"])
+        == 0
+    )
+    assert time.time() - start < 60
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert all(torch.isfinite(torch.tensor(a["values"])).all() for a in results["analyses"])
+
+
+def test_cli_errors_are_clean(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[analysis]]\nkind = "patch_everything"\n')
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "analysis.0.kind" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+"""Tasks build valid prompt pairs under the loaded tokenizer, and name what is not a single token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.config import PairConfig, TaskConfig
+from interp.prompts import PromptError
+from interp.tasks import build_pairs
+from interp.tasks.ioi import NAMES, OBJECTS, PLACES, check_single_tokens
+
+
+def test_ioi_on_the_toy_model_flips_the_answer(toy_model):
+    pairs = build_pairs(TaskConfig(name="ioi", n_pairs=20), toy_model, seed=0)
+    assert len(pairs) == 20
+    for pair in pairs.pairs:
+        assert pair.clean != pair.corrupted and pair.clean.count(pair.wrong.strip()) == 2
+        assert pair.corrupted.count(pair.answer.strip()) == 2
+    with torch.no_grad():
+        logits = toy_model(pairs.clean_tokens)
+    final = logits[torch.arange(20), pairs.final_pos]
+    assert (
+        final[torch.arange(20), pairs.answer] > final[torch.arange(20), pairs.wrong]
+    ).float().mean() >= 0.9
+
+
+def test_ioi_names_that_are_not_single_tokens_are_listed(toy_model):
+    with pytest.raises(PromptError, match=r"not single tokens.*'Zebedee'"):
+        build_pairs(TaskConfig(name="ioi", names=["Mary", "Zebedee"]), toy_model, seed=0)
+
+
+def test_default_phi2_vocabulary_is_single_tokens(gpt2_bpe_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE.from_file(str(gpt2_bpe_dir / "encoder.json"), str(gpt2_bpe_dir / "vocab.bpe")))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+    check_single_tokens(tokenizer, NAMES, "names")
+    check_single_tokens(tokenizer, PLACES + OBJECTS, "places/objects")
+    with pytest.raises(PromptError, match="Zebedee"):
+        check_single_tokens(tokenizer, ["Zebedee"], "names")
+
+
+def test_induction_pairs(toy_model):
+    pairs = build_pairs(TaskConfig(name="induction", n_pairs=8, seq_len=6), toy_model, seed=1)
+    assert pairs.clean_tokens.shape == (8, 11) and pairs.same_length
+    assert torch.equal(pairs.clean_tokens[:, 6:], pairs.clean_tokens[:, :5])
+    assert torch.equal(pairs.answer, pairs.clean_tokens[:, 5]) and (pairs.answer != pairs.wrong).all()
+    with torch.no_grad():
+        final = toy_model(pairs.clean_tokens)[:, -1]
+    assert (final.argmax(-1) == pairs.answer).float().mean() >= 0.9  # the toy model does induction
+
+
+def test_custom_pairs(toy_model):
+    pair = PairConfig(
+        clean="When Mary and John went to the store, John gave a drink to",
+        corrupted="When Mary and John went to the store, Mary gave a drink to",
+        answer=" Mary",
+        wrong=" John",
+    )
+    pairs = build_pairs(TaskConfig(name="custom", pairs=[pair]), toy_model, seed=0)
+    assert len(pairs) == 1 and pairs.lengths.tolist() == [14]
