@@ -37,6 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(save_phi_dir(Path(tmp) / "m", **CONFIGS[args.config]), device=args.device)
+        model.eval()
         tokens = torch.randint(2, 140, (args.rows, args.pos), generator=torch.Generator().manual_seed(0))
         names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
         names += [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
@@ -50,9 +51,10 @@ def main() -> None:
         disk = stream_cache(model, tokens, names, Path(tmp) / "cache", batch_size=args.batch)
         streamed = time.perf_counter() - start
         size = sum(p.stat().st_size for p in (Path(tmp) / "cache").iterdir())
+        n_shards = len(disk)
     n_tokens = args.rows * args.pos
     print(
-        f"config {args.config}, {args.rows} x {args.pos} tokens, batch {args.batch}, {len(names)} hooks, {len(disk)} shards, {size / 1024**2:.0f} MiB written"
+        f"config {args.config}, {args.rows} x {args.pos} tokens, batch {args.batch}, {len(names)} hooks, {n_shards} shards, {size / 1024**2:.0f} MiB written"
     )
     print(f"plain forward  {n_tokens / plain:10.0f} tokens/s")
     print(f"stream_cache   {n_tokens / streamed:10.0f} tokens/s")

@@ -54,6 +54,9 @@ CONFIGS = {
         max_position_embeddings=2048,
     ),
 }
+# 0.2 for the small configs (as in the tests); Phi-2's own 0.02 at full width, where 0.2 saturates
+# every attention pattern and turns float rounding differences into large output differences
+WEIGHT_STD = {"small": 0.2, "mid": 0.2, "phi2": 0.02}
 TL_SWEEPS = {
     "resid_pre": ("get_act_patch_resid_pre", None),
     "attn_out": ("get_act_patch_attn_out", None),
@@ -110,12 +113,22 @@ def floor_ratio(site: str, cfg: dict, n_pos: int, batch: int) -> tuple[float, fl
     return batch * ours, batch * full * len(entries)
 
 
-def run(config: str, sites: list[str], n_prompts: int, n_pos: int, device: str, dtype: str) -> None:
+def run(
+    config: str,
+    sites: list[str],
+    n_prompts: int,
+    n_pos: int,
+    device: str,
+    dtype: str,
+    keep: Path | None = None,
+) -> None:
     from transformer_lens import patching as tl_patching
 
     cfg = CONFIGS[config]
     with tempfile.TemporaryDirectory() as tmp:
-        directory = save_phi_dir(Path(tmp) / config, **cfg)
+        directory = (keep or Path(tmp)) / config
+        if not (directory / "config.json").exists():
+            save_phi_dir(directory, weight_std=WEIGHT_STD[config], **cfg)
         model = load_model(directory, device=device, dtype=dtype)
     pairs = random_pairs(n_prompts, n_pos, cfg["vocab_size"])
     rows = torch.arange(n_prompts, device=device)
@@ -165,10 +178,11 @@ def main() -> None:
     parser.add_argument("--pos", type=int, default=24)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the random models in this directory")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}")
     for config in args.configs:
-        run(config, args.sweeps, args.prompts, args.pos, args.device, args.dtype)
+        run(config, args.sweeps, args.prompts, args.pos, args.device, args.dtype, args.keep)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ def make_phi_config(**overrides) -> PhiConfig:
 
 
 @torch.no_grad()
-def make_phi_model(seed: int = 0, **overrides) -> PhiForCausalLM:
-    """Random weights with LayerNorm weights/biases and every bias randomised (so folding matters)."""
+def make_phi_model(seed: int = 0, weight_std: float = 0.2, **overrides) -> PhiForCausalLM:
+    """Random weights with LayerNorm weights/biases and every bias randomised (so folding matters).
+
+    `weight_std` 0.2 suits the tiny test sizes; at Phi-2's width it saturates every attention
+    pattern and makes the network chaotic, so full-size benchmarks use 0.02 (Phi-2's own init).
+    """
     torch.manual_seed(seed)
     model = PhiForCausalLM(make_phi_config(**overrides)).eval()
     for name, param in model.named_parameters():
@@ -45,13 +49,15 @@ def make_phi_model(seed: int = 0, **overrides) -> PhiForCausalLM:
         elif name.endswith("bias"):
             param.copy_(0.1 * torch.randn_like(param))
         else:
-            param.copy_(0.2 * torch.randn_like(param))
+            param.copy_(weight_std * torch.randn_like(param))
     return model
 
 
-def save_phi_dir(directory: Path, seed: int = 0, tokenizer: bool = True, **overrides) -> Path:
+def save_phi_dir(
+    directory: Path, seed: int = 0, tokenizer: bool = True, weight_std: float = 0.2, **overrides
+) -> Path:
     """Write a tiny random Phi (and, by default, the toy tokenizer) as a model directory."""
-    model = make_phi_model(seed, **overrides)
+    model = make_phi_model(seed, weight_std, **overrides)
     model.save_pretrained(directory)
     if tokenizer:
         make_tokenizer().save_pretrained(directory)
