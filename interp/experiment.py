@@ -192,6 +192,34 @@ def _gather(out: Path, label: str, plan: Plan) -> Computed:
     return Computed(parts[0].dims, torch.cat([p.values for p in parts], dim=-1), parts[0].labels)
 
 
+def _attention_example(model, example: PromptPairs, analyses: list[dict], n_heads: int = 4) -> dict:
+    """Attention patterns on the first clean prompt for the heads the first head analysis ranks highest."""
+    from interp.cache import cache_activations
+    from interp.heads import top_heads
+
+    grid = next((a for a in analyses if a["dims"] == ["layer", "head"]), None)
+    if grid is None:
+        return {}
+    values = torch.tensor(grid["values"]).abs()
+    heads = [(layer, head) for layer, head, _ in top_heads(values, n_heads)]
+    length = int(example.lengths[0])
+    tokens = example.clean_tokens[:, :length]
+    names = sorted({f"blocks.{layer}.attn.hook_pattern" for layer, _ in heads})
+    cache = cache_activations(model, tokens, names)
+    return {
+        "ranked_by": grid["name"],
+        "tokens": [model.tokenizer.decode([int(t)]) for t in tokens[0]],
+        "heads": [
+            {
+                "layer": layer,
+                "head": head,
+                "pattern": cache[f"blocks.{layer}.attn.hook_pattern"][0, head].float().tolist(),
+            }
+            for layer, head in heads
+        ],
+    }
+
+
 def write_results(
     config: ExperimentConfig, out: Path, model, pairs: PromptPairs, plan: Plan, digest: str
 ) -> dict:
@@ -229,6 +257,7 @@ def write_results(
         )
     example = pairs.select([0])
     decode = model.tokenizer.decode
+    attention_example = _attention_example(model, example, analyses)
     results = {
         "interp_version": __version__,
         "config_hash": digest,
@@ -253,6 +282,7 @@ def write_results(
             },
         },
         "baseline": {"metric": config.task.metric, "clean": clean, "corrupted": corrupted},
+        "attention_example": attention_example,
         "analyses": analyses,
         "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -3,7 +3,8 @@
 Every string that reaches the page (token strings, config values, titles) goes through
 `html.escape`, so a token such as `<img src=x onerror=...>` shows literally instead of becoming
 markup. Figures are embedded as JSON inside a `<script>` with `<`, `>` and `&` escaped as
-unicode escapes, so no string in a figure can close the script tag.
+unicode escapes, so no string in a figure can close the script tag. plotly.js and, when the page
+has attention widgets, the circuitsvis bundle are inlined once each.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class Section:
     figures: list[go.Figure] = field(default_factory=list)
     table_header: list[str] = field(default_factory=list)
     table_rows: list[list] = field(default_factory=list)
+    widgets: list = field(
+        default_factory=list
+    )  # objects with .html(include_bundle=False), e.g. AttentionPatterns
 
 
 @dataclass
@@ -79,6 +83,10 @@ class Report:
             _table(["", ""], [[k, v] for k, v in facts.items()]),
             "</header>",
         ]
+        if any(section.widgets for section in self.sections):
+            from interp.viz.attention import circuitsvis_bundle
+
+            parts.insert(3, f"<script>{circuitsvis_bundle()}</script>")  # once, in <head>
         figure_specs = []
         for s_index, section in enumerate(self.sections):
             parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
@@ -87,6 +95,8 @@ class Report:
                 div_id = f"fig-{s_index}-{f_index}"
                 parts.append(f"<div id='{div_id}' class='plotly-figure'></div>")
                 figure_specs.append({"id": div_id, "figure": json.loads(figure.to_json())})
+            for widget in section.widgets:
+                parts.append(widget.html(include_bundle=False))
             if section.table_rows:
                 parts.append(_table(section.table_header, section.table_rows))
             parts.append("</section>")

@@ -100,9 +100,25 @@ def build_report(results: dict) -> Report:
             "example corrupted prompt": "".join(example["corrupted_tokens"]) + f" -> {example['wrong']!r}",
             "metric": f"{baseline['metric']}: clean {baseline['clean']:.4f}, corrupted {baseline['corrupted']:.4f}",
             "config hash": results.get("config_hash", ""),
-            "interp version": results["interp_version"],
         },
     )
+    attention = results.get("attention_example") or {}
+    if attention.get("heads"):
+        from interp.viz.attention import AttentionPatterns
+
+        patterns = torch.tensor([h["pattern"] for h in attention["heads"]])
+        names = [f"L{h['layer']}H{h['head']}" for h in attention["heads"]]
+        report.add(
+            Section(
+                title="Attention patterns of the top heads",
+                explanation=(
+                    f"Attention of the heads that {attention['ranked_by']} ranks highest, on the example clean "
+                    "prompt: each row is a destination token, each column a source token it attends to. Hover a "
+                    "cell for the tokens and the weight; select a head to enlarge it."
+                ),
+                widgets=[AttentionPatterns(patterns, attention["tokens"], names)],
+            )
+        )
     for entry in results["analyses"]:
         values = torch.tensor(entry["values"], dtype=torch.float32)
         figures = _figures(entry, values, example["clean_tokens"])

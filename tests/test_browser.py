@@ -1,0 +1,115 @@
+"""Reports in a real browser (Debian's Chromium via Playwright), offline: every figure and widget draws,
+no console errors, no request leaves file://, and hostile token strings show literally."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.report import Report, Section
+from interp.viz.attention import AttentionPatterns
+from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+HOSTILE = ["<script>alert(1)</script>", "</script>", "<img src=x onerror=alert(1)>", "&amp;", "plain"]
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
+)
+
+
+def open_offline(path: Path, screenshot: Path | None = None) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    errors, external = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1600})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+
+            def route(r):
+                if r.request.url.startswith("file:"):
+                    r.continue_()
+                else:
+                    external.append(r.request.url)
+                    r.abort()
+
+            page.route("**/*", route)
+            page.goto(path.resolve().as_uri())
+            page.wait_for_timeout(1000)
+            state = {
+                "figures": page.locator(".plotly-figure").count(),
+                "drawn": page.locator(".plotly-figure .main-svg").count(),
+                "widgets": page.locator(".interp-attention").count(),
+                "widgets_drawn": page.eval_on_selector_all(
+                    ".interp-attention",
+                    "els => els.filter(e => e.querySelector('canvas, svg, table, div')).length",
+                ),
+                "injected_images": page.locator("img[src='x']").count(),
+                "text": page.inner_text("body"),
+                "token_lists": page.eval_on_selector_all(
+                    ".interp-tokens", "els => els.map(e => e.innerText)"
+                ),
+                "errors": errors,
+                "external": external,
+            }
+            if screenshot:
+                screenshot.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return state
+
+
+def test_hostile_tokens_render_literally(tmp_path):
+    n = len(HOSTILE)
+    patterns = torch.tril(torch.ones(2, n, n))
+    patterns = patterns / patterns.sum(-1, keepdim=True)
+    figure = layer_pos_heatmap(torch.randn(2, n), HOSTILE, "by position")
+    report = Report(title="hostile <b>tokens</b>", header={"prompt": "".join(HOSTILE)})
+    report.add(
+        Section(
+            "attention",
+            HOSTILE[2],
+            figures=[figure, layer_head_heatmap(torch.randn(2, 2), "heads")],
+            widgets=[
+                AttentionPatterns(patterns, HOSTILE, ["H0", "H1"]),
+                AttentionPatterns(patterns, HOSTILE),
+            ],
+            table_header=["token"],
+            table_rows=[[t] for t in HOSTILE],
+        )
+    )
+    state = open_offline(report.write(tmp_path / "hostile.html"))
+    assert state["errors"] == [] and state["external"] == []
+    assert state["drawn"] >= state["figures"] == 2
+    assert state["widgets"] == 2 and state["widgets_drawn"] == 2  # each in its own container
+    assert state["injected_images"] == 0
+    for token in HOSTILE:
+        assert token in state["text"], token
+        assert all(repr(token) in listed for listed in state["token_lists"]), token
+
+
+@pytest.mark.slow
+def test_demo_report_draws_offline(tmp_path):
+    from interp.cli import main
+
+    assert main(["run", str(Path(__file__).resolve().parents[1] / "experiments" / "ioi.toml"), "--out",
+                 str(tmp_path), "--quiet"]) == 0  # fmt: skip
+    state = open_offline(tmp_path / "report.html", screenshot=ARTIFACTS / "demo-report.png")
+    assert state["errors"] == [] and state["external"] == []
+    assert state["figures"] >= 8 and state["drawn"] >= state["figures"]
+    assert state["widgets"] == 1 and state["widgets_drawn"] == 1
+    assert (ARTIFACTS / "demo-report.png").stat().st_size > 50_000
