@@ -54,6 +54,11 @@ class DirectLogitAttribution:
         """Every component plus both constants: equals `logit_diff`."""
         return self.attn.sum(0) + self.mlp.sum(0) + self.embed + self.ln_bias + self.unembed_bias
 
+    def _repr_html_(self) -> str:
+        from interp.viz.summary import dla_html
+
+        return dla_html(self)
+
 
 def _final(t: Tensor, final_pos: Tensor) -> Tensor:
     return t[torch.arange(t.shape[0], device=t.device), final_pos.to(t.device)]
@@ -139,6 +144,11 @@ class LogitLens:
     logit_diff: Float[Tensor, "layer batch"]
     top_tokens: list[list[list[tuple[str, float]]]]  # [layer][prompt] -> k (token, prob)
     labels: list[str]  # "embed", "after L0", ...
+
+    def _repr_html_(self) -> str:
+        from interp.viz.summary import logit_lens_html
+
+        return logit_lens_html(self)
 
 
 @torch.no_grad()

@@ -85,6 +85,11 @@ class PatchResult:
         """(patched - corrupted) / (clean - corrupted): 1 = clean value restored, 0 = no effect."""
         return normalise(self.values, self.clean, self.corrupted)
 
+    def _repr_html_(self) -> str:
+        from interp.viz.summary import patch_result_html
+
+        return patch_result_html(self)
+
 
 @dataclass
 class Runs:

@@ -1,0 +1,34 @@
+# %% [markdown]
+# # Quickstart: load a model, run with a cache, look at attention
+#
+# The first cell holds the parameters: CI runs this notebook on the embedded toy model; switch
+# `MODEL` to `"microsoft/phi-2"` (a ~5.6 GB download, GPU advised) to run it on Phi-2.
+
+# %% tags=["parameters"]
+MODEL = "toy"  # or "microsoft/phi-2"
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+
+# %%
+import interp
+from interp.viz.attention import attention_patterns
+
+model = interp.load_model(MODEL)
+model.interp_info
+
+# %% [markdown]
+# `run_with_cache` is TransformerLens's: every hook's activation, by name. Phi runs attention and MLP in
+# parallel, so there is no `resid_mid`; `interp.hook_names(model)` lists them all.
+
+# %%
+logits, cache = model.run_with_cache(PROMPT)
+top = logits[0, -1].softmax(-1).topk(5)
+[(model.tokenizer.decode([int(i)]), round(float(p), 3)) for p, i in zip(top.values, top.indices, strict=True)]
+
+# %%
+{name: tuple(cache[name].shape) for name in ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]}
+
+# %% [markdown]
+# Attention patterns of every head in layer 1 (offline circuitsvis; hover a head to enlarge it).
+
+# %%
+attention_patterns(model, PROMPT, layer=1)

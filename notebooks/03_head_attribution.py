@@ -1,0 +1,36 @@
+# %% [markdown]
+# # Head attribution: direct logit attribution, logit lens, head scores
+
+# %% tags=["parameters"]
+MODEL = "toy"  # or "microsoft/phi-2"
+
+# %%
+import interp
+from interp.attribution import direct_logit_attribution, logit_lens
+from interp.config import TaskConfig
+from interp.tasks import build_pairs
+from interp.viz.charts import logit_lens_chart
+from interp.viz.heatmaps import layer_head_heatmap
+
+model = interp.load_model(MODEL)
+pairs = build_pairs(TaskConfig(name="ioi", n_pairs=16), model, seed=0)
+
+# %% [markdown]
+# DLA: what each head writes directly into logit(answer) - logit(wrong). Components plus the two
+# constant terms (final LayerNorm bias, unembedding bias) sum exactly to the logit difference.
+
+# %%
+dla = direct_logit_attribution(model, pairs)
+print(f"max |sum - logit diff| = {(dla.total() - dla.logit_diff).abs().max():.2e}")
+layer_head_heatmap(dla.heads.mean(-1), "direct logit attribution per head")
+
+# %%
+lens = logit_lens(model, pairs)
+logit_lens_chart(lens.logit_diff.mean(-1), lens.labels, "logit lens", "logit difference")
+
+# %%
+scores = interp.head_scores(model)
+layer_head_heatmap(scores["induction"], "induction score", diverging=False)
+
+# %%
+layer_head_heatmap(scores["previous_token"], "previous-token score", diverging=False)

@@ -1,0 +1,53 @@
+# %% [markdown]
+# # Ablations and a scripted experiment
+
+# %% tags=["parameters"]
+MODEL = "toy"  # or "microsoft/phi-2"
+OUT = "runs/notebook-ioi"
+
+# %%
+import torch
+
+import interp
+from interp.ablation import Component, ablate, ablation_sweep
+from interp.config import TaskConfig
+from interp.tasks import build_pairs
+from interp.viz.charts import ranked_bars
+
+model = interp.load_model(MODEL)
+pairs = build_pairs(TaskConfig(name="ioi", n_pairs=16), model, seed=0)
+metric = interp.make_metric("logit_diff", pairs.answer, pairs.wrong)
+rows = torch.arange(len(pairs))
+final = pairs.final_pos
+
+# %% [markdown]
+# An ablation is a context manager: hooks are removed when the block ends, also on errors.
+
+# %%
+with torch.no_grad():
+    clean = metric(model(pairs.clean_tokens)[rows, final], rows).mean()
+    with ablate(model, [Component("head", 1, 2)], "mean", reference=pairs.corrupted_tokens):
+        ablated = metric(model(pairs.clean_tokens)[rows, final], rows).mean()
+float(clean), float(ablated)
+
+# %%
+sweep = ablation_sweep(model, pairs, "mean")
+ranked = interp.top_heads(-sweep.values, 6)
+ranked_bars([f"L{layer}H{head}" for layer, head, _ in ranked], [-v for *_, v in ranked], "mean ablation", "change")
+
+# %% [markdown]
+# The same analyses as a scripted, resumable experiment (what `interp run` does):
+
+# %%
+from interp.config import parse_config
+from interp.experiment import run_experiment
+
+config = parse_config(
+    {
+        "model": {"source": MODEL},
+        "task": {"name": "ioi", "n_pairs": 16},
+        "analysis": [{"kind": "ablate_head", "method": "mean"}, {"kind": "patch_head_out"}],
+    }
+)
+results = run_experiment(config, OUT, resume=True, progress=False)
+print(f"report: {OUT}/report.html")

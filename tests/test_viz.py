@@ -1,0 +1,56 @@
+"""Figures are objects with the data we put in; results objects display themselves in notebooks."""
+
+from __future__ import annotations
+
+import torch
+from test_patching import ioi_pairs
+
+from interp.attribution import direct_logit_attribution, logit_lens
+from interp.patching import sweep
+from interp.viz.charts import attribution_scatter, grouped_bars, logit_lens_chart, ranked_bars
+from interp.viz.heatmaps import layer_pos_heatmap
+
+
+def test_layer_pos_heatmap_labels_tokens_and_centres_on_zero():
+    figure = layer_pos_heatmap(torch.tensor([[1.0, -3.0], [0.5, 0.0]]), [" Mary", "<b>"], "t")
+    trace = figure.data[0]
+    assert trace.zmid == 0 and trace.zmin == -3 and trace.zmax == 3
+    assert list(figure.layout.xaxis.ticktext) == ["0: ' Mary'", "1: '<b>'"]
+    assert trace.customdata[1][0] == "L1 pos 0"
+
+
+def test_charts_carry_their_data():
+    lens = logit_lens_chart(torch.tensor([0.0, 1.0, 3.0]), ["embed", "after L0", "after L1"], "lens", "diff")
+    assert list(lens.data[0].y) == [0.0, 1.0, 3.0] and list(lens.data[0].x)[0] == "embed"
+    bars = grouped_bars(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), ["attn", "mlp"], "dla", "v")
+    assert [trace.name for trace in bars.data] == ["attn", "mlp"] and list(bars.data[1].y) == [2.0, 4.0]
+    ranked = ranked_bars(["L1H2", "L0H0"], [-2.0, 1.0], "ablation", "change")
+    assert list(ranked.data[0].marker.color) == ["#b2182b", "#2166ac"]
+    scatter = attribution_scatter(torch.tensor([0.1, 0.9]), torch.tensor([0.0, 0.7]), ["a", "b"], "s")
+    assert list(scatter.data[0].text) == ["a", "b"] and len(scatter.layout.shapes) == 1
+
+
+def test_results_display_themselves(toy_model):
+    pairs = ioi_pairs(toy_model.tokenizer, 3, seed=2)
+    patch_html = sweep(toy_model, pairs, "head_out")._repr_html_()
+    assert "head_out" in patch_html and "layer=" in patch_html and "<table>" in patch_html
+    assert "logit difference" in direct_logit_attribution(toy_model, pairs)._repr_html_()
+    assert "after L3" in logit_lens(toy_model, pairs)._repr_html_()
+
+
+def test_static_export_uses_the_system_browser(tmp_path, monkeypatch):
+    import pytest
+
+    from interp.viz.export import NoBrowserError, find_browser, save_figure
+
+    figure = ranked_bars(["L1H2"], [1.0], "t", "v")
+    monkeypatch.setenv("BROWSER_PATH", "/nonexistent")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(NoBrowserError, match="apt-get install chromium"):
+        save_figure(figure, tmp_path / "f.png")
+    monkeypatch.undo()
+    if find_browser() is None:
+        pytest.skip("no Chrome/Chromium on this machine (.ci/run installs Debian's chromium)")
+    png = save_figure(figure, tmp_path / "f.png")
+    svg = save_figure(figure, tmp_path / "f.svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
