@@ -7,7 +7,7 @@ A config file has a `[model]`, a `[task]` and one `[[analysis]]` table per analy
     source = "toy"            # or "microsoft/phi-2", or a local directory; --model overrides it
     weights = "raw"           # or "folded"
     [task]
-    name = "ioi"              # or "induction", "custom"
+    name = "ioi"              # or "induction", "docstring", "custom"
     n_pairs = 32
     metric = "logit_diff"
     [[analysis]]
@@ -77,7 +77,7 @@ class PairConfig(_Strict):
 
 
 class TaskConfig(_Strict):
-    name: Literal["ioi", "induction", "custom"] = Field(
+    name: Literal["ioi", "induction", "docstring", "custom"] = Field(
         "ioi", description="which task builds the prompt pairs"
     )
     pairs: list[PairConfig] = Field(default_factory=list, description="inline pairs (task 'custom' only)")

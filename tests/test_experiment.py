@@ -128,8 +128,21 @@ def test_killed_process_resumes_to_identical_results(tmp_path):
     assert values(json.loads((out / "results.json").read_text())) == values(expected)
 
 
+TOY_SKIPS = {
+    "docstring.toml": "a code task: the toy model knows no code (the task refuses it); runs on Phi-2"
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "experiments").glob("*.toml")))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(p.name, marks=pytest.mark.skip(reason=TOY_SKIPS[p.name]))
+        if p.name in TOY_SKIPS
+        else p.name
+        for p in sorted((ROOT / "experiments").glob("*.toml"))
+    ],
+)
 def test_every_shipped_experiment_runs_on_the_toy_model(name, tmp_path):
     start = time.time()
     assert (

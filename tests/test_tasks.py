@@ -65,3 +65,30 @@ def test_custom_pairs(toy_model):
     )
     pairs = build_pairs(TaskConfig(name="custom", pairs=[pair]), toy_model, seed=0)
     assert len(pairs) == 1 and pairs.lengths.tolist() == [14]
+
+
+def phi2_like_tokenizer(gpt2_bpe_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE.from_file(str(gpt2_bpe_dir / "encoder.json"), str(gpt2_bpe_dir / "vocab.bpe")))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+
+
+def test_docstring_pairs_under_phi2_vocabulary(gpt2_bpe_dir):
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(tokenizer=phi2_like_tokenizer(gpt2_bpe_dir), interp_info=None)
+    pairs = build_pairs(TaskConfig(name="docstring", n_pairs=12), model, seed=0)
+    assert pairs.same_length and len(pairs) == 12
+    for pair in pairs.pairs:
+        definition = pair.clean.splitlines()[0]
+        assert pair.answer.strip() in definition and pair.answer.strip() not in pair.corrupted.splitlines()[0]
+        assert pair.wrong.strip() in pair.corrupted.splitlines()[0] and pair.clean.endswith(":param")
+
+
+def test_docstring_refuses_the_toy_model_with_the_reason(toy_model):
+    with pytest.raises(PromptError, match="trained on no code"):
+        build_pairs(TaskConfig(name="docstring"), toy_model, seed=0)

@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | `ioi` | "When Mary and John went to the store, John gave a drink to" -> " Mary" | the repeated name becomes the other one ("..., Mary gave a drink to"), so the answer flips to " John" |
 | `induction` | random tokens `r`, then `r` again without its last token -> `r[-1]` | the first copy is other random tokens `r'`; wrong answer `r'[-1]` |
+| `docstring` | a Python function's docstring listing its parameters -> the next parameter name | the definition's argument names replaced; wrong answer the replacement in that slot |
 | `custom` | inline pairs from the config | |
 """
 
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from interp.config import TaskConfig
 from interp.prompts import PromptPairs
-from interp.tasks import custom, induction, ioi
+from interp.tasks import custom, docstring, induction, ioi
 
-TASKS = {"ioi": ioi, "induction": induction, "custom": custom}
+TASKS = {"ioi": ioi, "induction": induction, "docstring": docstring, "custom": custom}
 
 
 def build_pairs(task: TaskConfig, model, seed: int) -> PromptPairs:
