@@ -159,3 +159,20 @@ def test_cli_errors_are_clean(tmp_path, capsys):
     bad.write_text('[[analysis]]\nkind = "patch_everything"\n')
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "analysis.0.kind" in capsys.readouterr().err
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_results(tmp_path, monkeypatch, capsys):
+    expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
+    real = experiment.compute
+
+    def small_memory(analysis, model, pairs, config):
+        if len(pairs) > 1 and analysis.kind == "patch_head_out":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(analysis, model, pairs, config)
+
+    monkeypatch.setattr(experiment, "compute", small_memory)
+    results = experiment.run_experiment(parse_config(SMALL), tmp_path / "halved", progress=False)
+    assert "retrying as 2 + 2" in capsys.readouterr().err
+    assert "CUDA out of memory" in (tmp_path / "halved" / "run.log").read_text()
+    got, want = values(results)["patch_head_out"], values(expected)["patch_head_out"]
+    assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-5)
