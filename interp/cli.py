@@ -34,10 +34,24 @@ def _run(args: argparse.Namespace) -> int:
     if overrides:
         config = config.model_copy(update={"model": config.model.model_copy(update=overrides)})
         config = type(config).model_validate(config.model_dump())  # re-validate the overridden fields
-    if args.backend != "local":
-        raise SystemExit(f"backend {args.backend!r} is not available; use --backend local")
+    options = {}
+    if args.backend == "ray":
+        options = {
+            "address": args.address,
+            "num_workers": args.num_workers,
+            "gpus_per_worker": args.gpus_per_worker,
+        }
+    elif args.address or args.num_workers != 2 or args.gpus_per_worker:
+        raise SystemExit("--address, --num-workers and --gpus-per-worker need --backend ray")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    results = run_experiment(config, out, resume=args.resume, progress=not args.quiet)
+    results = run_experiment(
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.quiet,
+        backend=args.backend,
+        backend_options=options,
+    )
     base = results["baseline"]
     say(
         f"{results['task']['name']} on {results['model']['source']}: {base['metric']} clean {base['clean']:.3f}, corrupted {base['corrupted']:.3f}"
@@ -86,7 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="override [model] dtype")
     run.add_argument("--out", help="output directory (default runs/<config name>)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    run.add_argument("--backend", default="local", choices=["local"], help="where units run (default local)")
+    run.add_argument(
+        "--backend", default="local", choices=["local", "ray"], help="where units run (default local)"
+    )
+    run.add_argument(
+        "--address", help="ray: address of an existing cluster (default: start one on this machine)"
+    )
+    run.add_argument(
+        "--num-workers", type=int, default=2, help="ray: number of actors, each loads the model once"
+    )
+    run.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (e.g. 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
     report = commands.add_parser("report", help="re-render report.html of a run directory from results.json")

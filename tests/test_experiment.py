@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import interp.experiment as experiment
+import interp.worker as worker
 from interp.analyses import Computed
 from interp.cli import main
 from interp.config import ConfigError, load_config, parse_config
@@ -66,7 +67,7 @@ def test_existing_run_needs_resume_and_the_same_config(tmp_path):
 
 
 def test_non_finite_values_name_the_analysis(tmp_path, monkeypatch):
-    real = experiment.compute
+    real = worker.compute
 
     def broken(analysis, model, pairs, config):
         out = real(analysis, model, pairs, config)
@@ -76,14 +77,14 @@ def test_non_finite_values_name_the_analysis(tmp_path, monkeypatch):
             else out
         )
 
-    monkeypatch.setattr(experiment, "compute", broken)
+    monkeypatch.setattr(worker, "compute", broken)
     with pytest.raises(ValueError, match="analysis 'logit_lens' produced non-finite values"):
         experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
 
 
 def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
     expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
-    real, calls = experiment.compute, {"n": 0}
+    real, calls = worker.compute, {"n": 0}
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -91,12 +92,12 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "compute", interrupted)
+    monkeypatch.setattr(worker, "compute", interrupted)
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", progress=False)
     done = list((tmp_path / "cut" / "units").rglob("*.safetensors"))
     assert 0 < len(done) < 11 and not (tmp_path / "cut" / "results.json").exists()
-    monkeypatch.setattr(experiment, "compute", real)
+    monkeypatch.setattr(worker, "compute", real)
     resumed = experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", resume=True, progress=False)
     assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
 
@@ -163,14 +164,14 @@ def test_cli_errors_are_clean(tmp_path, capsys):
 
 def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_results(tmp_path, monkeypatch, capsys):
     expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
-    real = experiment.compute
+    real = worker.compute
 
     def small_memory(analysis, model, pairs, config):
         if len(pairs) > 1 and analysis.kind == "patch_head_out":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(analysis, model, pairs, config)
 
-    monkeypatch.setattr(experiment, "compute", small_memory)
+    monkeypatch.setattr(worker, "compute", small_memory)
     results = experiment.run_experiment(parse_config(SMALL), tmp_path / "halved", progress=False)
     assert "retrying as 2 + 2" in capsys.readouterr().err
     assert "CUDA out of memory" in (tmp_path / "halved" / "run.log").read_text()
