@@ -16,7 +16,7 @@ A config file has a `[model]`, a `[task]` and one `[[analysis]]` table per analy
     kind = "ablate_head"
     method = "mean"
 
-Every field has a description, which `interp run --help-config` prints.
+Every field has a description, which `interp tasks` prints.
 """
 
 from __future__ import annotations
