@@ -111,3 +111,16 @@ def save_answer_head_dir(directory: Path, layer: int = 1, head: int = 1, seed: i
 
     make_tokenizer().save_pretrained(directory)
     return directory
+
+
+def interrupted_at(call: int, real):
+    """`real`, except that its `call`-th call raises KeyboardInterrupt (a simulated Ctrl-C)."""
+    calls = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return wrapper

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import interrupted_at
 
 import interp.experiment as experiment
 import interp.worker as worker
@@ -52,15 +53,8 @@ class TestRayBackend:
         assert (tmp_path / "report.html").exists()
 
     def test_resume_across_backends(self, ray_cluster, local_results, tmp_path, monkeypatch):
-        real, calls = worker.compute, {"n": 0}
-
-        def interrupted(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(worker, "compute", interrupted)
+        real = worker.compute
+        monkeypatch.setattr(worker, "compute", interrupted_at(3, real))
         with pytest.raises(KeyboardInterrupt):
             experiment.run_experiment(parse_config(CONFIG), tmp_path, progress=False)  # local, cut short
         monkeypatch.setattr(worker, "compute", real)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import interrupted_at
 
 from interp.cache import CacheTooLargeError, DiskCache, cache_activations, estimate_cache_bytes, stream_cache
 from interp.errors import HookNameError
@@ -68,15 +69,7 @@ class TestStreaming:
         import interp.cache as cache_module
 
         real = cache_module.cache_activations
-        calls = {"n": 0}
-
-        def flaky(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(cache_module, "cache_activations", flaky)
+        monkeypatch.setattr(cache_module, "cache_activations", interrupted_at(2, real))
         with pytest.raises(KeyboardInterrupt):
             stream_cache(model, tokens, NAMES, directory, batch_size=4)
         assert len(json.loads((directory / "manifest.json").read_text())["shards"]) == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import interrupted_at
 
 import interp.experiment as experiment
 import interp.worker as worker
@@ -84,15 +85,8 @@ def test_non_finite_values_name_the_analysis(tmp_path, monkeypatch):
 
 def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
     expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
-    real, calls = worker.compute, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(worker, "compute", interrupted)
+    real = worker.compute
+    monkeypatch.setattr(worker, "compute", interrupted_at(4, real))
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", progress=False)
     done = list((tmp_path / "cut" / "units").rglob("*.safetensors"))
