@@ -83,3 +83,10 @@ def test_toy_names_and_words_are_single_phi2_tokens(gpt2_bpe_dir):
     words = TRAIN_NAMES + HELD_OUT_NAMES + PLACES + OBJECTS
     multi = {w: bpe.encode(" " + w).tokens for w in words if len(bpe.encode(" " + w).ids) != 1}
     assert not multi, f"not single Phi-2 tokens: {multi}"
+
+
+def test_committed_tokenizer_matches_the_vocabulary_in_code():
+    saved = json.loads((TOY_DIR / "tokenizer.json").read_text())["model"]["vocab"]
+    from interp.toy.vocab import vocabulary
+
+    assert sorted(saved, key=saved.get) == list(vocabulary())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import lru_cache
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
@@ -95,7 +96,8 @@ def _words(text: str) -> list[str]:
     return re.findall(r" ?[A-Za-z{}]+|[,.]", text)
 
 
-def vocabulary() -> list[str]:
+@lru_cache(maxsize=1)
+def vocabulary() -> tuple[str, ...]:
     """Every token string (byte-level form) in id order; ids beyond it up to D_VOCAB are unused."""
     words: list[str] = []
     for template in TRAIN_TEMPLATES + HELD_OUT_TEMPLATES + NAME_SENTENCES:
@@ -107,7 +109,7 @@ def vocabulary() -> list[str]:
     for word in PLACES + OBJECTS + FILLER:
         words.append(" " + word)
     ordered = list(dict.fromkeys(words))
-    return [EOT, UNK] + [w.replace(" ", "Ġ") for w in ordered]
+    return (EOT, UNK, *(w.replace(" ", "Ġ") for w in ordered))
 
 
 def build_tokenizer() -> Tokenizer:
