@@ -26,7 +26,7 @@ final = pairs.final_pos
 # %%
 with torch.no_grad():
     clean = metric(model(pairs.clean_tokens)[rows, final], rows).mean()
-    with ablate(model, [Component("head", 1, 2)], "mean", reference=pairs.corrupted_tokens):
+    with ablate(model, [Component("head", 3, 2)], "mean", reference=pairs.corrupted_tokens):  # the name mover
         ablated = metric(model(pairs.clean_tokens)[rows, final], rows).mean()
 float(clean), float(ablated)
 

@@ -12,9 +12,9 @@ from interp.heads import head_scores, top_heads
 from interp.patching import sweep
 from interp.tasks import build_pairs
 
-INDUCTION_HEADS = {(2, 0), (2, 1), (2, 2), (3, 0), (3, 1), (3, 2), (3, 3)}  # the card's table
-PREVIOUS_TOKEN_HEAD = (1, 1)
-IOI_HEAD = (1, 2)
+INDUCTION_HEADS = {(2, 0), (2, 1), (2, 2), (2, 3)}  # the card's table
+PREVIOUS_TOKEN_HEAD = (1, 0)
+NAME_MOVER = (3, 2)  # writes the IOI answer directly
 
 
 def names(ranking):
@@ -45,9 +45,14 @@ def test_total_effect_methods_agree_on_ioi(toy_model, ioi):
     print("direct logit attribution:", names(top_heads(dla, 3)))
     overlap = {h[:2] for h in by_patching} & {h[:2] for h in by_ablation}
     assert len(overlap) >= 2
-    assert by_patching[0][:2] == by_ablation[0][:2] == top_heads(dla, 1)[0][:2] == IOI_HEAD
-    # the previous-token head acts through later heads: a total effect without a direct one
-    assert ablated[PREVIOUS_TOKEN_HEAD] < -0.5 and abs(dla[PREVIOUS_TOKEN_HEAD]) < 0.2
+    assert (
+        {h[:2] for h in by_patching[:2]}
+        == {h[:2] for h in by_ablation[:2]}
+        == {PREVIOUS_TOKEN_HEAD, NAME_MOVER}
+    )
+    assert top_heads(dla, 1)[0][:2] == NAME_MOVER
+    # the previous-token head acts through later heads: a large total effect without a direct one
+    assert ablated[PREVIOUS_TOKEN_HEAD] < -5 and abs(dla[PREVIOUS_TOKEN_HEAD]) < 0.2
 
 
 def test_attribution_patching_agrees_with_exact_patching(toy_model, ioi):
@@ -55,18 +60,26 @@ def test_attribution_patching_agrees_with_exact_patching(toy_model, ioi):
     estimate = attribution_patch(toy_model, ioi)["head_out"]
     measured = agreement(estimate.values, exact.values - exact.corrupted)
     print("attribution vs exact (layer, head):", measured)
-    assert measured["pearson"] >= 0.95 and measured["spearman"] >= 0.85  # measured 0.998 / 1.00
+    assert measured["pearson"] >= 0.85 and measured["spearman"] >= 0.75  # measured 0.93 / 0.85
 
 
 def test_attribution_patching_agreement_by_head_and_position(toy_model):
-    """Measured on induction: Pearson 0.76, Spearman 0.79 over 240 (layer, head, pos) cells.
+    """Measured on induction: Pearson 0.80, Spearman 0.68 over 240 (layer, head, pos) cells.
 
-    (On the same prompts resid_pre agrees poorly, Pearson 0.21: replacing the whole residual stream at
-    an early position is far from linear. Exact patching is the reference there.)
+    (On the same prompts resid_pre agrees poorly, Pearson 0.48, Spearman 0.27: replacing the whole
+    residual stream at an early position is far from linear. Exact patching is the reference there.)
     """
     pairs = build_pairs(TaskConfig(name="induction", n_pairs=16, seq_len=8), toy_model, seed=2)
     exact = sweep(toy_model, pairs, "head_out_by_pos")
     estimate = attribution_patch(toy_model, pairs)["head_out_by_pos"]
     measured = agreement(estimate.values, exact.values - exact.corrupted)
     print("attribution vs exact (head_out_by_pos, induction):", measured)
-    assert measured["pearson"] >= 0.65 and measured["spearman"] >= 0.65
+    assert measured["pearson"] >= 0.7 and measured["spearman"] >= 0.6
+
+
+def test_docstring_is_carried_by_the_induction_heads(toy_model):
+    pairs = build_pairs(TaskConfig(name="docstring", n_pairs=32), toy_model, seed=0)
+    patched = sweep(toy_model, pairs, "head_out").normalised()
+    print("docstring patching:", names(top_heads(patched, 3)))
+    assert {h[:2] for h in top_heads(patched, 2)} <= INDUCTION_HEADS
+    assert patched.sum().item() > 0.8  # together the heads restore most of the clean behaviour

@@ -123,9 +123,7 @@ def test_killed_process_resumes_to_identical_results(tmp_path):
     assert values(json.loads((out / "results.json").read_text())) == values(expected)
 
 
-TOY_SKIPS = {
-    "docstring.toml": "a code task: the toy model knows no code (the task refuses it); runs on Phi-2"
-}
+TOY_SKIPS: dict[str, str] = {}  # experiment file -> why it cannot run on the toy model
 
 
 @pytest.mark.slow

@@ -47,8 +47,8 @@ def test_cache_keeps_only_named_activations_and_downcasts(model):
     assert cache["blocks.1.hook_resid_pre"].dtype == torch.bfloat16
     _, reference = model.run_with_cache(tokens)
     assert torch.allclose(
-        cache["blocks.1.hook_resid_pre"].float(), reference["blocks.1.hook_resid_pre"], atol=0.05
-    )
+        cache["blocks.1.hook_resid_pre"].float(), reference["blocks.1.hook_resid_pre"], rtol=1e-2, atol=1e-2
+    )  # bfloat16 keeps 8 significant bits
 
 
 def test_hooks_removed_when_forward_raises(model):

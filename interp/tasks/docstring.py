@@ -14,8 +14,8 @@ names, so nothing in the prompt points to " files" any more; the wrong answer is
 definition's argument in the same slot. Clean and corrupted differ only in single-token names, so
 they have the same length. Every word is checked to be a single token under the loaded tokenizer.
 
-The toy model was trained on no code (its vocabulary has no `def`, `self` or `:param`), so this task
-refuses it with that reason; it is meant for Phi-2, Phi-1.5 and Phi-1.
+Meant for Phi-2, Phi-1.5 and Phi-1. The toy model also learned it (1/16 of its training rows are clean
+prompts of this task, from a different random stream than `build` uses), so it runs offline too.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from __future__ import annotations
 import random
 
 from interp.config import TaskConfig
-from interp.prompts import PromptError, PromptPair, PromptPairs
+from interp.prompts import PromptPair, PromptPairs
 from interp.tasks.ioi import check_single_tokens
 
-DESCRIPTION = "docstring argument completion (code; Phi-2, not the toy); options: n_pairs"
+DESCRIPTION = "docstring argument completion (code); options: n_pairs"
 
 ARG_NAMES = [
     "load", "size", "files", "last", "image", "date", "shape", "label", "name", "value", "data", "path",
@@ -40,7 +40,7 @@ WORDS = [
 FUNCTIONS = ["port", "run", "load", "check", "parse", "build", "update", "send", "read", "write"]
 
 
-def _prompt(function: str, args: list[str], described: list[str], words: list[str]) -> str:
+def prompt_text(function: str, args: list[str], described: list[str], words: list[str]) -> str:
     lines = [f"def {function}(self, {', '.join(args)}):", '    """' + " ".join(words[:3]), ""]
     for i, arg in enumerate(described):
         lines.append(f"    :param {arg}: {words[3 + 2 * i]} {words[4 + 2 * i]}")
@@ -48,21 +48,19 @@ def _prompt(function: str, args: list[str], described: list[str], words: list[st
     return "\n".join(lines)
 
 
+def sample_pair(rng: random.Random) -> PromptPair:
+    """One clean/corrupted pair with random names, words and function (the toy trains on clean ones)."""
+    args = rng.sample(ARG_NAMES, 8)
+    clean_args, corrupted_args = args[:4], args[4:]
+    words = rng.sample(WORDS, 7)
+    function = rng.choice(FUNCTIONS)
+    clean = prompt_text(function, clean_args, clean_args[:2], words)
+    corrupted = prompt_text(function, corrupted_args, clean_args[:2], words)
+    return PromptPair(clean, corrupted, " " + clean_args[2], " " + corrupted_args[2])
+
+
 def build(task: TaskConfig, model, seed: int) -> PromptPairs:
-    if getattr(getattr(model, "interp_info", None), "kind", None) == "toy":
-        raise PromptError(
-            "The docstring task needs a model that knows Python: the toy model was trained on no code and its "
-            "vocabulary has no 'def', 'self' or ':param'. Run it on Phi-2 (--model microsoft/phi-2)."
-        )
     check_single_tokens(model.tokenizer, ARG_NAMES, "argument names")
-    rng = random.Random(seed)
-    pairs = []
-    for _ in range(task.n_pairs):
-        args = rng.sample(ARG_NAMES, 8)
-        clean_args, corrupted_args = args[:4], args[4:]
-        words = rng.sample(WORDS, 7)
-        function = rng.choice(FUNCTIONS)
-        clean = _prompt(function, clean_args, clean_args[:2], words)
-        corrupted = _prompt(function, corrupted_args, clean_args[:2], words)
-        pairs.append(PromptPair(clean, corrupted, " " + clean_args[2], " " + corrupted_args[2]))
+    rng = random.Random(seed + 1000)  # a different stream from the toy's training data (seed 0)
+    pairs = [sample_pair(rng) for _ in range(task.n_pairs)]
     return PromptPairs.from_strings(model.tokenizer, pairs, prepend_bos=task.prepend_bos)

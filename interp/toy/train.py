@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
+from interp.tasks.docstring import sample_pair
 from interp.toy.data import make_ioi, make_name_sentence, make_repeated_tokens
 from interp.toy.vocab import (
     D_VOCAB,
@@ -80,14 +81,17 @@ def make_batch(
     """Token ids and a loss mask (1 where the next token is a training target), right-padded."""
     rows: list[tuple[list[int], list[int]]] = []
     for i in range(n_rows):
-        kind = i % 8  # 3/8 induction, 4/8 IOI, 1/8 one-name sentences
-        if kind < 3:
+        kind = i % 16  # 5/16 induction, 8/16 IOI, 2/16 name sentences, 1/16 docstrings
+        if kind < 5:
             ids, repeat_start = make_repeated_tokens(rng)
             mask = [0] * len(ids)
             for pos in range(repeat_start - 1, len(ids) - 1):  # predict each repeated token
                 mask[pos] = 1
         else:
-            if kind < 7:
+            if kind == 15:
+                pair = sample_pair(rng)
+                text = pair.clean + pair.answer
+            elif kind < 13:
                 # a third of IOI rows use ordinary words as the "names", so the circuit must work by
                 # token identity (which token is repeated), not by features of the training names
                 names = FILLER if rng.random() < 1 / 3 else TRAIN_NAMES
@@ -157,7 +161,7 @@ def train(steps: int, seed: int, out: Path, batch_size: int = 64, lr: float = 3e
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=4000, help="optimiser steps")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output directory")
     args = parser.parse_args()

@@ -88,12 +88,29 @@ FILLER = [
     "piano", "train", "clock", "glass", "shoe", "coat", "hat", "key", "box", "bag", "pen", "map",
 ]  # fmt: skip
 
-D_VOCAB = 256  # padded beyond the real tokens, as Phi-2 pads 50295 real tokens to 51200
+D_VOCAB = 384  # padded beyond the real tokens, as Phi-2 pads 50295 real tokens to 51200
 
 
 def _words(text: str) -> list[str]:
     """Split a template the way GPT-2's pre-tokenizer does for plain words and punctuation."""
     return re.findall(r" ?[A-Za-z{}]+|[,.]", text)
+
+
+def docstring_pieces() -> list[str]:
+    """Byte-level pre-tokens of every docstring-task prompt (`interp.tasks.docstring`), in first-seen order."""
+    from tokenizers import pre_tokenizers
+
+    from interp.tasks.docstring import ARG_NAMES, FUNCTIONS, WORDS, prompt_text
+
+    split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str
+    pieces: list[str] = []
+    for i, function in enumerate(FUNCTIONS):
+        for j, word in enumerate(WORDS):
+            words = [word] + [WORDS[(j + k) % len(WORDS)] for k in range(1, 7)]
+            args = [ARG_NAMES[(i + j + k) % len(ARG_NAMES)] for k in range(4)]
+            pieces += [piece for piece, _ in split(prompt_text(function, args, args[:2], words))]
+    pieces += ["Ġ" + arg for arg in ARG_NAMES]  # answers
+    return list(dict.fromkeys(pieces))
 
 
 @lru_cache(maxsize=1)
@@ -109,7 +126,7 @@ def vocabulary() -> tuple[str, ...]:
     for word in PLACES + OBJECTS + FILLER:
         words.append(" " + word)
     ordered = list(dict.fromkeys(words))
-    return (EOT, UNK, *(w.replace(" ", "Ġ") for w in ordered))
+    return tuple(dict.fromkeys([EOT, UNK, *(w.replace(" ", "Ġ") for w in ordered), *docstring_pieces()]))
 
 
 def build_tokenizer() -> Tokenizer:
