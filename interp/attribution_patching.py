@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.forward import PhiWeights, block, run_with_cache, unembed
+from interp.forward import PhiWeights, block, forward_logits, run_with_cache, unembed
 from interp.hooks import active_hook_count
 from interp.metrics import Metric, MetricKind, make_metric
 from interp.patching import PatchResult
@@ -78,7 +78,11 @@ def attribution_patch(
         )
         source = run_with_cache(w, source_tokens)
         finals["source"][index] = source.final_logits.float().cpu()
-        finals["base"][index] = run_with_cache(w, base_tokens).final_logits.float().cpu()
+        if (
+            direction == "noising"
+        ):  # the base run is the clean one, which the metric needs before any backward
+            with torch.no_grad():
+                finals["base"][index] = forward_logits(w, base_tokens)[:, -1].float().cpu()
         groups.append((index, base_tokens, source))
     clean_final, corrupted_final = (
         (finals["source"], finals["base"]) if direction == "denoising" else (finals["base"], finals["source"])
@@ -89,6 +93,8 @@ def attribution_patch(
     for index, base_tokens, source in groups:
         with torch.enable_grad():
             logits, acts = _base_run_with_grad(w, base_tokens)
+            if direction == "denoising":  # the corrupted baseline comes from this same run
+                finals["base"][index] = logits.detach().float().cpu()
             _accumulate(w, metric_fn, logits, acts, source, index, values)
     everyone = torch.arange(n)
     clean_value = metric_fn(clean_final, everyone).mean().item()

@@ -120,12 +120,17 @@ class PromptPairs:
         )
 
 
-def _check_known(tokenizer, ids: list[int], what: str) -> None:
-    """Refuse text the tokenizer could only map to its unknown token (a word-level vocabulary)."""
+def has_unknown(tokenizer, ids: list[int]) -> bool:
+    """Whether `ids` contain the tokenizer's unknown token (only word-level vocabularies have one)."""
     unk = tokenizer.unk_token_id
     if unk in (None, tokenizer.bos_token_id, tokenizer.eos_token_id):
-        return  # byte-level BPE (Phi-2) has no unknown words; its "unk" is <|endoftext|>
-    if unk in ids:
+        return False  # byte-level BPE (Phi-2) has no unknown words; its "unk" is <|endoftext|>
+    return unk in ids
+
+
+def _check_known(tokenizer, ids: list[int], what: str) -> None:
+    """Refuse text the tokenizer could only map to its unknown token (a word-level vocabulary)."""
+    if has_unknown(tokenizer, ids):
         raise PromptError(
             f"{what} contains words outside the tokenizer's vocabulary (they become {tokenizer.unk_token!r}): "
             f"{_show(tokenizer, ids)}"

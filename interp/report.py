@@ -39,7 +39,8 @@ def _script_json(value) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def html_table(header: list[str], rows: list[list]) -> str:
+    """A table with every cell escaped."""
     head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
@@ -80,7 +81,7 @@ class Report:
             f"<title>{html.escape(self.title)}</title><style>{STYLE}</style>",
             f"<script>{get_plotlyjs()}</script></head><body>",
             f"<header><h1>{html.escape(self.title)}</h1>",
-            _table(["", ""], [[k, v] for k, v in facts.items()]),
+            html_table(["", ""], [[k, v] for k, v in facts.items()]),
             "</header>",
         ]
         if any(section.widgets for section in self.sections):
@@ -98,7 +99,7 @@ class Report:
             for widget in section.widgets:
                 parts.append(widget.html(include_bundle=False))
             if section.table_rows:
-                parts.append(_table(section.table_header, section.table_rows))
+                parts.append(html_table(section.table_header, section.table_rows))
             parts.append("</section>")
         parts.append(
             "<script>const FIGURES = " + _script_json(figure_specs) + ";\nfor (const f of FIGURES) {"

@@ -10,6 +10,7 @@ import torch
 from interp.report import Report, Section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
+from interp.viz.summary import top_coords
 
 EXPLANATIONS = {
     "patch": (
@@ -49,24 +50,17 @@ def _explanation(kind: str) -> str:
 
 
 def _top_rows(values: torch.Tensor, dims: list[str], labels: dict, k: int) -> list[list[str]]:
-    flat = values.flatten()
-    order = flat.abs().argsort(descending=True)[:k]
-    rows = []
-    for index in order.tolist():
-        coords = []
-        rest = index
-        for size in reversed(values.shape):
-            coords.append(rest % size)
-            rest //= size
-        coords.reverse()
-        names = []
-        for dim, c in zip(dims, coords, strict=True):
-            if dim in labels:
-                names.append(labels[dim][c])
-            else:
-                names.append({"layer": "L", "head": "H", "pos": " pos "}.get(dim, f"{dim} ") + str(c))
-        rows.append(["".join(names), f"{flat[index].item():+.4f}"])
-    return rows
+    def name(dim: str, c: int) -> str:
+        return (
+            labels[dim][c]
+            if dim in labels
+            else {"layer": "L", "head": "H", "pos": " pos "}.get(dim, f"{dim} ") + str(c)
+        )
+
+    return [
+        ["".join(name(d, c) for d, c in zip(dims, coords, strict=True)), f"{value:+.4f}"]
+        for coords, value in top_coords(values, k)
+    ]
 
 
 def _figures(entry: dict, values: torch.Tensor, tokens: list[str]) -> list:

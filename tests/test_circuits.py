@@ -58,6 +58,10 @@ def test_total_effect_methods_agree_on_ioi(toy_model, ioi):
 def test_attribution_patching_agrees_with_exact_patching(toy_model, ioi):
     exact = sweep(toy_model, ioi, "head_out")
     estimate = attribution_patch(toy_model, ioi)["head_out"]
+    assert estimate.clean == pytest.approx(exact.clean, abs=1e-4)
+    assert estimate.corrupted == pytest.approx(exact.corrupted, abs=1e-4)
+    noised = attribution_patch(toy_model, ioi, direction="noising")["head_out"]
+    assert (noised.clean, noised.corrupted) == pytest.approx((exact.clean, exact.corrupted), abs=1e-4)
     measured = agreement(estimate.values, exact.values - exact.corrupted)
     print("attribution vs exact (layer, head):", measured)
     assert measured["pearson"] >= 0.85 and measured["spearman"] >= 0.75  # measured 0.93 / 0.85

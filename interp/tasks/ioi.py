@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 
 from interp.config import TaskConfig
-from interp.prompts import PromptError, PromptPair, PromptPairs
+from interp.prompts import PromptError, PromptPair, PromptPairs, has_unknown
 
 DESCRIPTION = "indirect object identification; options: n_pairs, names (single tokens)"
 
@@ -53,10 +53,7 @@ def check_single_tokens(tokenizer, words: list[str], what: str) -> None:
     bad = {}
     for word in words:
         ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        unknown = (
-            tokenizer.unk_token_id not in (None, tokenizer.eos_token_id) and tokenizer.unk_token_id in ids
-        )
-        if len(ids) != 1 or unknown:
+        if len(ids) != 1 or has_unknown(tokenizer, ids):
             bad[word] = [tokenizer.decode([i]) for i in ids]
     if bad:
         shown = ", ".join(f"{w!r} -> {t}" for w, t in bad.items())

@@ -6,24 +6,24 @@ import html
 
 import torch
 
+from interp.report import html_table
 
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+def top_coords(values: torch.Tensor, k: int) -> list[tuple[tuple[int, ...], float]]:
+    """The k entries of largest magnitude, as (coordinates, value), largest first."""
+    flat = values.flatten()
+    order = flat.abs().argsort(descending=True)[:k]
+    if values.ndim == 0:  # a scalar: one entry, no coordinates
+        return [((), flat[0].item())]
+    coords = torch.stack(torch.unravel_index(order, values.shape), dim=-1)
+    return [(tuple(c.tolist()), flat[i].item()) for c, i in zip(coords, order, strict=True)]
 
 
 def top_cells(values: torch.Tensor, dims: tuple[str, ...], k: int = 5) -> list[list[str]]:
-    flat = values.flatten()
-    rows = []
-    for index in flat.abs().argsort(descending=True)[:k].tolist():
-        coords, rest = [], index
-        for size in reversed(values.shape):
-            coords.append(rest % size)
-            rest //= size
-        label = " ".join(f"{d}={c}" for d, c in zip(dims, reversed(coords), strict=True))
-        rows.append([label, f"{flat[index].item():+.4f}"])
-    return rows
+    return [
+        [" ".join(f"{d}={c}" for d, c in zip(dims, coords, strict=True)), f"{value:+.4f}"]
+        for coords, value in top_coords(values, k)
+    ]
 
 
 def patch_result_html(result) -> str:
@@ -32,9 +32,7 @@ def patch_result_html(result) -> str:
         f"<b>{html.escape(result.site)}</b> ({html.escape(result.direction)}, {html.escape(result.metric)})"
     )
     facts = f"dims {html.escape(' x '.join(result.dims) or 'scalar')} {tuple(values.shape)}; clean {result.clean:.4f}, corrupted {result.corrupted:.4f}"
-    return (
-        f"<div>{title}<br>{facts}{_table(['largest |value|', 'value'], top_cells(values, result.dims))}</div>"
-    )
+    return f"<div>{title}<br>{facts}{html_table(['largest |value|', 'value'], top_cells(values, result.dims))}</div>"
 
 
 def dla_html(dla) -> str:
@@ -44,7 +42,7 @@ def dla_html(dla) -> str:
         f"logit difference {dla.logit_diff.mean():.4f} (mean over {dla.logit_diff.numel()} prompts); "
         f"max |components + constants - logit diff| {(dla.total() - dla.logit_diff).abs().max():.1e}"
     )
-    return f"<div><b>direct logit attribution</b><br>{html.escape(facts)}{_table(['head', 'mean DLA'], rows)}</div>"
+    return f"<div><b>direct logit attribution</b><br>{html.escape(facts)}{html_table(['head', 'mean DLA'], rows)}</div>"
 
 
 def logit_lens_html(lens) -> str:
@@ -54,6 +52,4 @@ def logit_lens_html(lens) -> str:
             lens.labels, lens.answer_rank, lens.answer_prob, lens.logit_diff, strict=True
         )
     ]
-    return (
-        f"<div><b>logit lens</b>{_table(['after', 'answer rank', 'answer prob', 'logit diff'], rows)}</div>"
-    )
+    return f"<div><b>logit lens</b>{html_table(['after', 'answer rank', 'answer prob', 'logit diff'], rows)}</div>"
