@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from patching import CONFIGS, WEIGHT_STD, random_pairs, save_phi_dir  # noqa: E402
 
-from interp.ablation import Component, ablate, ablation_sweep  # noqa: E402
-from interp.metrics import make_metric  # noqa: E402
-from interp.model import load_model  # noqa: E402
+from interp.data.metrics import make_metric  # noqa: E402
+from interp.methods.ablation import Component, ablate, ablation_sweep  # noqa: E402
+from interp.model.loading import load_model  # noqa: E402
 
 
 def main() -> None:

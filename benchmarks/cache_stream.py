@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from patching import CONFIGS, save_phi_dir  # noqa: E402
 
-from interp.cache import stream_cache  # noqa: E402
-from interp.model import load_model  # noqa: E402
+from interp.model.cache import stream_cache  # noqa: E402
+from interp.model.loading import load_model  # noqa: E402
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ def timed(fn, repeats: int = 5) -> float:
 def run(directory: Path, batch: int, seq: int, out: Path, device: str = "cuda") -> dict:
     from transformers import PhiForCausalLM
 
-    from interp.model import load_model
+    from interp.model.loading import load_model
 
     name = torch.cuda.get_device_name(0) if device == "cuda" else device
     results: dict = {"device": name, "torch": torch.__version__, "batch": batch, "seq": seq}

@@ -107,7 +107,7 @@ def child(mode: str, directory: str) -> None:
     start = time.time()
     tokens = torch.tensor([[2, 3, 4, 5, 6, 7, 8, 9]])
     if mode in ("raw", "folded"):
-        from interp.model import load_model
+        from interp.model.loading import load_model
 
         model = load_model(directory, device="cpu", dtype="float32", weights=mode)
     else:

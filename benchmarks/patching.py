@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from helpers import save_phi_dir  # noqa: E402
 
-from interp.model import load_model  # noqa: E402
-from interp.patching import SITE_DIMS, sweep  # noqa: E402
-from interp.prompts import PromptPairs  # noqa: E402
+from interp.data.prompts import PromptPairs  # noqa: E402
+from interp.methods.activation_patching import SITE_DIMS, sweep  # noqa: E402
+from interp.model.loading import load_model  # noqa: E402
 
 CONFIGS = {
     "small": dict(

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from patching import CONFIGS, WEIGHT_STD, save_phi_dir  # noqa: E402
 
-from interp.config import parse_config  # noqa: E402
-from interp.experiment import run_experiment  # noqa: E402
+from interp.runner.config import parse_config  # noqa: E402
+from interp.runner.run import run_experiment  # noqa: E402
 
 
 def main() -> None:

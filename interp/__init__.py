@@ -4,28 +4,47 @@ import interp
 model = interp.load_model("toy")            # or "microsoft/phi-2", a directory, ...
 pairs = interp.PromptPairs.from_strings(model.tokenizer, [...])
 result = interp.sweep(model, pairs, "head_out")
+result.top(5)                                # components ranked by effect
+
+The package is layered; each layer imports only from the ones above it in this list:
+
+    base/      errors, dimension names, atomic files, HTML escaping, terminal output
+    model/     loading Phi as a hooked model, sources, folding, hook names, caching
+    engine/    the functional Phi forward and the batched patch engine
+    data/      prompt pairs, metrics, token helpers, tasks
+    methods/   the contrastive core and one file per method
+    viz/       plotly figures and attention widgets
+    report/    self-contained HTML reports (from results.json)
+    runner/    experiment configs, the analysis registry, workers, run directories, backends
+    cli.py     the `interp` command
+    toy/       the trained toy model (its trainer uses data/; nothing but tests imports toy/)
 """
 
-from interp.ablation import Component, ablate, ablation_sweep
-from interp.attribution import direct_logit_attribution, logit_lens, neuron_attribution
-from interp.attribution_patching import agreement, attribution_patch
-from interp.cache import cache_activations
-from interp.config import load_config, parse_config
-from interp.errors import HookNameError, InterpError, ModelSourceError, UnsafeDtypeError
-from interp.heads import head_scores, top_heads
-from interp.hooks import hook_names, validate_hook_names
-from interp.metrics import make_metric, normalise
-from interp.model import ModelInfo, load_model
-from interp.patch_hooks import Patch, run_patched
-from interp.patching import PatchResult, sweep
-from interp.path_patching import path_patch
-from interp.prompts import PromptError, PromptPair, PromptPairs
-
-__version__ = "0.1.0"
+from interp.base.errors import HookNameError, InterpError, ModelSourceError, UnsafeDtypeError
+from interp.base.version import __version__ as __version__
+from interp.data.metrics import make_metric, normalise
+from interp.data.prompts import PromptError, PromptPair, PromptPairs
+from interp.methods.ablation import Component, ablate, ablation_sweep
+from interp.methods.activation_patching import sweep
+from interp.methods.attribution_patching import agreement, attribution_patch
+from interp.methods.contrastive import Contrast, contrast
+from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
+from interp.methods.head_scores import head_scores, top_heads
+from interp.methods.joint_patching import Patch, run_patched
+from interp.methods.logit_lens import logit_lens
+from interp.methods.path_patching import path_patch
+from interp.methods.result import EffectResult, PatchResult
+from interp.model.cache import cache_activations
+from interp.model.hooks import hook_names, validate_hook_names
+from interp.model.loading import HookedPhi, ModelInfo, load_model
+from interp.runner.config import load_config, parse_config
 
 __all__ = [
     "Component",
+    "Contrast",
+    "EffectResult",
     "HookNameError",
+    "HookedPhi",
     "InterpError",
     "ModelInfo",
     "ModelSourceError",
@@ -40,6 +59,7 @@ __all__ = [
     "agreement",
     "attribution_patch",
     "cache_activations",
+    "contrast",
     "direct_logit_attribution",
     "head_scores",
     "hook_names",

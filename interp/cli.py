@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.console import say, table
+from interp.base.console import say, table
 
 
 def _info(args: argparse.Namespace) -> int:
-    from interp.info import devices, missing_known_models, offline_models, versions
+    from interp.model.info import devices, missing_known_models, offline_models, versions
 
     say("versions:")
     table(list(versions().items()))
@@ -24,8 +24,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from interp.config import load_config
-    from interp.experiment import run_experiment
+    from interp.runner.config import load_config
+    from interp.runner.run import run_experiment
 
     config = load_config(args.config)
     overrides = {
@@ -62,23 +62,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from interp.report_builder import write_report
+    from interp.report.run_report import write_report
 
     say(f"report: {write_report(args.run_dir).resolve()}")
     return 0
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from interp.config import AnalysisConfig, TaskConfig
-    from interp.tasks import describe_tasks
+    from interp.data.tasks import describe_tasks
+    from interp.data.tasks.options import TaskConfig
+    from interp.runner.config import AnalysisConfig
+    from interp.runner.registry import COMMON_OPTIONS, REGISTRY
 
     say("tasks:")
     table(describe_tasks())
     say("task options:")
     table([(name, field.description or "") for name, field in TaskConfig.model_fields.items()])
-    say("analysis kinds:")
-    kinds = AnalysisConfig.model_fields["kind"].annotation.__args__
-    say("  " + ", ".join(kinds))
+    say("analysis kinds (and the options each reads besides name, top_k):")
+    table(
+        [
+            (kind, spec.summary, ", ".join(sorted(spec.options - COMMON_OPTIONS)))
+            for kind, spec in REGISTRY.items()
+        ]
+    )
     say("analysis options:")
     table(
         [
@@ -123,13 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from interp.errors import InterpError
+    from interp.base.errors import InterpError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InterpError as error:
-        from interp.console import warn
+        from interp.base.console import warn
 
         warn(str(error))
         return 2

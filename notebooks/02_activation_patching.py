@@ -10,9 +10,9 @@ N_PAIRS = 16
 
 # %%
 import interp
-from interp.config import TaskConfig
-from interp.path_patching import path_patch
-from interp.tasks import build_pairs
+from interp.data.tasks.options import TaskConfig
+from interp.methods.path_patching import path_patch
+from interp.data.tasks import build_pairs
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 
 model = interp.load_model(MODEL)

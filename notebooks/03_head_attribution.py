@@ -6,9 +6,10 @@ MODEL = "toy"  # or "microsoft/phi-2"
 
 # %%
 import interp
-from interp.attribution import direct_logit_attribution, logit_lens
-from interp.config import TaskConfig
-from interp.tasks import build_pairs
+from interp.methods.direct_logit_attribution import direct_logit_attribution
+from interp.methods.logit_lens import logit_lens
+from interp.data.tasks.options import TaskConfig
+from interp.data.tasks import build_pairs
 from interp.viz.charts import logit_lens_chart
 from interp.viz.heatmaps import layer_head_heatmap
 

@@ -9,9 +9,9 @@ OUT = "runs/notebook-ioi"
 import torch
 
 import interp
-from interp.ablation import Component, ablate, ablation_sweep
-from interp.config import TaskConfig
-from interp.tasks import build_pairs
+from interp.methods.ablation import Component, ablate, ablation_sweep
+from interp.data.tasks.options import TaskConfig
+from interp.data.tasks import build_pairs
 from interp.viz.charts import ranked_bars
 
 model = interp.load_model(MODEL)
@@ -39,8 +39,8 @@ ranked_bars([f"L{layer}H{head}" for layer, head, _ in ranked], [-v for *_, v in 
 # The same analyses as a scripted, resumable experiment (what `interp run` does):
 
 # %%
-from interp.config import parse_config
-from interp.experiment import run_experiment
+from interp.runner.config import parse_config
+from interp.runner.run import run_experiment
 
 config = parse_config(
     {

@@ -25,7 +25,7 @@ def tiny_phi_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def toy_model():
-    from interp.model import load_model
+    from interp.model.loading import load_model
 
     return load_model("toy")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_patching import ioi_pairs
 
-from interp.ablation import Component, ablate, ablation_sweep
-from interp.hooks import active_hook_count
-from interp.metrics import make_metric
+from interp.data.metrics import make_metric
+from interp.methods.ablation import Component, ablate, ablation_sweep
+from interp.model.hooks import active_hook_count
 from interp.toy.vocab import TRAIN_TEMPLATES
 
 
@@ -74,7 +74,7 @@ class TestSweep:
             assert torch.allclose(result.values[layer, head], ablated - clean, atol=1e-4)
 
     def test_resample_from_corrupted_equals_noising_head_patching(self, toy_model, pairs):
-        from interp.patching import sweep
+        from interp.methods.activation_patching import sweep
 
         ablated = ablation_sweep(toy_model, pairs, "resample", reference="corrupted")
         noised = sweep(toy_model, pairs, "head_out", direction="noising")

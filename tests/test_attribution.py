@@ -7,12 +7,13 @@ import torch
 from helpers import ANSWER, CUE_CLEAN, CUE_CORRUPTED, WRONG, save_answer_head_dir
 from test_patching import ioi_pairs
 
-from interp.ablation import ablation_sweep
-from interp.attribution import direct_logit_attribution, logit_lens, neuron_attribution
-from interp.heads import top_heads
-from interp.model import load_model
-from interp.patching import sweep
-from interp.prompts import PromptPairs
+from interp.data.prompts import PromptPairs
+from interp.methods.ablation import ablation_sweep
+from interp.methods.activation_patching import sweep
+from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
+from interp.methods.head_scores import top_heads
+from interp.methods.logit_lens import logit_lens
+from interp.model.loading import load_model
 from interp.toy.vocab import TRAIN_TEMPLATES
 
 

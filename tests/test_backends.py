@@ -6,9 +6,9 @@ import pytest
 import torch
 from helpers import interrupted_at
 
-import interp.experiment as experiment
-import interp.worker as worker
-from interp.config import parse_config
+import interp.runner.run as experiment
+import interp.runner.worker as worker
+from interp.runner.config import parse_config
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'interp[ray]')")
 
@@ -53,11 +53,11 @@ class TestRayBackend:
         assert (tmp_path / "report.html").exists()
 
     def test_resume_across_backends(self, ray_cluster, local_results, tmp_path, monkeypatch):
-        real = worker.compute
-        monkeypatch.setattr(worker, "compute", interrupted_at(3, real))
+        real = worker.compute_unit
+        monkeypatch.setattr(worker, "compute_unit", interrupted_at(3, real))
         with pytest.raises(KeyboardInterrupt):
             experiment.run_experiment(parse_config(CONFIG), tmp_path, progress=False)  # local, cut short
-        monkeypatch.setattr(worker, "compute", real)
+        monkeypatch.setattr(worker, "compute_unit", real)
         done_locally = len(list(tmp_path.glob("units/*/*.safetensors")))
         results = experiment.run_experiment(
             parse_config(CONFIG), tmp_path, resume=True, progress=False, backend="ray", backend_options={}
@@ -66,8 +66,8 @@ class TestRayBackend:
         assert_same(results, local_results)
 
     def test_killed_actor_is_replaced_and_the_sweep_completes(self, ray_cluster, local_results):
-        from interp.backends.ray_backend import RayExecutor
-        from interp.worker import plan_units
+        from interp.runner.backends.ray_backend import RayExecutor
+        from interp.runner.worker import plan_units
 
         config = parse_config(CONFIG)
         executor = RayExecutor(config, num_workers=2)

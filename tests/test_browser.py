@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.report import Report, Section
+from interp.report.html import Report, Section
 from interp.viz.attention import AttentionPatterns
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 

@@ -8,10 +8,16 @@ import pytest
 import torch
 from helpers import interrupted_at
 
-from interp.cache import CacheTooLargeError, DiskCache, cache_activations, estimate_cache_bytes, stream_cache
-from interp.errors import HookNameError
-from interp.hooks import active_hook_count
-from interp.model import load_model
+from interp.base.errors import HookNameError
+from interp.model.cache import (
+    CacheTooLargeError,
+    DiskCache,
+    cache_activations,
+    estimate_cache_bytes,
+    stream_cache,
+)
+from interp.model.hooks import active_hook_count
+from interp.model.loading import load_model
 
 NAMES = [
     "blocks.0.hook_resid_pre",
@@ -66,7 +72,7 @@ class TestStreaming:
 
     def test_resumes_after_interruption(self, model, tokens, tmp_path, monkeypatch):
         directory = tmp_path / "c"
-        import interp.cache as cache_module
+        import interp.model.cache as cache_module
 
         real = cache_module.cache_activations
         monkeypatch.setattr(cache_module, "cache_activations", interrupted_at(2, real))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from interp.ablation import ablation_sweep
-from interp.attribution import direct_logit_attribution
-from interp.attribution_patching import agreement, attribution_patch
-from interp.config import TaskConfig
-from interp.heads import head_scores, top_heads
-from interp.patching import sweep
-from interp.tasks import build_pairs
+from interp.data.tasks import build_pairs
+from interp.data.tasks.options import TaskConfig
+from interp.methods.ablation import ablation_sweep
+from interp.methods.activation_patching import sweep
+from interp.methods.attribution_patching import agreement, attribution_patch
+from interp.methods.direct_logit_attribution import direct_logit_attribution
+from interp.methods.head_scores import head_scores, top_heads
 
 INDUCTION_HEADS = {(2, 0), (2, 1), (2, 2), (2, 3)}  # the card's table
 PREVIOUS_TOKEN_HEAD = (1, 0)

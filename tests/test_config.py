@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interp.config import ConfigError, load_config, parse_config, to_toml
+from interp.runner.config import ConfigError, load_config, parse_config, to_toml
 
 MINIMAL = {"analysis": [{"kind": "patch_head_out"}]}
 
@@ -42,7 +42,10 @@ def test_resolved_toml_round_trips(tmp_path):
 @pytest.mark.parametrize(
     "data, expected",
     [
-        ({"analysis": [{"kind": "patch_head_outt"}]}, r"analysis.0.kind: Input should be 'patch_resid_pre'"),
+        (
+            {"analysis": [{"kind": "patch_head_outt"}]},
+            r"analysis.0.kind: .*unknown analysis kind 'patch_head_outt'; did you mean 'patch_head_out'",
+        ),
         (
             {**MINIMAL, "model": {"weights": "centred"}},
             r"model.weights: Input should be 'raw' or 'folded' \(got 'centred'\)",

@@ -14,11 +14,11 @@ import pytest
 import torch
 from helpers import interrupted_at
 
-import interp.experiment as experiment
-import interp.worker as worker
-from interp.analyses import Computed
+import interp.runner.run as experiment
+import interp.runner.worker as worker
 from interp.cli import main
-from interp.config import ConfigError, load_config, parse_config
+from interp.runner.config import ConfigError, load_config, parse_config
+from interp.runner.registry import Computed
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -68,7 +68,7 @@ def test_existing_run_needs_resume_and_the_same_config(tmp_path):
 
 
 def test_non_finite_values_name_the_analysis(tmp_path, monkeypatch):
-    real = worker.compute
+    real = worker.compute_unit
 
     def broken(analysis, model, pairs, config):
         out = real(analysis, model, pairs, config)
@@ -78,20 +78,20 @@ def test_non_finite_values_name_the_analysis(tmp_path, monkeypatch):
             else out
         )
 
-    monkeypatch.setattr(worker, "compute", broken)
+    monkeypatch.setattr(worker, "compute_unit", broken)
     with pytest.raises(ValueError, match="analysis 'logit_lens' produced non-finite values"):
         experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
 
 
 def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
     expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
-    real = worker.compute
-    monkeypatch.setattr(worker, "compute", interrupted_at(4, real))
+    real = worker.compute_unit
+    monkeypatch.setattr(worker, "compute_unit", interrupted_at(4, real))
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", progress=False)
     done = list((tmp_path / "cut" / "units").rglob("*.safetensors"))
     assert 0 < len(done) < 11 and not (tmp_path / "cut" / "results.json").exists()
-    monkeypatch.setattr(worker, "compute", real)
+    monkeypatch.setattr(worker, "compute_unit", real)
     resumed = experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", resume=True, progress=False)
     assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
 
@@ -100,7 +100,7 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
 def test_killed_process_resumes_to_identical_results(tmp_path):
     config = dict(SMALL, batch_size=1, analysis=[{"kind": "patch_head_out"}, {"kind": "ablate_head"}])
     path = tmp_path / "c.toml"
-    from interp.config import to_toml
+    from interp.runner.config import to_toml
 
     path.write_text(to_toml(parse_config(config)))
     out = tmp_path / "killed"
@@ -156,14 +156,14 @@ def test_cli_errors_are_clean(tmp_path, capsys):
 
 def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_results(tmp_path, monkeypatch, capsys):
     expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
-    real = worker.compute
+    real = worker.compute_unit
 
     def small_memory(analysis, model, pairs, config):
         if len(pairs) > 1 and analysis.kind == "patch_head_out":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(analysis, model, pairs, config)
 
-    monkeypatch.setattr(worker, "compute", small_memory)
+    monkeypatch.setattr(worker, "compute_unit", small_memory)
     results = experiment.run_experiment(parse_config(SMALL), tmp_path / "halved", progress=False)
     assert "retrying as 2 + 2" in capsys.readouterr().err
     assert "CUDA out of memory" in (tmp_path / "halved" / "run.log").read_text()

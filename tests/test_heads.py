@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.heads import head_scores, repeated_random_tokens, scores_from_patterns, top_heads
+from interp.methods.head_scores import head_scores, repeated_random_tokens, scores_from_patterns, top_heads
 
 
 def pattern_attending(offsets: list[int | None], n_pos: int) -> torch.Tensor:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.cache import cache_activations
-from interp.errors import HookNameError
-from interp.hooks import active_hook_count, match_hook_names, validate_hook_names
-from interp.model import load_model
+from interp.base.errors import HookNameError
+from interp.model.cache import cache_activations
+from interp.model.hooks import active_hook_count, match_hook_names, validate_hook_names
+from interp.model.loading import load_model
 
 
 @pytest.fixture(scope="module")

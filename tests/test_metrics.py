@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.metrics import make_metric, normalise
+from interp.data.metrics import make_metric, normalise
 
 LOGITS = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 3.0, 0.5, 0.5]])
 ANSWER, WRONG = torch.tensor([0, 1]), torch.tensor([2, 3])

@@ -10,10 +10,10 @@ import torch
 from helpers import save_phi_dir
 from transformers import PhiForCausalLM
 
-from interp.errors import ModelSourceError, UnsafeDtypeError
-from interp.heads import head_results
-from interp.hooks import active_hook_count
-from interp.model import load_model
+from interp.base.errors import ModelSourceError, UnsafeDtypeError
+from interp.methods.head_scores import head_results
+from interp.model.hooks import active_hook_count
+from interp.model.loading import load_model
 
 TOKENS = torch.tensor(
     [

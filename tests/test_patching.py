@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformer_lens import patching as tl_patching
 
-from interp.hooks import active_hook_count
-from interp.metrics import Metric
-from interp.model import load_model
-from interp.patch_hooks import Patch, run_patched
-from interp.patching import SITE_DIMS, sweep
-from interp.prompts import PromptError, PromptPairs
-from interp.toy.data import make_ioi
+from interp.data.metrics import Metric
+from interp.data.prompts import PromptError, PromptPairs
+from interp.data.tasks.ioi_grammar import sample_ioi
+from interp.methods.activation_patching import SITE_DIMS, sweep
+from interp.methods.joint_patching import Patch, run_patched
+from interp.model.hooks import active_hook_count
+from interp.model.loading import load_model
 from interp.toy.vocab import TRAIN_NAMES, TRAIN_TEMPLATES
 
 TL_FUNCTIONS = {
@@ -36,10 +36,8 @@ def ioi_pairs(tokenizer, n: int, seed: int = 0, templates=None) -> PromptPairs:
     template = rng.choice(TRAIN_TEMPLATES) if templates is None else None
     rows = []
     for _ in range(n):
-        ex = make_ioi(rng, [template] if template else templates, TRAIN_NAMES)
-        io, s = ex.io.strip(), ex.s.strip()
-        head, tail = ex.prompt.rsplit(s, 1)
-        rows.append(dict(clean=ex.prompt, corrupted=head + io + tail, answer=ex.io, wrong=ex.s))
+        ex = sample_ioi(rng, [template] if template else templates, TRAIN_NAMES)
+        rows.append(dict(clean=ex.prompt, corrupted=ex.corrupted, answer=ex.io, wrong=ex.s))
     return PromptPairs.from_strings(tokenizer, rows)
 
 

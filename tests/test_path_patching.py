@@ -6,10 +6,10 @@ import pytest
 import torch
 from test_patching import ioi_pairs
 
-from interp.hooks import active_hook_count
-from interp.metrics import make_metric
-from interp.patching import sweep
-from interp.path_patching import path_patch
+from interp.data.metrics import make_metric
+from interp.methods.activation_patching import sweep
+from interp.methods.path_patching import path_patch
+from interp.model.hooks import active_hook_count
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,8 @@ def test_sweep_over_senders_equals_one_at_a_time(toy_model, pairs):
     for sender in [(0, 0), (1, 3), (2, 1)]:
         single = path_patch(toy_model, pairs, [(3, 0), (3, 2)], receiver_input="v", senders=[sender])
         assert sweep_result.values[sender].item() == pytest.approx(single.values.item(), abs=1e-5)
-    assert not sweep_result.extra["valid"][3].any() and (sweep_result.values[3] == 0).all()
+    # heads that cannot send (at or after the receiver's layer) have no effect: the base metric
+    assert not sweep_result.extra["valid"][3].any() and (sweep_result.effect()[3] == 0).all()
 
 
 def test_last_layer_senders_to_logits_equal_head_patching(toy_model, pairs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.prompts import PromptError, PromptPairs
+from interp.data.prompts import PromptError, PromptPairs
 from interp.toy.train import make_tokenizer
 
 TOK = make_tokenizer()

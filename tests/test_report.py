@@ -7,7 +7,7 @@ import re
 import torch
 from plotly.offline import get_plotlyjs
 
-from interp.report import Report, Section
+from interp.report.html import Report, Section
 from interp.viz.heatmaps import layer_head_heatmap
 
 HOSTILE = ["<script>alert(1)</script>", "</script>", "<img src=x onerror=alert(1)>", "&amp;"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.config import PairConfig, TaskConfig
-from interp.prompts import PromptError
-from interp.tasks import build_pairs
-from interp.tasks.ioi import NAMES, OBJECTS, PLACES, check_single_tokens
+from interp.data.prompts import PromptError
+from interp.data.tasks import build_pairs
+from interp.data.tasks.ioi import NAMES, OBJECTS, PLACES, check_single_tokens
+from interp.data.tasks.options import PairConfig, TaskConfig
 
 
 def test_ioi_on_the_toy_model_flips_the_answer(toy_model):

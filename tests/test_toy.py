@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interp.sources import TOY_DIR
+from interp.data.tasks.ioi_grammar import sample_ioi
+from interp.model.sources import TOY_DIR
 from interp.toy.behaviour import ioi_examples, ioi_logit_diffs
-from interp.toy.data import make_ioi
 from interp.toy.train import make_tokenizer, train
 from interp.toy.vocab import HELD_OUT_NAMES, HELD_OUT_TEMPLATES, TRAIN_NAMES, TRAIN_TEMPLATES, UNK
 
@@ -47,7 +47,7 @@ def test_every_name_and_template_word_is_one_known_token():
     tokenizer = make_tokenizer()
     rng = random.Random(0)
     for _ in range(200):
-        ex = make_ioi(rng, TRAIN_TEMPLATES + HELD_OUT_TEMPLATES, TRAIN_NAMES + HELD_OUT_NAMES)
+        ex = sample_ioi(rng, TRAIN_TEMPLATES + HELD_OUT_TEMPLATES, TRAIN_NAMES + HELD_OUT_NAMES)
         assert UNK not in tokenizer.tokenize(ex.prompt + ex.io)
         assert len(tokenizer(ex.io)["input_ids"]) == 1 and len(tokenizer(ex.s)["input_ids"]) == 1
 

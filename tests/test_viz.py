@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from test_patching import ioi_pairs
 
-from interp.attribution import direct_logit_attribution, logit_lens
-from interp.patching import sweep
+from interp.methods.activation_patching import sweep
+from interp.methods.direct_logit_attribution import direct_logit_attribution
+from interp.methods.logit_lens import logit_lens
 from interp.viz.charts import attribution_scatter, grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.heatmaps import layer_pos_heatmap
 
@@ -33,7 +34,7 @@ def test_charts_carry_their_data():
 def test_results_display_themselves(toy_model):
     pairs = ioi_pairs(toy_model.tokenizer, 3, seed=2)
     patch_html = sweep(toy_model, pairs, "head_out")._repr_html_()
-    assert "head_out" in patch_html and "layer=" in patch_html and "<table>" in patch_html
+    assert "head_out" in patch_html and "effect" in patch_html and "<table>" in patch_html
     assert "logit difference" in direct_logit_attribution(toy_model, pairs)._repr_html_()
     assert "after L3" in logit_lens(toy_model, pairs)._repr_html_()
 

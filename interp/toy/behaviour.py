@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from interp.toy.data import IOIExample, make_ioi
+from interp.data.tasks.ioi_grammar import IOIExample, sample_ioi
 from interp.toy.vocab import HELD_OUT_NAMES, HELD_OUT_TEMPLATES, TRAIN_NAMES, TRAIN_TEMPLATES
 
 Split = Literal["train", "held_out_templates", "held_out_names", "held_out_both"]
@@ -27,7 +27,7 @@ SPLITS: dict[Split, tuple[list[str], list[str]]] = {
 def ioi_examples(split: Split, n: int = 200, seed: int = 1) -> list[IOIExample]:
     templates, names = SPLITS[split]
     rng = random.Random(seed)
-    return [make_ioi(rng, templates, names) for _ in range(n)]
+    return [sample_ioi(rng, templates, names) for _ in range(n)]
 
 
 @torch.no_grad()
@@ -69,8 +69,8 @@ def ioi_behaviour(model, n: int = 200, seed: int = 1) -> dict[str, dict[str, flo
 
 
 def main() -> None:
-    from interp.heads import head_scores, top_heads
-    from interp.model import load_model
+    from interp.methods.head_scores import head_scores, top_heads
+    from interp.model.loading import load_model
 
     model = load_model("toy")
     scores = head_scores(model)

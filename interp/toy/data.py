@@ -1,4 +1,7 @@
-"""Training and evaluation data for the toy model: IOI sentences and repeated random tokens.
+"""Training data for the toy model beyond the task grammars: name sentences and repeated random tokens.
+
+IOI sentences come from `interp.data.tasks.ioi_grammar.sample_ioi`, docstring prompts from
+`interp.data.tasks.docstring.sample_pair`.
 
 Both generators are pure functions of a `random.Random`, so a seed fixes the whole data stream.
 """
@@ -6,29 +9,8 @@ Both generators are pure functions of a `random.Random`, so a seed fixes the who
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from interp.toy.vocab import NAME_SENTENCES, OBJECTS, PLACES, vocabulary
-
-
-@dataclass(frozen=True)
-class IOIExample:
-    """One IOI prompt: `prompt` ends just before the answer; `io` is the answer, `s` the subject."""
-
-    prompt: str
-    io: str
-    s: str
-    template: str
-
-
-def make_ioi(rng: random.Random, templates: list[str], names: list[str]) -> IOIExample:
-    """Fill a template with two distinct names, in ABB or BAB order at random."""
-    io, s = rng.sample(names, 2)
-    template = rng.choice(templates)
-    if rng.random() < 0.5:  # BABA order: the subject is mentioned first
-        template = template.replace("{A} and {B}", "{B} and {A}", 1)
-    prompt = template.format(A=io, B=s, PLACE=rng.choice(PLACES), OBJ=rng.choice(OBJECTS))
-    return IOIExample(prompt=prompt, io=" " + io, s=" " + s, template=template)
 
 
 def make_name_sentence(rng: random.Random, names: list[str]) -> str:

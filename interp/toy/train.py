@@ -1,15 +1,19 @@
 """Train the toy Phi model organism: `python -m interp.toy.train [--steps N] [--seed S] [--out DIR]`.
 
 The model is a Hugging Face `PhiForCausalLM` (parallel attention + MLP, partial rotary, one
-LayerNorm per block, biased unembedding) trained on three kinds of rows, in fixed shares per batch (3/8, 4/8, 1/8):
+LayerNorm per block, biased unembedding) trained on four kinds of rows, in fixed shares per batch
+(5/16, 8/16, 2/16, 1/16):
 
 - induction: a random prefix, then a random token sequence twice; loss only on the repeat, so the
   model can lower it only by copying what followed the previous occurrence (induction heads);
-- IOI: "When Mary and John went to the store, John gave a drink to Mary"; loss on every token; a
+- IOI (`interp.data.tasks.ioi_grammar`, training frames only): "When Mary and John went to the
+  store, John gave a drink to Mary"; loss on every token; a
   third of these use ordinary words in the name slots ("When cat and boat ..., boat gave a drink
   to cat"), which forces a circuit that works by token identity;
 - one-name sentences for every name, held-out names included ("Then, Adam went to the park, and
-  Adam was happy"), so that every name is known as a name without being seen in IOI.
+  Adam was happy"), so that every name is known as a name without being seen in IOI;
+- docstrings (`interp.data.tasks.docstring`): a clean docstring-task prompt followed by its answer,
+  from a different random stream than the task's evaluation pairs.
 
 Deterministic from `--seed` for a given torch build and thread count. Writes `config.json`,
 `model.safetensors`, the tokenizer and `training.json` into `--out` (default: the package's
@@ -27,8 +31,9 @@ from pathlib import Path
 import torch
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
-from interp.tasks.docstring import sample_pair
-from interp.toy.data import make_ioi, make_name_sentence, make_repeated_tokens
+from interp.data.tasks.docstring import sample_pair
+from interp.data.tasks.ioi_grammar import sample_ioi
+from interp.toy.data import make_name_sentence, make_repeated_tokens
 from interp.toy.vocab import (
     D_VOCAB,
     EOT,
@@ -95,7 +100,7 @@ def make_batch(
                 # a third of IOI rows use ordinary words as the "names", so the circuit must work by
                 # token identity (which token is repeated), not by features of the training names
                 names = FILLER if rng.random() < 1 / 3 else TRAIN_NAMES
-                ex = make_ioi(rng, TRAIN_TEMPLATES, names)
+                ex = sample_ioi(rng, TRAIN_TEMPLATES, names)
                 text = ex.prompt + ex.io
             else:
                 text = make_name_sentence(rng, TRAIN_NAMES + HELD_OUT_NAMES)

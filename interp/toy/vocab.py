@@ -1,6 +1,8 @@
-"""The toy model's vocabulary, IOI templates and its word-level tokenizer.
+"""The toy model's vocabulary and its word-level tokenizer, built from the task grammars it is trained on.
 
-Every word of every template is one token, so names and answers are single tokens by construction.
+The IOI sentences come from `interp.data.tasks.ioi_grammar` and the docstring prompts from
+`interp.data.tasks.docstring`: the toy consumes the task grammars, never the reverse. Every word of
+every template is one token, so names and answers are single tokens by construction.
 Words carry GPT-2's byte-level convention: a word after a space is stored with its leading space
 (" Mary" -> "ĠMary"), exactly as Phi-2's tokenizer stores them.
 
@@ -11,44 +13,17 @@ and held-out template frames are never trained on; the model card reports accura
 
 from __future__ import annotations
 
-import random
 import re
 from functools import lru_cache
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
+from interp.data.tasks.ioi_grammar import GRAMMAR_NAMES as TRAIN_NAMES
+from interp.data.tasks.ioi_grammar import HELD_OUT_NAMES, HELD_OUT_TEMPLATES, OBJECTS, PLACES, TRAIN_TEMPLATES
+
 EOT = "<|endoftext|>"
 UNK = "<|unk|>"
 
-TRAIN_NAMES = [
-    "Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Kate", "Lisa", "Paul", "Anna",
-    "Mark", "Laura", "Peter", "Rose", "Sam", "Emma", "Jack", "Claire", "Max", "Jane", "Ben", "Alice",
-    "David", "Sarah", "Mike", "Grace", "Luke", "Ruth", "Robert", "William", "Richard", "Joseph",
-    "Thomas", "Charles", "Chris", "Daniel", "Matthew", "Anthony", "Steven", "Andrew", "Kevin", "Brian",
-    "George", "Edward", "Ryan", "Jason", "Jeff", "Gary", "Eric", "Justin", "Scott", "Frank", "Ray",
-    "Greg", "Sean", "Jerry", "Henry", "Nathan", "Linda", "Barbara", "Jessica", "Karen", "Nancy",
-    "Betty", "Margaret", "Sandra", "Ashley", "Kim", "Donna", "Michelle", "Carol", "Amanda", "Rachel",
-    "Janet", "Maria", "Heather", "Julie", "Kelly",
-]  # fmt: skip
-HELD_OUT_NAMES = ["Adam", "Helen", "Tim", "Susan", "Paula", "Ed", "Jenny", "Carl", "Victor", "Hannah"]
-
-PLACES = ["store", "garden", "school", "park", "office", "station", "market", "house", "beach", "river"]
-OBJECTS = ["drink", "book", "ring", "kiss", "letter", "bone", "basketball", "computer", "snack", "necklace"]
-
-# An IOI template is OPENER + "{A} and {B}" + ACTION + CONNECTOR + "{B}" + GIVE + " {A}", where {A} is
-# the indirect object (the answer) and {B} the subject, mentioned twice. 8 x 8 x 5 x 8 = 2560 frames;
-# a fixed fifth of them is held out (never trained on), though each of their words is trained in others.
-OPENERS = ["When", "After", "While", "Then,", "Once", "Afterwards", "So", "Later,"]
-ACTIONS = [
-    "went to the {PLACE}", "were working at the {PLACE}", "got a {OBJ} at the {PLACE}",
-    "had a long argument", "found a {OBJ} at the {PLACE}", "were at the {PLACE}",
-    "met at the {PLACE}", "walked to the {PLACE}",
-]  # fmt: skip
-CONNECTORS = [",", ".", ", and", ", and then", ". Later,"]
-GIVES = [
-    "gave a {OBJ} to", "handed a {OBJ} to", "brought a {OBJ} to", "said to",
-    "decided to give it to", "threw a {OBJ} to", "showed a {OBJ} to", "sent a {OBJ} to",
-]  # fmt: skip
 # Sentences with one name (or two, without an IOI ending), used for every name (held-out ones too) so that all names are known as
 # names; the second mention can be predicted by copying. Never an IOI sentence.
 NAME_SENTENCES = [
@@ -57,28 +32,6 @@ NAME_SENTENCES = [
     "When {N} and {M} went to the {PLACE}, they were happy",
 ]
 
-
-def _all_templates() -> list[str]:
-    return [
-        f"{opener} {{A}} and {{B}} {action}{connector} {{B}} {give}"
-        for opener in OPENERS
-        for action in ACTIONS
-        for connector in CONNECTORS
-        for give in GIVES
-    ]
-
-
-def _split_templates() -> tuple[list[str], list[str]]:
-    templates = _all_templates()
-    order = random.Random(1234).sample(range(len(templates)), len(templates))
-    held = set(order[: len(templates) // 5])
-    return (
-        [t for i, t in enumerate(templates) if i not in held],
-        [t for i, t in enumerate(templates) if i in held],
-    )
-
-
-TRAIN_TEMPLATES, HELD_OUT_TEMPLATES = _split_templates()
 
 # Words that only appear in random sequences, so the induction data is not all names and places.
 FILLER = [
@@ -97,10 +50,10 @@ def _words(text: str) -> list[str]:
 
 
 def docstring_pieces() -> list[str]:
-    """Byte-level pre-tokens of every docstring-task prompt (`interp.tasks.docstring`), in first-seen order."""
+    """Byte-level pre-tokens of every docstring-task prompt (`interp.data.tasks.docstring`), in first-seen order."""
     from tokenizers import pre_tokenizers
 
-    from interp.tasks.docstring import ARG_NAMES, FUNCTIONS, WORDS, prompt_text
+    from interp.data.tasks.docstring import ARG_NAMES, FUNCTIONS, WORDS, prompt_text
 
     split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str
     pieces: list[str] = []

@@ -17,13 +17,15 @@ circuitsvis 1.43's own HTML imports its JavaScript from unpkg (blank offline), c
 from __future__ import annotations
 
 import html
-import json
 import uuid
 from functools import lru_cache
 from pathlib import Path
 
 from jaxtyping import Float
 from torch import Tensor
+
+from interp.base.html import script_json
+from interp.data.tokens import str_tokens
 
 
 @lru_cache(maxsize=1)
@@ -34,10 +36,6 @@ def circuitsvis_bundle() -> str:
     source = (Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js").read_text(encoding="utf-8")
     # its only "</script" sits in a string literal; "<\/script" is the same string and cannot end our tag
     return source.replace("</script", "<\\/script")
-
-
-def script_json(value) -> str:
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 class AttentionPatterns:
@@ -90,13 +88,13 @@ def attention_patterns(
     """The attention patterns of every head of `layer` on one prompt."""
     import torch
 
-    from interp.cache import cache_activations
+    from interp.model.cache import cache_activations
 
     if isinstance(text_or_tokens, str):
         tokens = model.tokenizer(text_or_tokens, add_special_tokens=False, return_tensors="pt")["input_ids"]
     else:
         tokens = torch.as_tensor(text_or_tokens).reshape(1, -1)
     cache = cache_activations(model, tokens, [f"blocks.{layer}.attn.hook_pattern"])
-    labels = [model.tokenizer.decode([int(t)]) for t in tokens[0]]
+    labels = str_tokens(model.tokenizer, tokens[0])
     names = head_names or [f"L{layer}H{h}" for h in range(model.cfg.n_heads)]
     return AttentionPatterns(cache[f"blocks.{layer}.attn.hook_pattern"][0], labels, names)

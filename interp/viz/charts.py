@@ -18,7 +18,7 @@ def logit_lens_chart(
 
 
 def grouped_bars(
-    values: Float[Tensor, "layer group"], groups: list[str], title: str, value_label: str
+    values: Float[Tensor, "layer component"], groups: list[str], title: str, value_label: str
 ) -> go.Figure:
     """One bar group per layer (e.g. attention vs MLP direct logit attribution)."""
     data = values.float()
@@ -38,7 +38,7 @@ def ranked_bars(labels: list[str], values: list[float], title: str, value_label:
 
 
 def attribution_scatter(
-    exact: Float[Tensor, " n"], estimate: Float[Tensor, " n"], labels: list[str], title: str
+    exact: Float[Tensor, " component"], estimate: Float[Tensor, " component"], labels: list[str], title: str
 ) -> go.Figure:
     """Attribution-patching estimates against exact patching effects, one point per component."""
     figure = go.Figure(

@@ -49,7 +49,7 @@ def layer_head_heatmap(
 
 
 def layer_pos_heatmap(
-    values: Float[Tensor, "row pos"],
+    values: Float[Tensor, "component pos"],
     tokens: list[str],
     title: str,
     *,

@@ -1,0 +1,40 @@
+"""The dimension names every shape annotation in `interp` uses, defined once (a test holds every
+jaxtyping string in the package to this glossary).
+
+They are TransformerLens's names, so a shape reads the same here as in its docs. Phi specifics that
+change what they mean: attention and MLP of a block read the *same* LayerNorm output and write to
+the residual stream in parallel, so there is no `resid_mid`; rotary embeddings cover only the first
+`rotary_dim` of each head's `d_head` dims (32 of 80 in Phi-2); `d_vocab` (51200 for Phi-2) is larger
+than the tokenizer's ~50295 real tokens, and the extra logits belong to no token.
+"""
+
+from __future__ import annotations
+
+from jaxtyping import Float, Int
+from torch import Tensor
+
+DIMS: dict[str, str] = {
+    "batch": "prompts in a batch (or a dataset's prompts, in dataset order)",
+    "pos": "token positions",
+    "dest_pos": "attention: the position a head writes to (the query's position)",
+    "src_pos": "attention: the position a head reads from (the key's position)",
+    "layer": "transformer blocks, 0 = closest to the embedding",
+    "head": "attention heads of a layer",
+    "d_model": "the residual stream's width",
+    "d_head": "one head's query / key / value / z width",
+    "d_mlp": "MLP hidden neurons",
+    "d_vocab": "the unembedding's width (token ids)",
+    "qkv": "queries, keys and values of every head stacked: 3 * head * d_head",
+    "component": "components: named parts of a layer (attn, mlp), or heads / rows of a figure, one per entry",
+    "n_tokens": "a list of token ids (e.g. the tokenizer's ordinary tokens)",
+    "dims": "the axes of a result, whatever they are (layer head, layer pos, ...)",
+}
+
+Tokens = Int[Tensor, "batch pos"]
+Logits = Float[Tensor, "batch pos d_vocab"]
+Residual = Float[Tensor, "batch pos d_model"]
+HeadResults = Float[Tensor, "batch pos head d_model"]
+Pattern = Float[Tensor, "batch head dest_pos src_pos"]
+LayerHead = Float[Tensor, "layer head"]
+
+__all__ = ["DIMS", "Tokens", "Logits", "Residual", "HeadResults", "Pattern", "LayerHead"]

@@ -1,0 +1,199 @@
+"""Ablations: remove a component's contribution and see what breaks.
+
+`ablate(model, components, method)` is a context manager: inside the block the model runs with the
+components' outputs replaced; the hooks are removed when the block ends, also when it raises.
+Blocks nest, so ablations compose. Methods:
+
+- `zero`: the output becomes 0 (for a head: its `hook_z`, so its write `z @ W_O` is 0 while the
+  layer's output bias stays; for a whole attention layer or MLP: the whole output, bias included).
+- `mean`: the output's mean over a reference dataset (all prompts and positions): removes what
+  varies while keeping the average signal, so the model is less off-distribution than with zeros.
+- `resample`: each prompt gets the output from another prompt of a reference dataset at the same
+  positions (Chan et al. 2022's resampling ablation).
+
+`ablation_sweep` ablates every head, one at a time, with many heads per forward pass (the
+patching engine: an ablated head is a head whose `z` is patched from a constant or another run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.data.metrics import Metric, MetricKind
+from interp.data.prompts import PromptPairs
+from interp.engine.batched import run_variants
+from interp.engine.forward import RunCache
+from interp.methods.activation_patching import DEFAULT_MEMORY_BUDGET, head_out_variants
+from interp.methods.contrastive import contrast
+from interp.methods.result import EffectResult
+from interp.model.cache import cache_activations
+
+Method = Literal["zero", "mean", "resample"]
+Kind = Literal["head", "attn", "mlp", "neuron"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A head (`index` = head), a whole attention layer, an MLP, or one MLP neuron (`index` = neuron)."""
+
+    kind: Kind
+    layer: int
+    index: int | None = None
+
+    @property
+    def hook(self) -> str:
+        return {
+            "head": f"blocks.{self.layer}.attn.hook_z",
+            "attn": f"blocks.{self.layer}.hook_attn_out",
+            "mlp": f"blocks.{self.layer}.hook_mlp_out",
+            "neuron": f"blocks.{self.layer}.mlp.hook_post",
+        }[self.kind]
+
+    def select(self, activation: Tensor) -> Tensor:
+        """The part of the hook's activation this component owns (a view)."""
+        if self.kind == "head":
+            return activation[:, :, self.index]
+        if self.kind == "neuron":
+            return activation[..., self.index]
+        return activation
+
+    def validate(self, model) -> None:
+        cfg = model.cfg
+        if not 0 <= self.layer < cfg.n_layers:
+            raise ValueError(f"{self}: layer must be in 0..{cfg.n_layers - 1}")
+        limit = {"head": cfg.n_heads, "neuron": cfg.d_mlp}.get(self.kind)
+        if limit is not None and (self.index is None or not 0 <= self.index < limit):
+            raise ValueError(f"{self}: a {self.kind} needs index in 0..{limit - 1}")
+        if self.kind not in ("head", "attn", "mlp", "neuron"):
+            raise ValueError(f"{self}: kind must be head, attn, mlp or neuron")
+
+
+def _permutation(n: int, seed: int) -> Tensor:
+    """A random permutation with no fixed point where possible (each prompt gets another's output)."""
+    if n < 2:
+        return torch.zeros(n, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.arange(n) + torch.randint(1, n, (1,), generator=generator)) % n
+
+
+@contextmanager
+def ablate(
+    model,
+    components: Sequence[Component],
+    method: Method = "zero",
+    *,
+    reference: Int[Tensor, "batch pos"] | None = None,
+    seed: int = 0,
+) -> Iterator:
+    """Run the model with `components` ablated inside the `with` block (see module docstring)."""
+    if method not in ("zero", "mean", "resample"):
+        raise ValueError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
+    for component in components:
+        component.validate(model)
+    if method != "zero" and reference is None:
+        raise ValueError(
+            f"{method} ablation needs reference tokens (a batch of prompts to average or resample)"
+        )
+    hooks = sorted({c.hook for c in components})
+    ref_cache = (
+        cache_activations(model, reference.to(model.cfg.device), hooks) if reference is not None else {}
+    )
+    means = {h: ref_cache[h].float().mean(dim=(0, 1)) for h in hooks} if method == "mean" else {}
+
+    def hook_for(component: Component):
+        def hook(activation: Tensor, *, hook) -> Tensor:
+            out = activation.clone()
+            target = component.select(out)
+            if method == "zero":
+                target.zero_()
+            elif method == "mean":
+                target.copy_(component.select(means[component.hook][None, None]).expand_as(target))
+            else:
+                source = ref_cache[component.hook]
+                batch, n_pos = activation.shape[:2]
+                if source.shape[1] < n_pos:
+                    raise ValueError(
+                        f"resample ablation: reference prompts have {source.shape[1]} tokens, inputs {n_pos}"
+                    )
+                rows = _permutation(max(batch, source.shape[0]), seed)[:batch] % source.shape[0]
+                target.copy_(component.select(source[rows.to(source.device), :n_pos]))
+            return out
+
+        return hook
+
+    with model.hooks(fwd_hooks=[(c.hook, hook_for(c)) for c in components]):
+        yield model
+
+
+def _ablated_source(
+    base: RunCache, method: Method, mean_z: list[Tensor] | None, resample: RunCache | None
+) -> RunCache:
+    if method == "zero":
+        return replace(base, z=[torch.zeros_like(z) for z in base.z])
+    if method == "mean":
+        return replace(base, z=[m.to(z.dtype).expand_as(z) for m, z in zip(mean_z, base.z, strict=True)])
+    return resample
+
+
+def ablation_sweep(
+    model,
+    pairs: PromptPairs,
+    method: Method = "zero",
+    metric: MetricKind | Metric = "logit_diff",
+    *,
+    reference: Literal["corrupted", "shuffled"] = "corrupted",
+    seed: int = 0,
+    reduce: Literal["mean", "none"] = "mean",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> EffectResult:
+    """Metric change (ablated - clean) when each head is ablated alone, on the clean prompts.
+
+    `mean` averages each head's z over the reference prompts (`corrupted`: the pairs' corrupted
+    prompts; `shuffled`: the clean prompts) and positions; `resample` gives each prompt the head's
+    z from the corrupted prompt of its own pair (`corrupted`) or from another clean prompt of the
+    same length (`shuffled`, a fixed-point-free permutation from `seed`).
+    """
+    if method not in ("zero", "mean", "resample"):
+        raise ValueError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
+    if reference not in ("corrupted", "shuffled"):
+        raise ValueError(f"reference={reference!r} is not allowed; use 'corrupted' or 'shuffled'.")
+    # an ablation is a noising intervention: the base is the clean run, the source the ablated values
+    core = contrast(model, pairs, metric, direction="noising")
+    w = core.weights
+    n = len(pairs)
+    clean_values = core.clean_values
+    mean_z = None
+    if method == "mean":
+        pool = [(g.corrupted if reference == "corrupted" else g.clean).z for g in core.groups]
+        counts = [z[0].shape[0] * z[0].shape[1] for z in pool]
+        mean_z = [
+            sum(z[layer].float().sum(dim=(0, 1)) for z in pool) / sum(counts) for layer in range(w.n_layers)
+        ]
+    values = torch.zeros(w.n_layers, w.n_heads, n)
+    for group in core.groups:
+        base = core.base(group)
+        resampled = None
+        if method == "resample":
+            if reference == "corrupted":
+                resampled = group.corrupted
+            else:
+                rows = _permutation(len(group.index), seed)
+                resampled = replace(base, z=[z[rows] for z in base.z])
+        source = _ablated_source(base, method, mean_z, resampled)
+        for key, logits in run_variants(w, base, head_out_variants(w, base, source), memory_budget).items():
+            values[key][group.index] = core.measure(logits, group.index).cpu() - clean_values[group.index]
+    return core.result(
+        f"ablate_head_{method}",
+        ("layer", "head"),
+        values,
+        measures="change",
+        reduce=reduce,
+        extra={"method": method, "reference": reference, "value": "ablated metric - clean metric"},
+    )

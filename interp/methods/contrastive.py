@@ -1,0 +1,197 @@
+"""The contrastive core that every method on prompt pairs stands on.
+
+Methods that compare a clean and a corrupted prompt share one set-up, written once here:
+
+1. group the pairs by token length (each group runs unpadded);
+2. run the clean prompts (the model does the task) and the corrupted ones (it does not) through the
+   functional forward (`interp.engine.forward`), keeping what methods patch from;
+3. read every prompt's final-position logits and resolve the metric once (KL needs the clean run's
+   distribution);
+4. take the clean and corrupted metric values as the baselines every effect is measured against;
+5. decide which run is the *base* (the one that is intervened on) and which is the *source* (where
+   patched values come from). This module is the only place that makes that decision:
+
+   - `direction="denoising"`: base = corrupted, source = clean. An effect means the activation is
+     enough to bring the clean behaviour back ("is it sufficient?").
+   - `direction="noising"`: base = clean, source = corrupted. An effect means the behaviour breaks
+     without it ("is it necessary?"). Ablations are noising too: the base is the clean run.
+
+User hooks on the model are refused: every method computes from the weights (or adds its own hooks),
+so an attached hook would be silently ignored or silently mixed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.data.metrics import Metric, MetricKind, resolve_metric
+from interp.data.prompts import PromptPairs
+from interp.engine.forward import PhiWeights, RunCache, run_final_logits, run_with_cache
+from interp.model.hooks import refuse_user_hooks
+from interp.model.loading import HookedPhi
+
+Direction = Literal["denoising", "noising"]
+DIRECTIONS: tuple[Direction, ...] = ("denoising", "noising")
+Keep = Literal["all", "logits"]
+T = TypeVar("T")  # tokens, runs, values: anything that comes as a clean and a corrupted version
+
+
+def check_direction(direction: str) -> Direction:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r} is not allowed; use 'denoising' or 'noising'.")
+    return direction  # type: ignore[return-value]
+
+
+def base_and_source(clean: T, corrupted: T, direction: Direction) -> tuple[T, T]:
+    """(base, source) of any clean/corrupted pair of things, by direction (see the module docstring)."""
+    check_direction(direction)
+    return (corrupted, clean) if direction == "denoising" else (clean, corrupted)
+
+
+@dataclass
+class LengthGroup:
+    """The prompts of one token length: their dataset positions and both runs (None with keep='logits')."""
+
+    index: Int[Tensor, " batch"]
+    clean: RunCache | None
+    corrupted: RunCache | None
+
+
+@dataclass
+class Contrast:
+    """Clean and corrupted runs of a dataset, its metric, its baselines and the direction of intervention."""
+
+    weights: PhiWeights
+    pairs: PromptPairs
+    groups: list[LengthGroup]
+    direction: Direction
+    metric: Metric
+    clean_logits: Float[Tensor, "batch d_vocab"]
+    corrupted_logits: Float[Tensor, "batch d_vocab"]
+
+    def base(self, group: LengthGroup) -> RunCache:
+        """The run that is intervened on: corrupted when denoising, clean when noising."""
+        return base_and_source(group.clean, group.corrupted, self.direction)[0]
+
+    def source(self, group: LengthGroup) -> RunCache:
+        """The run patched values come from: clean when denoising, corrupted when noising."""
+        return base_and_source(group.clean, group.corrupted, self.direction)[1]
+
+    def measure(
+        self, final_logits: Float[Tensor, "batch d_vocab"], index: Int[Tensor, " batch"]
+    ) -> Float[Tensor, " batch"]:
+        """The metric of prompts `index` (dataset positions) from their final-position logits."""
+        return self.metric(final_logits, index)
+
+    @property
+    def everyone(self) -> Int[Tensor, " batch"]:
+        return torch.arange(len(self.pairs))
+
+    @property
+    def clean_values(self) -> Float[Tensor, " batch"]:
+        return self.measure(self.clean_logits, self.everyone).cpu()
+
+    @property
+    def corrupted_values(self) -> Float[Tensor, " batch"]:
+        return self.measure(self.corrupted_logits, self.everyone).cpu()
+
+    @property
+    def base_values(self) -> Float[Tensor, " batch"]:
+        return base_and_source(self.clean_values, self.corrupted_values, self.direction)[0]
+
+    @property
+    def clean_value(self) -> float:
+        return self.clean_values.mean().item()
+
+    @property
+    def corrupted_value(self) -> float:
+        return self.corrupted_values.mean().item()
+
+    def result(
+        self,
+        site: str,
+        dims: tuple[str, ...],
+        values: Tensor,
+        *,
+        measures: Literal["metric", "change"],
+        reduce: Literal["mean", "none"] = "mean",
+        extra: dict | None = None,
+    ):
+        """Wrap per-prompt `values` (`*dims batch`) in the one result type, with this run's baselines."""
+        from interp.methods.result import EffectResult
+
+        if reduce not in ("mean", "none"):
+            raise ValueError(f"reduce={reduce!r} is not allowed; use 'mean' or 'none'.")
+        values = values.float().cpu()
+        return EffectResult(
+            site=site,
+            dims=dims,
+            values=values.mean(-1) if reduce == "mean" else values,
+            clean=self.clean_value,
+            corrupted=self.corrupted_value,
+            metric=self.metric.kind,
+            direction=self.direction,
+            measures=measures,
+            per_prompt=reduce == "none",
+            extra=extra or {},
+        )
+
+
+def _gather(groups: list[tuple[Tensor, Tensor]], n: int) -> Float[Tensor, "batch d_vocab"]:
+    """Stack per-group (index, final logits) into one [n, d_vocab] tensor in dataset order."""
+    first = groups[0][1]
+    out = torch.empty(n, first.shape[-1], dtype=torch.float32, device=first.device)
+    for index, logits in groups:
+        out[index.to(out.device)] = logits.float()
+    return out
+
+
+def contrast(
+    model: HookedPhi,
+    pairs: PromptPairs,
+    metric: MetricKind | Metric = "logit_diff",
+    *,
+    direction: Direction = "denoising",
+    keep: Keep = "all",
+    grad_base: bool = False,
+) -> Contrast:
+    """Run clean and corrupted prompts per length group and resolve the metric and baselines.
+
+    `keep="all"` keeps every activation methods patch from (`RunCache`); `"logits"` only the final
+    logits (methods that intervene through hooks). `grad_base` builds the base run with autograd
+    (its activations are graph nodes; attribution patching differentiates through them).
+    """
+    refuse_user_hooks(model, "this method")
+    check_direction(direction)
+    if keep not in ("all", "logits"):
+        raise ValueError(f"keep={keep!r} is not allowed; use 'all' or 'logits'.")
+    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
+    w = PhiWeights.from_model(model)
+    device = model.cfg.device
+    groups, clean_final, corrupted_final = [], [], []
+    for index in pairs.length_groups():
+        group = pairs.select(index)
+        runs = {}
+        for which, tokens in (("clean", group.clean_tokens), ("corrupted", group.corrupted_tokens)):
+            is_base = (which == "corrupted") == (direction == "denoising")
+            if keep == "logits":
+                runs[which] = run_final_logits(w, tokens.to(device))
+            else:
+                runs[which] = run_with_cache(w, tokens.to(device), grad=grad_base and is_base)
+        if keep == "logits":
+            groups.append(LengthGroup(index, None, None))
+            clean_final.append((index, runs["clean"]))
+            corrupted_final.append((index, runs["corrupted"]))
+        else:
+            groups.append(LengthGroup(index, runs["clean"], runs["corrupted"]))
+            clean_final.append((index, runs["clean"].final_logits.detach()))
+            corrupted_final.append((index, runs["corrupted"].final_logits.detach()))
+    clean_logits = _gather(clean_final, len(pairs))
+    corrupted_logits = _gather(corrupted_final, len(pairs))
+    resolved = resolve_metric(metric, pairs, clean_logits)
+    return Contrast(w, pairs, groups, direction, resolved, clean_logits, corrupted_logits)

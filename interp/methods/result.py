@@ -1,0 +1,136 @@
+"""The one result type of per-component effects, and the one way of ranking components by effect.
+
+Every method that scores components on prompt pairs (activation, path and attribution patching,
+ablation sweeps) returns an `EffectResult`. Its `values` are either
+
+- `measures="metric"`: the metric of the intervened run (patching: the patched metric), or
+- `measures="change"`: the change of the metric the intervention causes (ablation: ablated - clean;
+  attribution patching: the estimated patched - base).
+
+`effect()` puts both on one scale: the signed change from the unintervened base run, as a fraction
+of the clean - corrupted gap. It is 0 for a component that does nothing, whatever the direction: a
+denoising patch that restores the clean value has effect +1; a noising patch (or an ablation) that
+removes the whole behaviour has effect -1. `top(k)` ranks by |effect|, and so do the notebook table
+(`_repr_html_`) and the HTML report (which ranks by distance from `no_effect`, the same order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.base.html import html_table
+from interp.data.metrics import normalise
+
+GAP_EPSILON = 1e-12
+
+
+def top_coords(
+    values: Float[Tensor, "*dims"], k: int, *, centre: float = 0.0
+) -> list[tuple[tuple[int, ...], float]]:
+    """The k entries farthest from `centre` (the value that means "no effect"), as (coords, value)."""
+    flat = values.flatten()
+    if values.ndim == 0:
+        return [((), flat[0].item())]
+    order = (flat - centre).abs().argsort(descending=True, stable=True)[:k]
+    coords = torch.stack(torch.unravel_index(order, values.shape), dim=-1)
+    return [(tuple(c.tolist()), flat[i].item()) for c, i in zip(coords, order, strict=True)]
+
+
+def component_name(
+    dims: tuple[str, ...] | list[str], coords: tuple[int, ...], labels: dict | None = None
+) -> str:
+    """`L3H2`, `L1 pos 4`, `L0H1 pos 3`, or the dimension's own labels (`L2 attn`)."""
+    labels = labels or {}
+    parts = []
+    for dim, c in zip(dims, coords, strict=True):
+        if dim in labels:
+            parts.append(("" if not parts else " ") + str(labels[dim][c]))
+        else:
+            parts.append({"layer": "L", "head": "H", "pos": " pos "}.get(dim, f" {dim} ") + str(c))
+    return "".join(parts)
+
+
+@dataclass
+class EffectResult:
+    """Per-component values over `dims` (mean over prompts, or `*dims batch` with `per_prompt`)."""
+
+    site: str
+    dims: tuple[str, ...]
+    values: Tensor
+    clean: float
+    corrupted: float
+    metric: str
+    direction: str
+    measures: Literal["metric", "change"] = "metric"
+    per_prompt: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def base(self) -> float:
+        """The metric of the run that was intervened on (corrupted when denoising, else clean)."""
+        return self.corrupted if self.direction == "denoising" else self.clean
+
+    def mean_values(self) -> Tensor:
+        return self.values.mean(-1) if self.per_prompt else self.values
+
+    def normalised(self) -> Tensor:
+        """Metric values: (value - corrupted) / (clean - corrupted), 1 = clean, 0 = corrupted.
+
+        Change values: change / (clean - corrupted), the fraction of the gap the change moves.
+        """
+        if self.measures == "change":
+            return self.values / self._gap()
+        return normalise(self.values, self.clean, self.corrupted)
+
+    def effect(self) -> Tensor:
+        """Signed change from the base run as a fraction of the clean - corrupted gap (0 = no effect)."""
+        change = self.values - self.base if self.measures == "metric" else self.values
+        return change / self._gap()
+
+    def _gap(self) -> float:
+        gap = self.clean - self.corrupted
+        if abs(gap) < GAP_EPSILON:
+            raise ValueError(
+                "clean and corrupted metrics are equal, so effects cannot be normalised: the corrupted "
+                "prompts do not change the behaviour being measured."
+            )
+        return gap
+
+    def top(self, k: int = 10) -> list[tuple[str, float, float]]:
+        """The k components with the largest |effect|: (name, mean value, mean effect)."""
+        values = self.mean_values()
+        try:
+            effects = self.effect()
+        except ValueError:  # no gap: rank by the raw change from the base run
+            effects = values - self.base if self.measures == "metric" else values
+        effects = effects.mean(-1) if self.per_prompt else effects
+        return [
+            (component_name(self.dims, coords, None), values[coords].item() if coords else values.item(), e)
+            for coords, e in top_coords(effects, k)
+        ]
+
+    def _repr_html_(self) -> str:
+        import html
+
+        values = self.mean_values()
+        what = "patched metric" if self.measures == "metric" else "metric change"
+        head = (
+            f"<b>{html.escape(self.site)}</b> ({html.escape(self.direction)}, {html.escape(self.metric)}); "
+            f"dims {html.escape(' x '.join(self.dims) or 'scalar')} {tuple(values.shape)}; "
+            f"clean {self.clean:.4f}, corrupted {self.corrupted:.4f}"
+        )
+        rows = [[name, f"{value:+.4f}", f"{effect:+.3f}"] for name, value, effect in self.top(8)]
+        note = (
+            "Ranked by |effect|: the change from the unpatched run as a fraction of clean - corrupted "
+            "(0 = no effect, +1 = the whole gap restored, -1 = the whole gap removed)."
+        )
+        table = html_table(["component", what, "effect"], rows)
+        return f"<div>{head}<br><small>{html.escape(note)}</small>{table}</div>"
+
+
+PatchResult = EffectResult  # the name the public API has always used

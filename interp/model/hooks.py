@@ -1,0 +1,67 @@
+"""Hook names: validation with close-match suggestions, and a check that none are left behind.
+
+TransformerLens accepts a mistyped name filter silently and returns an empty cache; here an
+unknown name is an error that lists the closest real names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from interp.base.errors import HookNameError
+
+
+def hook_names(model) -> list[str]:
+    """Every hook point name the model has, in definition order."""
+    return list(model.hook_dict.keys())
+
+
+def validate_hook_names(model, names: Iterable[str]) -> list[str]:
+    """Return `names` unchanged if every one is a hook point; otherwise raise naming close matches."""
+    known = model.hook_dict
+    names = list(names)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            layer = re.match(r"blocks\.(\d+)\.", name)
+            if layer and int(layer.group(1)) >= model.cfg.n_layers:
+                hint = f" The model has layers 0..{model.cfg.n_layers - 1}." + hint
+            raise HookNameError(
+                f"Unknown hook name {name!r}.{hint} `interp.model.hooks.hook_names(model)` lists all "
+                f"{len(known)} names (Phi has no resid_mid: attention and MLP run in parallel)."
+            )
+    return names
+
+
+def match_hook_names(model, pattern: str) -> list[str]:
+    """Hook names matching a regular expression; an error if none does."""
+    regex = re.compile(pattern)
+    matched = [name for name in model.hook_dict if regex.search(name)]
+    if not matched:
+        raise HookNameError(f"No hook name matches the pattern {pattern!r}.")
+    return matched
+
+
+def refuse_user_hooks(model, what: str) -> None:
+    """The one policy for hooks a user left on the model: refuse, naming how to remove them.
+
+    Methods compute from the weights (the functional forward) or add hooks of their own; a user's
+    hook would be ignored by the first and mixed into the second, so either way the numbers would
+    silently not mean what they say.
+    """
+    count = active_hook_count(model)
+    if count:
+        raise RuntimeError(
+            f"The model has {count} hooks attached (an ablation or a user hook), and {what} would "
+            "ignore them or mix them in. Leave the `with ablate(...)` / `model.hooks(...)` block, or "
+            "call model.reset_hooks(), first."
+        )
+
+
+def active_hook_count(model) -> int:
+    """How many forward/backward hook functions are attached to the model's hook points."""
+    points = {id(hp): hp for hp in model.hook_dict.values()}  # aliases share a hook point
+    return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in points.values())

@@ -1,0 +1,186 @@
+"""`load_model`: Phi-2 (or Phi-1.5, Phi-1, the toy model) as a TransformerLens hooked model.
+
+This is the only module that talks to TransformerLens's loading API. The Hugging Face model is
+loaded first (memory-mapped safetensors, one copy of the weights), optionally folded in place
+(`interp.model.folding`), then wrapped in a `TransformerBridge`, which leaves the weights where they are.
+
+Two weight modes:
+
+- `weights="raw"`: Hugging Face's exact numerics; logits equal `PhiForCausalLM`'s.
+- `weights="folded"`: LayerNorms folded, writing weights and unembedding centred, value biases
+  folded (TransformerLens's compatibility-mode processing). Log-probabilities are unchanged;
+  the residual stream has no mean component, which makes direct logit attribution cleaner.
+
+Hooks are the bridge's: `blocks.{L}.hook_resid_pre`, `blocks.{L}.attn.hook_z`, ... Phi runs
+attention and MLP in parallel from one LayerNorm, so there is no `resid_mid`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import torch
+
+from interp.base.errors import UnsafeDtypeError
+from interp.model.folding import fold_phi_weights
+from interp.model.sources import ResolvedSource, load_tokenizer, resolve_source
+
+Weights = Literal["raw", "folded"]
+
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+FP16_EXPLANATION = (
+    "float16 is refused for Phi models: Phi-2's attention scores and residual stream exceed "
+    "float16's range (max 65504) and overflow to inf/NaN, and TransformerLens replaces NaN "
+    "attention with zeros without a warning, so every result would be silently wrong. Use "
+    "dtype='bfloat16' on a GPU (same memory as float16, float32's range) or dtype='float32'."
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded, attached to the model as `model.interp_info`."""
+
+    source: str
+    kind: Literal["toy", "local", "hub"]
+    path: str
+    weights: Weights
+    dtype: str
+    device: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    rotary_dim: int
+
+
+@runtime_checkable
+class HookedPhi(Protocol):
+    """What every `interp` function needs of a model: what `load_model` returns.
+
+    That is a TransformerLens `TransformerBridge` around a Hugging Face `PhiForCausalLM`, with
+    `interp_info` attached. The protocol is checked at run time (the test suite runs beartype on
+    every annotated function), so passing e.g. a bare `PhiForCausalLM` fails at the call with the
+    parameter's name, not deep inside a method. It is a protocol rather than the bridge class so
+    that `import interp` does not import TransformerLens.
+    """
+
+    cfg: Any  # TransformerLens config: n_layers, n_heads, d_model, d_head, d_mlp, d_vocab, n_ctx, device
+    tokenizer: Any
+    original_model: Any  # the wrapped PhiForCausalLM
+    hook_dict: dict
+    interp_info: ModelInfo
+
+    def hooks(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def run_with_cache(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on CUDA and float32 elsewhere; float16 is refused (see FP16_EXPLANATION)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    resolved = _DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
+    if resolved is None or resolved not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype {dtype!r} is not allowed; use 'auto', 'float32' or 'bfloat16'.")
+    if resolved == torch.float16:
+        raise UnsafeDtypeError(FP16_EXPLANATION)
+    return resolved
+
+
+def load_model(
+    source: str | os.PathLike = "toy",
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    weights: Weights = "raw",
+    attn_result: bool = False,
+) -> HookedPhi:
+    """Load a Phi model as a TransformerLens `TransformerBridge`.
+
+    Args:
+        source: `"toy"`, a hub id (`"microsoft/phi-2"`, `"microsoft/phi-1_5"`, `"microsoft/phi-1"`),
+            an alias (`"phi-2"`, `"phi-1_5"`, `"phi-1"`), or a local directory with a saved
+            `PhiForCausalLM` and its tokenizer. Hub ids load from the Hugging Face cache when
+            present (also with `HF_HUB_OFFLINE=1`) and download otherwise.
+        device: `"auto"` (cuda, then mps, then cpu) or any torch device.
+        dtype: `"auto"` (bfloat16 on CUDA, float32 elsewhere), `"float32"` or `"bfloat16"`.
+            float16 is refused: Phi's attention overflows it.
+        weights: `"raw"` for Hugging Face's exact numerics, `"folded"` for LayerNorm folding
+            and centred writing weights (see module docstring).
+        attn_result: also expose per-head outputs at `blocks.{L}.attn.hook_result`
+            (`batch pos head d_model`; costs `n_heads` times the memory of `hook_attn_out`).
+            `interp.methods.head_scores.head_results` computes the same from `hook_z` without this flag.
+    """
+    if weights not in ("raw", "folded"):
+        raise ValueError(f"weights={weights!r} is not allowed; use 'raw' or 'folded'.")
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    resolved = resolve_source(source)
+    tokenizer = load_tokenizer(resolved.path)
+    hf_model = _load_hf_model(resolved, resolved_dtype, resolved_device)
+    if weights == "folded":
+        fold_phi_weights(hf_model)
+    bridge = _wrap(hf_model, tokenizer, resolved, resolved_device, resolved_dtype)
+    if attn_result:
+        bridge.set_use_attn_result(True)
+    cfg = bridge.cfg
+    bridge.interp_info = ModelInfo(
+        source=resolved.name,
+        kind=resolved.kind,
+        path=str(resolved.path),
+        weights=weights,
+        dtype=str(resolved_dtype).removeprefix("torch."),
+        device=str(resolved_device),
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        d_model=cfg.d_model,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp,
+        d_vocab=cfg.d_vocab,
+        rotary_dim=hf_model.model.layers[0].self_attn.rotary_ndims,
+    )
+    return bridge
+
+
+def _load_hf_model(resolved: ResolvedSource, dtype: torch.dtype, device: torch.device):
+    from transformers import PhiForCausalLM
+
+    model = PhiForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, attn_implementation="eager")
+    return model.to(device).eval()
+
+
+def _wrap(hf_model, tokenizer, resolved: ResolvedSource, device: torch.device, dtype: torch.dtype):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    # transformers logs a generation-config notice per load; it is noise for analysis work.
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    bridge = TransformerBridge.boot_transformers(
+        str(resolved.path), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+    )
+    bridge.eval()
+    return bridge

@@ -1,0 +1,98 @@
+"""Self-contained HTML reports: one file, plotly.js inlined once, no external URL, text escaped.
+
+Every string that reaches the page (token strings, config values, titles) goes through
+`html.escape`, so a token such as `<img src=x onerror=...>` shows literally instead of becoming
+markup. Figures are embedded as JSON inside a `<script>` with `<`, `>` and `&` escaped as
+unicode escapes, so no string in a figure can close the script tag. plotly.js and, when the page
+has attention widgets, the circuitsvis bundle are inlined once each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from interp.base.files import write_atomic
+from interp.base.html import html_table, script_json
+from interp.model.info import versions
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+header { border-bottom: 1px solid #ccc; margin-bottom: 1rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; }
+td, th { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; font-size: .9rem; }
+th { background: #f4f4f4; }
+section { margin: 2rem 0; }
+.explain { max-width: 75ch; line-height: 1.45; }
+code, pre { background: #f6f6f6; padding: .1rem .3rem; }
+"""
+
+
+@dataclass
+class Section:
+    title: str
+    explanation: str
+    figures: list[go.Figure] = field(default_factory=list)
+    table_header: list[str] = field(default_factory=list)
+    table_rows: list[list] = field(default_factory=list)
+    widgets: list = field(
+        default_factory=list
+    )  # objects with .html(include_bundle=False), e.g. AttentionPatterns
+
+
+@dataclass
+class Report:
+    """Build with `add`, then `write(path)`; `header` holds model, task and config facts."""
+
+    title: str
+    header: dict[str, str] = field(default_factory=dict)
+    sections: list[Section] = field(default_factory=list)
+
+    def add(self, section: Section) -> Report:
+        self.sections.append(section)
+        return self
+
+    def render(self) -> str:
+        facts = dict(self.header)
+        facts.update({f"version {k}": v for k, v in versions().items()})
+        facts["written"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        parts = [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>{html.escape(self.title)}</title><style>{STYLE}</style>",
+            f"<script>{get_plotlyjs()}</script></head><body>",
+            f"<header><h1>{html.escape(self.title)}</h1>",
+            html_table(["", ""], [[k, v] for k, v in facts.items()]),
+            "</header>",
+        ]
+        if any(section.widgets for section in self.sections):
+            from interp.viz.attention import circuitsvis_bundle
+
+            parts.insert(3, f"<script>{circuitsvis_bundle()}</script>")  # once, in <head>
+        figure_specs = []
+        for s_index, section in enumerate(self.sections):
+            parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
+            parts.append(f"<p class='explain'>{html.escape(section.explanation)}</p>")
+            for f_index, figure in enumerate(section.figures):
+                div_id = f"fig-{s_index}-{f_index}"
+                parts.append(f"<div id='{div_id}' class='plotly-figure'></div>")
+                figure_specs.append({"id": div_id, "figure": json.loads(figure.to_json())})
+            for widget in section.widgets:
+                parts.append(widget.html(include_bundle=False))
+            if section.table_rows:
+                parts.append(html_table(section.table_header, section.table_rows))
+            parts.append("</section>")
+        parts.append(
+            "<script>const FIGURES = " + script_json(figure_specs) + ";\nfor (const f of FIGURES) {"
+            " Plotly.newPlot(f.id, f.figure.data, f.figure.layout || {}, {responsive: true}); }"
+            "</script></body></html>"
+        )
+        return "\n".join(parts)
+
+    def write(self, path: str | Path) -> Path:
+        return write_atomic(path, self.render())

@@ -1,0 +1,116 @@
+"""Build `report.html` for a run directory from its `results.json` (so `interp report` can redo it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import einops
+import torch
+
+from interp.methods.result import component_name, top_coords
+from interp.report.html import Report, Section
+from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
+from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
+
+
+def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
+    """The analysis's top-k components ranked by distance from its no-effect value (as EffectResult.top)."""
+    no_effect = entry.get("no_effect", 0.0)
+    if no_effect is None:  # a curve (logit lens): every point in order
+        k, centre = values.numel(), None
+    else:
+        k, centre = entry.get("top_k", 10), no_effect
+    dims, labels = entry["dims"], entry.get("labels", {})
+    if centre is None:
+        coords = [tuple(int(i) for i in torch.unravel_index(torch.tensor(j), values.shape)) for j in range(k)]
+        ranked = [(c, values[c].item()) for c in coords]
+    else:
+        ranked = top_coords(values, k, centre=centre)
+    return [[component_name(dims, coords, labels), f"{value:+.4f}"] for coords, value in ranked]
+
+
+def _figures(entry: dict, values: torch.Tensor, tokens: list[str], rows: list[list[str]]) -> list:
+    dims, title = entry["dims"], entry["name"]
+    figures = []
+    for name in entry.get("figures") or ["heatmap"]:
+        if name in ("heatmap", "scores_heatmap") and dims == ["layer", "head"]:
+            figures.append(
+                layer_head_heatmap(values, title, value_label="value", diverging=name == "heatmap")
+            )
+        elif name == "heatmap" and dims == ["layer", "pos"]:
+            figures.append(layer_pos_heatmap(values, tokens, title))
+        elif name == "heatmap" and dims == ["layer", "head", "pos"]:
+            n_layers, n_heads, n_pos = values.shape
+            row_labels = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
+            flat = einops.rearrange(values, "layer head pos -> (layer head) pos")
+            figures.append(layer_pos_heatmap(flat, tokens, title, row_labels=row_labels))
+        elif name == "lens" and dims == ["layer"]:
+            figures.append(
+                logit_lens_chart(values, entry["labels"].get("layer", []), title, "logit difference")
+            )
+        elif name == "grouped_bars" and dims == ["layer", "component"]:
+            figures.append(
+                grouped_bars(values, entry["labels"]["component"], title, "direct logit attribution")
+            )
+        elif name == "ranked_bars" and rows:
+            names, numbers = [r[0] for r in rows], [float(r[1]) for r in rows]
+            figures.append(ranked_bars(names, numbers, f"{title}: largest changes", "change"))
+    return figures
+
+
+def build_report(results: dict) -> Report:
+    model, task, baseline = results["model"], results["task"], results["baseline"]
+    example = task["example"]
+    report = Report(
+        title=f"{task['name']} on {model['source']}",
+        header={
+            "model": f"{model['source']} ({model['n_layers']} layers x {model['n_heads']} heads, d_model {model['d_model']})",
+            "weights / dtype / device": f"{model['weights']} / {model['dtype']} / {model['device']}",
+            "task": f"{task['name']}, {task['n_pairs']} prompt pairs",
+            "example clean prompt": "".join(example["clean_tokens"]) + f" -> {example['answer']!r}",
+            "example corrupted prompt": "".join(example["corrupted_tokens"]) + f" -> {example['wrong']!r}",
+            "metric": f"{baseline['metric']}: clean {baseline['clean']:.4f}, corrupted {baseline['corrupted']:.4f}",
+            "config hash": results.get("config_hash", ""),
+        },
+    )
+    attention = results.get("attention_example") or {}
+    if attention.get("heads"):
+        from interp.viz.attention import AttentionPatterns
+
+        patterns = torch.tensor([h["pattern"] for h in attention["heads"]])
+        names = [f"L{h['layer']}H{h['head']}" for h in attention["heads"]]
+        report.add(
+            Section(
+                title="Attention patterns of the top heads",
+                explanation=(
+                    f"Attention of the heads that {attention['ranked_by']} ranks highest, on the example clean "
+                    "prompt: each row is a destination token, each column a source token it attends to. Hover a "
+                    "cell for the tokens and the weight; select a head to enlarge it."
+                ),
+                widgets=[AttentionPatterns(patterns, attention["tokens"], names)],
+            )
+        )
+    for entry in results["analyses"]:
+        values = torch.tensor(entry["values"], dtype=torch.float32)
+        rows = _top_rows(entry, values)
+        report.add(
+            Section(
+                title=f"{entry['name']} ({entry['kind']})",
+                explanation=f"{entry.get('explanation', '')} Values: {entry['description']}.".strip(),
+                figures=_figures(entry, values, example["clean_tokens"], rows),
+                table_header=["component", "value"],
+                table_rows=rows,
+            )
+        )
+    return report
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    results_file = run_dir / "results.json"
+    if not results_file.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no results.json; run `interp run CONFIG --out {run_dir}` first"
+        )
+    return build_report(json.loads(results_file.read_text())).write(run_dir / "report.html")

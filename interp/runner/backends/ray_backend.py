@@ -1,0 +1,96 @@
+"""The Ray backend: units spread over actors, each of which loads the model once.
+
+    interp run experiments/ioi.toml --backend ray --num-workers 4 --gpus-per-worker 1
+    interp run experiments/ioi.toml --backend ray --address ray://head:10001   # an existing cluster
+
+Each actor is a `UnitWorker` for the same config (model loaded from its Hugging Face cache or a
+shared directory, prompt pairs rebuilt from the config's seed), so a unit gives the same values
+on any actor. The driver keeps a bounded number of units in flight per actor and writes each
+finished unit through the runner's atomic store; the manifest of unit files, not Ray's state,
+decides what is done, so `--resume` works across backends and after a lost driver.
+
+Faults: an actor that dies (process killed, node lost) is restarted by Ray (`max_restarts`) and
+its in-flight units are retried (`max_task_retries`), so the sweep completes with identical
+results. An exception inside a unit is not retried: it surfaces in the driver with the worker's
+traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from interp.runner.backends.base import Unit
+from interp.runner.config import ExperimentConfig
+from interp.runner.registry import Computed
+from interp.runner.worker import UnitWorker
+
+IN_FLIGHT_PER_WORKER = 2
+
+
+class RayExecutor:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        address: str | None = None,
+        num_workers: int = 2,
+        gpus_per_worker: float = 0.0,
+        cpus_per_worker: float = 1.0,
+    ):
+        try:
+            import ray
+        except ImportError as error:  # pragma: no cover - depends on the install
+            raise RuntimeError("the ray backend needs Ray: pip install 'interp[ray]'") from error
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be at least 1, got {num_workers}")
+        self.ray = ray
+        self.owns_ray = not ray.is_initialized()
+        if self.owns_ray:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        remote = ray.remote(UnitWorker).options(
+            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=-1
+        )
+        self.actors = [remote.remote(config) for _ in range(num_workers)]
+        self._n_pairs = ray.get(self.actors[0].n_pairs.remote())
+
+    def n_pairs(self) -> int:
+        return self._n_pairs
+
+    def map(self, units: list[Unit]) -> Iterator[tuple[Unit, Computed]]:
+        """Yield (unit, values) as units finish, in completion order (the store makes order irrelevant)."""
+        ray = self.ray
+        queue = list(units)
+        pending: dict = {}  # object ref -> (unit, actor index)
+        load = [0] * len(self.actors)
+
+        def submit() -> None:
+            while queue:
+                actor = min(range(len(self.actors)), key=load.__getitem__)
+                if load[actor] >= IN_FLIGHT_PER_WORKER:
+                    return
+                unit = queue.pop(0)
+                pending[self.actors[actor].compute.remote(*unit)] = (unit, actor)
+                load[actor] += 1
+
+        submit()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            unit, actor = pending.pop(done[0])
+            load[actor] -= 1
+            computed = ray.get(done[0])  # a unit's exception is raised here, with the worker's traceback
+            submit()
+            yield unit, computed
+
+    def messages(self) -> list[str]:
+        return [
+            m for actor in self.actors for m in self.ray.get(actor.__ray_call__.remote(lambda w: w.messages))
+        ]
+
+    def describe(self, analyses: list[dict]) -> dict:
+        return self.ray.get(self.actors[0].describe.remote(analyses))
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+        if self.owns_ray:
+            self.ray.shutdown()

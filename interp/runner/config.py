@@ -1,0 +1,160 @@
+"""Experiment configuration: the TOML schema, validated with errors that name the field.
+
+A config file has a `[model]`, a `[task]` and one `[[analysis]]` table per analysis:
+
+    seed = 0
+    [model]
+    source = "toy"            # or "microsoft/phi-2", or a local directory; --model overrides it
+    weights = "raw"           # or "folded"
+    [task]
+    name = "ioi"              # or "induction", "docstring", "custom"
+    n_pairs = 32
+    metric = "logit_diff"
+    [[analysis]]
+    kind = "patch_head_out"
+    [[analysis]]
+    kind = "ablate_head"
+    method = "mean"
+
+Every field has a description, which `interp tasks` prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from interp.base.errors import InterpError
+from interp.base.schema import Strict
+from interp.data.tasks.options import TaskConfig
+from interp.runner.options import AnalysisOptions
+from interp.runner.registry import REGISTRY
+
+
+class ConfigError(InterpError, ValueError):
+    """A config file that does not validate; the message lists every bad field."""
+
+
+class ModelConfig(Strict):
+    source: str = Field(
+        "toy", description="'toy', a hub id such as 'microsoft/phi-2', an alias or a directory"
+    )
+    weights: Literal["raw", "folded"] = Field("raw", description="raw: HF numerics; folded: LayerNorm folded")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, else float32"
+    )
+    device: str = Field("auto", description="auto: cuda, then mps, then cpu")
+
+
+class AnalysisConfig(AnalysisOptions):
+    kind: str = Field(description="what to compute: one of the registered kinds (`interp tasks` lists them)")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in REGISTRY:
+            close = difflib.get_close_matches(kind, list(REGISTRY), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"unknown analysis kind {kind!r}{hint} Allowed: {', '.join(REGISTRY)}")
+        return kind
+
+    @model_validator(mode="after")
+    def _options_the_kind_reads(self) -> AnalysisConfig:
+        reads = REGISTRY[self.kind].options
+        defaults = AnalysisOptions()
+        unread = sorted(
+            name
+            for name in AnalysisOptions.model_fields
+            if name not in reads and getattr(self, name) != getattr(defaults, name)
+        )
+        if unread:
+            raise ValueError(
+                f"{self.kind} does not read {', '.join(unread)}; its options are: {', '.join(sorted(reads))}"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class ExperimentConfig(Strict):
+    seed: int = Field(0, description="seed for generated prompts and resampling")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    analysis: list[AnalysisConfig] = Field(min_length=1, description="one [[analysis]] table per analysis")
+    batch_size: int = Field(16, ge=1, description="prompts per forward pass in patching runs")
+    memory_budget_mb: int = Field(2048, ge=1, description="activation memory per patching chunk, MiB")
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> ExperimentConfig:
+        labels = [a.label for a in self.analysis]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"analysis names must be unique; give `name = ...` to these: {duplicates}")
+        return self
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {where}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "config") -> ExperimentConfig:
+    """Validate a config given as a dict (parsed TOML); a `ConfigError` lists every bad field."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source} is not a valid experiment config:\n{_describe(error)}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a TOML experiment config; a `ConfigError` names the file and every bad field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    return parse_config(data, str(path))
+
+
+def to_toml(config: ExperimentConfig) -> str:
+    """The resolved config as TOML (every field, defaults included)."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    lines = [f"seed = {data.pop('seed')}", f"batch_size = {data.pop('batch_size')}"]
+    lines.append(f"memory_budget_mb = {data.pop('memory_budget_mb')}")
+    for table in ("model", "task"):
+        lines.append(f"\n[{table}]")
+        for key, value in data[table].items():
+            if key == "pairs":
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        for pair in data[table].get("pairs", []):
+            lines.append(f"\n[[{table}.pairs]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in pair.items()]
+    for analysis in data["analysis"]:  # each with the options its kind reads, defaults included
+        reads = REGISTRY[analysis["kind"]].options
+        lines.append("\n[[analysis]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in analysis.items() if k == "kind" or k in reads]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return json.dumps(value)
+    return json.dumps(value)  # lists of lists / strings are valid TOML arrays in JSON form

@@ -1,0 +1,368 @@
+"""The analysis registry: one entry per analysis kind an experiment config may ask for.
+
+An entry says everything the runner, the config validator, `interp tasks` and the report need:
+
+- `compute(options, model, pairs, ctx)`: per-prompt values (last axis = the batch's prompts) for
+  per-prompt kinds, so batches are computed, saved and resumed independently and averaged at the end;
+- `finish(options, mean_values, clean, corrupted)`: what results.json reports, what one value means,
+  and the value that means "no effect" (the report ranks by distance from it, as `EffectResult.top`
+  does in notebooks);
+- `dims(options)`: the axes of the values (checked against what `compute` returns);
+- `options`: the `[[analysis]]` fields the kind reads (setting another one is a config error);
+- `explanation` for the report, `summary` for `interp tasks`, `figures` by name (drawn by the report).
+
+Adding a kind = one `register(AnalysisSpec(...))` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from interp.data.metrics import MetricKind, normalise
+from interp.data.prompts import PromptPairs
+from interp.methods.ablation import ablation_sweep
+from interp.methods.activation_patching import SITE_DIMS, sweep
+from interp.methods.attribution_patching import attribution_patch
+from interp.methods.direct_logit_attribution import direct_logit_attribution
+from interp.methods.head_scores import head_scores
+from interp.methods.logit_lens import logit_lens
+from interp.methods.path_patching import path_patch
+from interp.model.loading import HookedPhi
+from interp.runner.options import AnalysisOptions
+
+
+@dataclass(frozen=True)
+class UnitContext:
+    """What a unit needs from the config beyond its own options."""
+
+    metric: MetricKind
+    seed: int
+    memory_budget: int  # bytes of activations per patching chunk
+
+
+@dataclass
+class Computed:
+    dims: tuple[str, ...]
+    values: Tensor  # [...dims, batch] for per-prompt kinds, [...dims] otherwise
+    labels: dict[str, list[str]] | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    values: Tensor
+    description: str
+    no_effect: float | None  # the value that means "no effect"; None: values are not ranked
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    kind: str
+    summary: str
+    explanation: str
+    per_prompt: bool
+    options: frozenset[str]
+    dims: Callable[[AnalysisOptions], tuple[str, ...]]
+    compute: Callable[[AnalysisOptions, HookedPhi, PromptPairs, UnitContext], Computed]
+    finish: Callable[[AnalysisOptions, Tensor, float, float], Finished]
+    figures: tuple[str, ...]
+
+
+REGISTRY: dict[str, AnalysisSpec] = {}
+COMMON_OPTIONS = frozenset({"name", "top_k"})
+
+
+def register(spec: AnalysisSpec) -> AnalysisSpec:
+    if spec.kind in REGISTRY:
+        raise ValueError(f"analysis kind {spec.kind!r} is registered twice")
+    REGISTRY[spec.kind] = spec
+    return spec
+
+
+def spec_for(kind: str) -> AnalysisSpec:
+    return REGISTRY[kind]
+
+
+def _fixed(*dims: str) -> Callable[[AnalysisOptions], tuple[str, ...]]:
+    return lambda options: dims
+
+
+# --- activation patching: one kind per site ---
+
+PATCH_EXPLANATION = (
+    "Activation patching: each cell replaces one activation of the corrupted run with its value from the "
+    "clean run (denoising) or the reverse (noising) and reports the patched metric, normalised so that 1 is "
+    "the clean value and 0 the corrupted one. Denoising: cells near 1 carry enough to restore the behaviour; "
+    "0 is no effect. Noising: cells near 0 are needed for the behaviour; 1 is no effect."
+)
+
+
+def _normalised_patch(what: str) -> Callable[[AnalysisOptions, Tensor, float, float], Finished]:
+    def finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+        into = "the corrupted run" if options.direction == "denoising" else "the clean run"
+        no_effect = 0.0 if options.direction == "denoising" else 1.0
+        description = (
+            f"normalised patched metric, (patched - corrupted) / (clean - corrupted), {what} patched into "
+            f"{into}: 1 = the clean metric, 0 = the corrupted one; {no_effect:g} = no effect"
+        )
+        return Finished(normalise(mean, clean, corrupted), description, no_effect)
+
+    return finish
+
+
+def _sweep_compute(site: str) -> Callable[[AnalysisOptions, HookedPhi, PromptPairs, UnitContext], Computed]:
+    def compute(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+        result = sweep(
+            model,
+            pairs,
+            site,
+            ctx.metric,
+            direction=options.direction,
+            reduce="none",
+            memory_budget=ctx.memory_budget,
+        )
+        return Computed(result.dims, result.values)
+
+    return compute
+
+
+for _site, _dims in SITE_DIMS.items():
+    register(
+        AnalysisSpec(
+            kind=f"patch_{_site}",
+            summary=f"exact activation patching of {_site} over ({', '.join(_dims)})",
+            explanation=PATCH_EXPLANATION,
+            per_prompt=True,
+            options=COMMON_OPTIONS | {"direction"},
+            dims=_fixed(*_dims),
+            compute=_sweep_compute(_site),
+            finish=_normalised_patch(f"each {_site}"),
+            figures=("heatmap",),
+        )
+    )
+
+
+# --- path patching ---
+
+
+def _path_compute(
+    options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext
+) -> Computed:
+    result = path_patch(
+        model,
+        pairs,
+        options.receivers,
+        receiver_input=options.receiver_input,
+        senders=options.senders or None,
+        metric=ctx.metric,
+        direction=options.direction,
+        reduce="none",
+    )
+    return Computed(result.dims, result.values)
+
+
+def _path_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+    receivers = options.receivers if options.receivers == "logits" else [list(r) for r in options.receivers]
+    what = f"the sender's path to {receivers} ({options.receiver_input})"
+    return _normalised_patch(what)(options, mean, clean, corrupted)
+
+
+register(
+    AnalysisSpec(
+        kind="path_patch",
+        summary="exact path patching (Wang et al.) from every head, or a sender set, to receivers or logits",
+        explanation=(
+            "Path patching: the effect of each sender head on the output only through the chosen receivers "
+            "(all other heads frozen, MLPs recomputed). Default noising: values near 0 mark senders whose "
+            "path to the receivers the behaviour needs; 1 is no effect."
+        ),
+        per_prompt=True,
+        options=COMMON_OPTIONS | {"direction", "senders", "receivers", "receiver_input"},
+        dims=lambda options: () if options.senders else ("layer", "head"),
+        compute=_path_compute,
+        finish=_path_finish,
+        figures=("heatmap",),
+    )
+)
+
+
+# --- attribution patching ---
+
+
+def _attribution_compute(
+    site: str,
+) -> Callable[[AnalysisOptions, HookedPhi, PromptPairs, UnitContext], Computed]:
+    def compute(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+        result = attribution_patch(model, pairs, ctx.metric, direction=options.direction, reduce="none")[site]
+        return Computed(result.dims, result.values)
+
+    return compute
+
+
+def _attribution_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+    description = (
+        "attribution-patching estimate of the patching effect as a fraction of the gap, "
+        "(estimated patched - base) / (clean - corrupted); 0 = no effect"
+    )
+    return Finished(mean / (clean - corrupted), description, 0.0)
+
+
+for _kind, _site in (("attrib_head_out", "head_out"), ("attrib_resid_pre", "resid_pre")):
+    register(
+        AnalysisSpec(
+            kind=_kind,
+            summary=f"attribution patching (gradient estimate) of {_site}",
+            explanation=(
+                "Attribution patching: a gradient (first-order) estimate of the patching effect of every component "
+                "from a single backward pass. Fast, but approximate: confirm its top components with exact patching."
+            ),
+            per_prompt=True,
+            options=COMMON_OPTIONS | {"direction"},
+            dims=_fixed(*SITE_DIMS[_site]),
+            compute=_attribution_compute(_site),
+            finish=_attribution_finish,
+            figures=("heatmap",),
+        )
+    )
+
+
+# --- direct logit attribution and the logit lens ---
+
+DLA_EXPLANATION = (
+    "Direct logit attribution: how much each component writes, directly, into logit(answer) - logit(wrong) at "
+    "the final position. Components that act through later layers can matter a lot and still score low here."
+)
+
+
+def _dla_head(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    return Computed(("layer", "head"), direct_logit_attribution(model, pairs).heads)
+
+
+def _dla_layer(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    dla = direct_logit_attribution(model, pairs)
+    values = torch.stack([dla.attn, dla.mlp], dim=1)  # layer component batch
+    return Computed(("layer", "component"), values, {"component": ["attn", "mlp"]})
+
+
+def _as_is(description: str, no_effect: float | None = 0.0):
+    def finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+        return Finished(mean, description, no_effect)
+
+    return finish
+
+
+register(
+    AnalysisSpec(
+        kind="dla_head",
+        summary="direct logit attribution of every head",
+        explanation=DLA_EXPLANATION,
+        per_prompt=True,
+        options=COMMON_OPTIONS,
+        dims=_fixed("layer", "head"),
+        compute=_dla_head,
+        finish=_as_is("direct logit attribution: what the head writes into logit(answer) - logit(wrong)"),
+        figures=("heatmap",),
+    )
+)
+register(
+    AnalysisSpec(
+        kind="dla_layer",
+        summary="direct logit attribution of each layer's attention and MLP",
+        explanation=DLA_EXPLANATION,
+        per_prompt=True,
+        options=COMMON_OPTIONS,
+        dims=_fixed("layer", "component"),
+        compute=_dla_layer,
+        finish=_as_is("direct logit attribution of each layer's attention and MLP output"),
+        figures=("grouped_bars",),
+    )
+)
+
+
+def _lens(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    lens = logit_lens(model, pairs)
+    return Computed(("layer",), lens.logit_diff, {"layer": lens.labels})
+
+
+register(
+    AnalysisSpec(
+        kind="logit_lens",
+        summary="logit difference decoded from the residual stream after each layer",
+        explanation=(
+            "Logit lens: the residual stream after each layer decoded through the final LayerNorm and unembedding; "
+            "where the curve rises is where the answer becomes readable."
+        ),
+        per_prompt=True,
+        options=COMMON_OPTIONS,
+        dims=_fixed("layer"),
+        compute=_lens,
+        finish=_as_is("logit(answer) - logit(wrong) decoded from the residual stream after each layer", None),
+        figures=("lens",),
+    )
+)
+
+
+# --- ablations and head scores ---
+
+
+def _ablate(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    result = ablation_sweep(
+        model,
+        pairs,
+        options.method,
+        ctx.metric,
+        reference=options.reference,
+        seed=ctx.seed,
+        reduce="none",
+        memory_budget=ctx.memory_budget,
+    )
+    return Computed(result.dims, result.values)
+
+
+def _ablate_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+    return Finished(mean, f"metric change when the head is {options.method}-ablated (ablated - clean)", 0.0)
+
+
+register(
+    AnalysisSpec(
+        kind="ablate_head",
+        summary="ablate every head alone (zero, mean or resample) on the clean prompts",
+        explanation=(
+            "Ablation: the metric change when one head's output is removed (negative = the head was helping). "
+            "Unlike direct attribution this counts every path through which the head acts."
+        ),
+        per_prompt=True,
+        options=COMMON_OPTIONS | {"method", "reference"},
+        dims=_fixed("layer", "head"),
+        compute=_ablate,
+        finish=_ablate_finish,
+        figures=("heatmap", "ranked_bars"),
+    )
+)
+
+
+def _scores(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    return Computed(("layer", "head"), head_scores(model, seed=ctx.seed)[options.score])
+
+
+def _scores_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+    name = options.score.replace("_", "-")
+    return Finished(mean, f"{name} attention score (0..1) on repeated random tokens", 0.0)
+
+
+register(
+    AnalysisSpec(
+        kind="head_scores",
+        summary="previous-token, induction, duplicate-token or first-token score of every head",
+        explanation="Attention-pattern score of each head on repeated random tokens (0 to 1).",
+        per_prompt=False,
+        options=COMMON_OPTIONS | {"score"},
+        dims=_fixed("layer", "head"),
+        compute=_scores,
+        finish=_scores_finish,
+        figures=("scores_heatmap",),
+    )
+)
