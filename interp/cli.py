@@ -97,6 +97,7 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `interp` command's argument parser (run, report, tasks, info)."""
     parser = argparse.ArgumentParser(prog="interp", description="The Phi-2 interpretability workbench.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an experiment config (TOML) and write results and a report")
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `interp`: exit 0 on success, 2 with `error: ...` for user errors."""
     from interp.base.errors import InterpError
 
     args = build_parser().parse_args(argv)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import torch
 from transformers import PhiConfig, PhiForCausalLM
 
+from interp.data.prompts import PromptPairs
+from interp.data.tasks.ioi_grammar import sample_ioi
 from interp.toy.train import make_tokenizer
-from interp.toy.vocab import D_VOCAB
+from interp.toy.vocab import D_VOCAB, TRAIN_NAMES, TRAIN_TEMPLATES
 
 
 def make_phi_config(**overrides) -> PhiConfig:
@@ -107,8 +110,6 @@ def save_answer_head_dir(directory: Path, layer: int = 1, head: int = 1, seed: i
     u = model.lm_head.weight[ANSWER] - model.lm_head.weight[WRONG]
     attn.dense.weight[:, head * d_head] = 40.0 * (u - u.mean()) / u.norm() ** 2
     model.save_pretrained(directory)
-    from interp.toy.train import make_tokenizer
-
     make_tokenizer().save_pretrained(directory)
     return directory
 
@@ -124,3 +125,57 @@ def interrupted_at(call: int, real):
         return real(*args, **kwargs)
 
     return wrapper
+
+
+def tokenizer_only_model(tokenizer):
+    """A stand-in with Phi-2's tokenizer and no weights, for checks that only tokenize (tasks).
+
+    It has every attribute of `interp.HookedPhi`, so type checks pass; anything that runs it fails.
+    """
+    from types import SimpleNamespace
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("a tokenizer-only stand-in has no weights")
+
+    cfg = SimpleNamespace(d_vocab=51200, n_ctx=2048, device="cpu")
+    return SimpleNamespace(
+        cfg=cfg,
+        tokenizer=tokenizer,
+        original_model=None,
+        hook_dict={},
+        interp_info=None,
+        hooks=unavailable,
+        run_with_cache=unavailable,
+    )
+
+
+def ioi_pairs(tokenizer, n: int, seed: int = 0, templates=None) -> PromptPairs:
+    """IOI pairs whose corrupted prompt repeats the indirect object instead of the subject."""
+    rng = random.Random(seed)
+    template = rng.choice(TRAIN_TEMPLATES) if templates is None else None
+    rows = []
+    for _ in range(n):
+        ex = sample_ioi(rng, [template] if template else templates, TRAIN_NAMES)
+        rows.append(dict(clean=ex.prompt, corrupted=ex.corrupted, answer=ex.io, wrong=ex.s))
+    return PromptPairs.from_strings(tokenizer, rows)
+
+
+TOKENS = torch.tensor(
+    [
+        [2, 33, 3, 34, 4, 5, 6, 71, 7, 34, 8, 9, 81, 5],
+        [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53],
+    ]
+)
+
+
+def use_hf_cache(monkeypatch, cache) -> None:
+    """Point huggingface_hub at `cache`, offline (it reads both settings when imported)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+def hf_reference(directory) -> PhiForCausalLM:
+    return PhiForCausalLM.from_pretrained(directory, attn_implementation="eager").eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_patching import ioi_pairs
+from helpers import ioi_pairs
 
 from interp.data.metrics import make_metric
 from interp.methods.ablation import Component, ablate, ablation_sweep

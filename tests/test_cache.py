@@ -92,3 +92,17 @@ class TestStreaming:
         with pytest.raises(ValueError, match="different tokens"):
             stream_cache(model, tokens, NAMES[:1], tmp_path / "c", batch_size=4)
         assert isinstance(DiskCache(tmp_path / "c").manifest, dict)
+
+    def test_refuses_other_positions_in_the_same_directory(self, model, tokens, tmp_path, monkeypatch):
+        """The fingerprint includes the kept positions: resuming with others must not mix shards."""
+        import interp.model.cache as cache_module
+
+        real = cache_module.cache_activations
+        monkeypatch.setattr(cache_module, "cache_activations", interrupted_at(2, real))
+        with pytest.raises(KeyboardInterrupt):
+            stream_cache(model, tokens, NAMES, tmp_path / "c", batch_size=4, positions=slice(0, 2))
+        monkeypatch.setattr(cache_module, "cache_activations", real)
+        with pytest.raises(ValueError, match="positions"):
+            stream_cache(model, tokens, NAMES, tmp_path / "c", batch_size=4, positions=[5])
+        disk = stream_cache(model, tokens, NAMES, tmp_path / "c", batch_size=4, positions=slice(0, 2))
+        assert disk.load(NAMES[0]).shape[1] == 2

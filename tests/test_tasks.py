@@ -78,9 +78,9 @@ def phi2_like_tokenizer(gpt2_bpe_dir):
 
 
 def test_docstring_pairs_under_phi2_vocabulary(gpt2_bpe_dir):
-    from types import SimpleNamespace
+    from helpers import tokenizer_only_model
 
-    model = SimpleNamespace(tokenizer=phi2_like_tokenizer(gpt2_bpe_dir), interp_info=None)
+    model = tokenizer_only_model(phi2_like_tokenizer(gpt2_bpe_dir))
     pairs = build_pairs(TaskConfig(name="docstring", n_pairs=12), model, seed=0)
     assert pairs.same_length and len(pairs) == 12
     for pair in pairs.pairs:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from test_patching import ioi_pairs
+from helpers import ioi_pairs
 
 from interp.methods.activation_patching import sweep
 from interp.methods.direct_logit_attribution import direct_logit_attribution

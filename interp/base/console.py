@@ -6,10 +6,12 @@ import sys
 
 
 def say(message: str = "") -> None:
+    """Print one line of CLI output (the only place `interp` prints)."""
     print(message, flush=True)
 
 
 def warn(message: str) -> None:
+    """Print `warning: message` to stderr."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 

@@ -28,6 +28,8 @@ METRIC_KINDS: tuple[MetricKind, ...] = ("logit_diff", "prob", "log_prob", "kl")
 
 @dataclass
 class Metric:
+    """A metric over final-position logits with each prompt's answer and wrong tokens (see the module docstring)."""
+
     kind: MetricKind
     answer: Int[Tensor, " batch"]
     wrong: Int[Tensor, " batch"]

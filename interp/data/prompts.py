@@ -28,6 +28,8 @@ class PromptError(InterpError, ValueError):
 
 @dataclass(frozen=True)
 class PromptPair:
+    """One pair as text: the clean prompt (the model should say `answer`) and the corrupted one (`wrong`)."""
+
     clean: str
     corrupted: str
     answer: str

@@ -32,6 +32,8 @@ EntryFn = Callable[[Tensor], Tensor]
 
 @dataclass
 class Variant:
+    """One patch: where its result goes, the block and position it enters at, and how it changes the residual."""
+
     key: tuple[int, ...]  # where the result goes in the output grid
     entry: int  # first block that runs on the patched residual (n_layers: none)
     start: int  # first position that can differ from the base run

@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.model.loading import HookedPhi
+
 
 @dataclass
 class PhiWeights:
@@ -53,7 +55,8 @@ class PhiWeights:
         return len(self.ln_w)
 
     @classmethod
-    def from_model(cls, model) -> PhiWeights:
+    def from_model(cls, model: HookedPhi) -> PhiWeights:
+        """The weights of a loaded model (no copies except the fused q/k/v matrix)."""
         hf = model.original_model
         layers = hf.model.layers
         attn0 = layers[0].self_attn
@@ -103,6 +106,7 @@ class PhiWeights:
 
 
 def layer_norm(x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
+    """LayerNorm over the last axis with weight `w`, bias `b`."""
     return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
 
 
@@ -181,6 +185,7 @@ def head_out(w: PhiWeights, layer: int, z: Float[Tensor, "... pos head d_head"])
 
 
 def mlp(w: PhiWeights, layer: int, h: Tensor) -> Tensor:
+    """Block `layer`'s MLP on the LayerNorm output `h` (gelu_new, biases included)."""
     hidden = _gelu(torch.nn.functional.linear(h, w.W_in[layer], w.b_in[layer]), w.act)
     return torch.nn.functional.linear(hidden, w.W_out[layer], w.b_out[layer])
 
@@ -216,6 +221,7 @@ def block(
 
 
 def unembed(w: PhiWeights, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+    """Final LayerNorm and unembedding (with its bias) of residual vectors."""
     return torch.nn.functional.linear(layer_norm(x, w.ln_f_w, w.ln_f_b, w.eps), w.W_U, w.b_U)
 
 

@@ -34,6 +34,7 @@ from interp.methods.activation_patching import DEFAULT_MEMORY_BUDGET, head_out_v
 from interp.methods.contrastive import contrast
 from interp.methods.result import EffectResult
 from interp.model.cache import cache_activations
+from interp.model.loading import HookedPhi
 
 Method = Literal["zero", "mean", "resample"]
 Kind = Literal["head", "attn", "mlp", "neuron"]
@@ -64,7 +65,7 @@ class Component:
             return activation[..., self.index]
         return activation
 
-    def validate(self, model) -> None:
+    def validate(self, model: HookedPhi) -> None:
         cfg = model.cfg
         if not 0 <= self.layer < cfg.n_layers:
             raise ValueError(f"{self}: layer must be in 0..{cfg.n_layers - 1}")
@@ -85,7 +86,7 @@ def _permutation(n: int, seed: int) -> Tensor:
 
 @contextmanager
 def ablate(
-    model,
+    model: HookedPhi,
     components: Sequence[Component],
     method: Method = "zero",
     *,
@@ -143,7 +144,7 @@ def _ablated_source(
 
 
 def ablation_sweep(
-    model,
+    model: HookedPhi,
     pairs: PromptPairs,
     method: Method = "zero",
     metric: MetricKind | Metric = "logit_diff",

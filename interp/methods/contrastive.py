@@ -42,6 +42,7 @@ T = TypeVar("T")  # tokens, runs, values: anything that comes as a clean and a c
 
 
 def check_direction(direction: str) -> Direction:
+    """`direction` itself if it is 'denoising' or 'noising', else a ValueError naming both."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r} is not allowed; use 'denoising' or 'noising'.")
     return direction  # type: ignore[return-value]

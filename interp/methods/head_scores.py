@@ -25,13 +25,15 @@ from torch import Tensor
 
 from interp.data.tokens import real_token_ids
 from interp.model.cache import cache_activations
+from interp.model.hooks import refuse_user_hooks
+from interp.model.loading import HookedPhi
 
 ScoreKind = Literal["previous_token", "induction", "duplicate_token", "first_token"]
 SCORE_KINDS: tuple[ScoreKind, ...] = ("previous_token", "induction", "duplicate_token", "first_token")
 
 
 def repeated_random_tokens(
-    model, n_prompts: int = 16, seq_len: int = 20, seed: int = 0
+    model: HookedPhi, n_prompts: int = 16, seq_len: int = 20, seed: int = 0
 ) -> Int[Tensor, "batch pos"]:
     """`n_prompts` rows of a random sequence of `seq_len` ordinary tokens, repeated twice."""
     generator = torch.Generator().manual_seed(seed)
@@ -41,7 +43,7 @@ def repeated_random_tokens(
 
 
 def attention_patterns(
-    model, tokens: Int[Tensor, "batch pos"]
+    model: HookedPhi, tokens: Int[Tensor, "batch pos"]
 ) -> Float[Tensor, "layer batch head dest_pos src_pos"]:
     """Every layer's attention pattern from one forward pass."""
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
@@ -70,15 +72,16 @@ def scores_from_patterns(
 
 
 def head_scores(
-    model, n_prompts: int = 16, seq_len: int = 20, seed: int = 0
+    model: HookedPhi, n_prompts: int = 16, seq_len: int = 20, seed: int = 0
 ) -> dict[ScoreKind, Float[Tensor, "layer head"]]:
     """All four head scores for every head, from one forward over repeated random tokens."""
+    refuse_user_hooks(model, "head scores")
     tokens = repeated_random_tokens(model, n_prompts, seq_len, seed)
     return scores_from_patterns(attention_patterns(model, tokens), seq_len)
 
 
 def head_results(
-    model, z: Float[Tensor, "batch pos head d_head"], layer: int
+    model: HookedPhi, z: Float[Tensor, "batch pos head d_head"], layer: int
 ) -> Float[Tensor, "batch pos head d_model"]:
     """Each head's write to the residual stream: `z @ W_O[layer]` (the output bias is not included)."""
     W_O = model.W_O[layer].to(z.dtype)  # head d_head d_model

@@ -76,6 +76,7 @@ class EffectResult:
         return self.corrupted if self.direction == "denoising" else self.clean
 
     def mean_values(self) -> Tensor:
+        """`values` averaged over prompts when they are per prompt."""
         return self.values.mean(-1) if self.per_prompt else self.values
 
     def normalised(self) -> Tensor:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from interp.base.files import write_atomic
 from interp.model.hooks import validate_hook_names
+from interp.model.loading import HookedPhi
 
 # dims after `batch pos` (or, for patterns, after `batch`) by hook-name suffix
 _SUFFIX_DIMS = {
@@ -38,7 +39,7 @@ class CacheTooLargeError(MemoryError):
     """The requested cache would exceed the memory budget."""
 
 
-def _per_position_width(model, name: str) -> int:
+def _per_position_width(model: HookedPhi, name: str) -> int:
     cfg = model.cfg
     sizes = {"head": cfg.n_heads, "d_head": cfg.d_head, "d_model": cfg.d_model, "d_mlp": cfg.d_mlp}
     sizes.update({"d_vocab": cfg.d_vocab, "one": 1})
@@ -52,7 +53,7 @@ def _per_position_width(model, name: str) -> int:
 
 
 def estimate_cache_bytes(
-    model,
+    model: HookedPhi,
     names: Iterable[str],
     batch: int,
     n_pos: int,
@@ -81,7 +82,7 @@ def _select_positions(name: str, tensor: Tensor, positions: slice | list[int] | 
 
 
 def cache_activations(
-    model,
+    model: HookedPhi,
     tokens: Int[Tensor, "batch pos"],
     names: Iterable[str],
     *,
@@ -178,7 +179,7 @@ def _fingerprint(
 
 
 def stream_cache(
-    model,
+    model: HookedPhi,
     tokens: Int[Tensor, "batch pos"],
     names: Iterable[str],
     directory: str | Path,

@@ -11,14 +11,15 @@ import re
 from collections.abc import Iterable
 
 from interp.base.errors import HookNameError
+from interp.model.loading import HookedPhi
 
 
-def hook_names(model) -> list[str]:
+def hook_names(model: HookedPhi) -> list[str]:
     """Every hook point name the model has, in definition order."""
     return list(model.hook_dict.keys())
 
 
-def validate_hook_names(model, names: Iterable[str]) -> list[str]:
+def validate_hook_names(model: HookedPhi, names: Iterable[str]) -> list[str]:
     """Return `names` unchanged if every one is a hook point; otherwise raise naming close matches."""
     known = model.hook_dict
     names = list(names)
@@ -36,7 +37,7 @@ def validate_hook_names(model, names: Iterable[str]) -> list[str]:
     return names
 
 
-def match_hook_names(model, pattern: str) -> list[str]:
+def match_hook_names(model: HookedPhi, pattern: str) -> list[str]:
     """Hook names matching a regular expression; an error if none does."""
     regex = re.compile(pattern)
     matched = [name for name in model.hook_dict if regex.search(name)]
@@ -45,7 +46,7 @@ def match_hook_names(model, pattern: str) -> list[str]:
     return matched
 
 
-def refuse_user_hooks(model, what: str) -> None:
+def refuse_user_hooks(model: HookedPhi, what: str) -> None:
     """The one policy for hooks a user left on the model: refuse, naming how to remove them.
 
     Methods compute from the weights (the functional forward) or add hooks of their own; a user's
@@ -61,7 +62,7 @@ def refuse_user_hooks(model, what: str) -> None:
         )
 
 
-def active_hook_count(model) -> int:
+def active_hook_count(model: HookedPhi) -> int:
     """How many forward/backward hook functions are attached to the model's hook points."""
     points = {id(hp): hp for hp in model.hook_dict.values()}  # aliases share a hook point
     return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in points.values())

@@ -14,6 +14,7 @@ PACKAGES = ("interp", "transformer-lens", "transformers", "torch", "circuitsvis"
 
 
 def versions() -> dict[str, str]:
+    """Versions of interp and the packages its numbers depend on."""
     found = {}
     for name in PACKAGES:
         try:
@@ -24,6 +25,7 @@ def versions() -> dict[str, str]:
 
 
 def devices() -> list[str]:
+    """The torch devices this machine offers."""
     found = ["cpu"]
     if torch.cuda.is_available():
         found += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
@@ -59,5 +61,6 @@ def offline_models() -> list[tuple[str, str]]:
 
 
 def missing_known_models() -> list[str]:
+    """Known Phi hub ids that are not in the local Hugging Face cache."""
     cached = {repo for repo, _ in cached_phi_models()}
     return [hub_id for hub_id in KNOWN_HUB_IDS if hub_id not in cached]

@@ -95,6 +95,7 @@ def _download(hub_id: str) -> Path:
 
 
 def read_config(path: Path) -> dict:
+    """A model directory's config.json, or a ModelSourceError naming the file."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelSourceError(
@@ -105,6 +106,7 @@ def read_config(path: Path) -> dict:
 
 
 def check_architecture(path: Path) -> None:
+    """Refuse anything but a PhiForCausalLM (the old remote-code phi-msft format included)."""
     config = read_config(path)
     architectures = config.get("architectures") or []
     model_type = config.get("model_type")
@@ -126,6 +128,7 @@ def check_architecture(path: Path) -> None:
 
 
 def check_tokenizer_files(path: Path) -> None:
+    """Refuse a model directory without tokenizer files, naming the files looked for."""
     for file_set in TOKENIZER_FILE_SETS:
         if all((path / name).is_file() for name in file_set):
             return

@@ -36,6 +36,8 @@ code, pre { background: #f6f6f6; padding: .1rem .3rem; }
 
 @dataclass
 class Section:
+    """One report section: a title, an explanation, figures, widgets and a top-k table."""
+
     title: str
     explanation: str
     figures: list[go.Figure] = field(default_factory=list)
@@ -55,10 +57,12 @@ class Report:
     sections: list[Section] = field(default_factory=list)
 
     def add(self, section: Section) -> Report:
+        """Append a section; returns the report."""
         self.sections.append(section)
         return self
 
     def render(self) -> str:
+        """The whole page as one self-contained HTML string."""
         facts = dict(self.header)
         facts.update({f"version {k}": v for k, v in versions().items()})
         facts["written"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -95,4 +99,5 @@ class Report:
         return "\n".join(parts)
 
     def write(self, path: str | Path) -> Path:
+        """Render and write atomically to `path`."""
         return write_atomic(path, self.render())

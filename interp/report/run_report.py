@@ -60,6 +60,7 @@ def _figures(entry: dict, values: torch.Tensor, tokens: list[str], rows: list[li
 
 
 def build_report(results: dict) -> Report:
+    """The report of a run from its results.json contents: a header, then one section per analysis."""
     model, task, baseline = results["model"], results["task"], results["baseline"]
     example = task["example"]
     report = Report(
@@ -107,6 +108,7 @@ def build_report(results: dict) -> Report:
 
 
 def write_report(run_dir: str | Path) -> Path:
+    """Write `RUN_DIR/report.html` from `RUN_DIR/results.json`."""
     run_dir = Path(run_dir)
     results_file = run_dir / "results.json"
     if not results_file.is_file():

@@ -40,6 +40,8 @@ class ConfigError(InterpError, ValueError):
 
 
 class ModelConfig(Strict):
+    """The `[model]` table: which model, weights, dtype and device."""
+
     source: str = Field(
         "toy", description="'toy', a hub id such as 'microsoft/phi-2', an alias or a directory"
     )
@@ -51,6 +53,8 @@ class ModelConfig(Strict):
 
 
 class AnalysisConfig(AnalysisOptions):
+    """One `[[analysis]]` table: a registered kind and the options it reads."""
+
     kind: str = Field(description="what to compute: one of the registered kinds (`interp tasks` lists them)")
 
     @field_validator("kind")
@@ -83,6 +87,8 @@ class AnalysisConfig(AnalysisOptions):
 
 
 class ExperimentConfig(Strict):
+    """A whole experiment config: seed, model, task, analyses and batching."""
+
     seed: int = Field(0, description="seed for generated prompts and resampling")
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)

@@ -17,6 +17,8 @@ from interp.methods.head_scores import ScoreKind
 
 
 class AnalysisOptions(Strict):
+    """Every option an analysis may read; the registry says which kind reads which."""
+
     name: str | None = Field(None, description="a label for this analysis (default: the kind)")
     direction: Direction = Field(
         "denoising", description="patching: denoising patches clean into corrupted; noising the reverse"

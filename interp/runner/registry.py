@@ -46,6 +46,8 @@ class UnitContext:
 
 @dataclass
 class Computed:
+    """A unit's values and their dims (and labels for named dims)."""
+
     dims: tuple[str, ...]
     values: Tensor  # [...dims, batch] for per-prompt kinds, [...dims] otherwise
     labels: dict[str, list[str]] | None = None
@@ -53,6 +55,8 @@ class Computed:
 
 @dataclass(frozen=True)
 class Finished:
+    """What results.json reports for an analysis: values, what one means, and the no-effect value."""
+
     values: Tensor
     description: str
     no_effect: float | None  # the value that means "no effect"; None: values are not ranked
@@ -60,6 +64,8 @@ class Finished:
 
 @dataclass(frozen=True)
 class AnalysisSpec:
+    """Everything about one analysis kind (see the module docstring)."""
+
     kind: str
     summary: str
     explanation: str
@@ -76,6 +82,7 @@ COMMON_OPTIONS = frozenset({"name", "top_k"})
 
 
 def register(spec: AnalysisSpec) -> AnalysisSpec:
+    """Add an analysis kind to the registry (each kind once)."""
     if spec.kind in REGISTRY:
         raise ValueError(f"analysis kind {spec.kind!r} is registered twice")
     REGISTRY[spec.kind] = spec
@@ -83,6 +90,7 @@ def register(spec: AnalysisSpec) -> AnalysisSpec:
 
 
 def spec_for(kind: str) -> AnalysisSpec:
+    """The registry entry of `kind`."""
     return REGISTRY[kind]
 
 

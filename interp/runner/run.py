@@ -75,6 +75,7 @@ def run_experiment(
 
 
 def write_results(config: ExperimentConfig, out: Path, plan: Plan, digest: str, executor: Executor) -> dict:
+    """Gather every unit, finish each analysis and write results.json and tensors.safetensors atomically."""
     from interp.base.version import __version__
 
     baseline = gather(out, BASELINE, plan).values.mean(-1)

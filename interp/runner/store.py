@@ -23,10 +23,13 @@ from interp.runner.worker import Plan
 
 
 def config_hash(config: ExperimentConfig) -> str:
+    """The first 16 hex digits of the SHA-256 of the resolved config's TOML."""
     return hashlib.sha256(to_toml(config).encode()).hexdigest()[:16]
 
 
 class RunLog:
+    """Appends timestamped lines to run.log."""
+
     def __init__(self, path: Path):
         self.path = path
 
@@ -62,16 +65,19 @@ def prepare_out_dir(config: ExperimentConfig, out: Path, resume: bool) -> str:
 
 
 def unit_path(out: Path, label: str, batch: int | None) -> Path:
+    """Where unit (label, batch) lives in the run directory."""
     name = "all.safetensors" if batch is None else f"batch-{batch:05d}.safetensors"
     return out / "units" / label / name
 
 
 def save_unit(path: Path, computed: Computed) -> None:
+    """Write a unit's values and dims atomically."""
     meta = {"dims": json.dumps(list(computed.dims)), "labels": json.dumps(computed.labels or {})}
     write_atomic(path, save({"values": computed.values.contiguous().float().cpu()}, metadata=meta))
 
 
 def load_unit(path: Path) -> Computed:
+    """Read a unit written by `save_unit`."""
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as handle:
@@ -81,6 +87,7 @@ def load_unit(path: Path) -> Computed:
 
 
 def gather(out: Path, label: str, plan: Plan) -> Computed:
+    """An analysis's units concatenated over batches in plan order."""
     batches = sorted({b for lab, b in plan.units if lab == label})
     if batches == [None]:
         return load_unit(unit_path(out, label, None))

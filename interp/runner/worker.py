@@ -25,11 +25,14 @@ BASELINE = "_baseline"
 
 @dataclass
 class Plan:
+    """The units of a run and the prompt indices of each batch."""
+
     units: list[tuple[str, int | None]]  # (label, batch index or None for whole-run units)
     batches: list[list[int]]
 
 
 def plan_units(config: ExperimentConfig, n_pairs: int) -> Plan:
+    """One unit per batch for per-prompt kinds (and the baseline), one for whole-run kinds."""
     batches = [
         list(range(i, min(i + config.batch_size, n_pairs))) for i in range(0, n_pairs, config.batch_size)
     ]
@@ -66,6 +69,7 @@ class UnitWorker:
         return len(self.pairs)
 
     def compute(self, label: str, batch: int | None) -> Computed:
+        """Compute unit (label, batch): its values, retrying with half batches on CUDA out-of-memory."""
         subset = self.pairs.select(self.plan.batches[batch]) if batch is not None else self.pairs
         if label == BASELINE:
             return _baseline(self.model, subset, self.config.task.metric)

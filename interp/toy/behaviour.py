@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 
 from interp.data.tasks.ioi_grammar import IOIExample, sample_ioi
+from interp.model.loading import HookedPhi
 from interp.toy.vocab import HELD_OUT_NAMES, HELD_OUT_TEMPLATES, TRAIN_NAMES, TRAIN_TEMPLATES
 
 Split = Literal["train", "held_out_templates", "held_out_names", "held_out_both"]
@@ -25,13 +26,14 @@ SPLITS: dict[Split, tuple[list[str], list[str]]] = {
 
 
 def ioi_examples(split: Split, n: int = 200, seed: int = 1) -> list[IOIExample]:
+    """`n` IOI examples of one split (training or held-out frames and names)."""
     templates, names = SPLITS[split]
     rng = random.Random(seed)
     return [sample_ioi(rng, templates, names) for _ in range(n)]
 
 
 @torch.no_grad()
-def ioi_logit_diffs(model, examples: list[IOIExample]) -> torch.Tensor:
+def ioi_logit_diffs(model: HookedPhi, examples: list[IOIExample]) -> torch.Tensor:
     """logit(IO) - logit(S) at each prompt's final position (prompts grouped by token length)."""
     tokenizer = model.tokenizer
     groups: dict[int, list[int]] = defaultdict(list)
@@ -56,7 +58,7 @@ def _single(tokenizer, word: str) -> int:
     return ids[0]
 
 
-def ioi_behaviour(model, n: int = 200, seed: int = 1) -> dict[str, dict[str, float]]:
+def ioi_behaviour(model: HookedPhi, n: int = 200, seed: int = 1) -> dict[str, dict[str, float]]:
     """Accuracy (IO logit above S logit) and mean logit difference on every split."""
     report = {}
     for split in SPLITS:
@@ -69,6 +71,7 @@ def ioi_behaviour(model, n: int = 200, seed: int = 1) -> dict[str, dict[str, flo
 
 
 def main() -> None:
+    """Print the toy model's behaviour on every split and its head scores."""
     from interp.methods.head_scores import head_scores, top_heads
     from interp.model.loading import load_model
 

@@ -70,6 +70,7 @@ def toy_config() -> PhiConfig:
 
 
 def make_tokenizer() -> PreTrainedTokenizerFast:
+    """The toy's word-level tokenizer as a transformers tokenizer."""
     return PreTrainedTokenizerFast(
         tokenizer_object=build_tokenizer(),
         bos_token=EOT,
@@ -117,6 +118,7 @@ def make_batch(
 
 
 def train(steps: int, seed: int, out: Path, batch_size: int = 64, lr: float = 3e-3) -> dict:
+    """Train the toy model from `seed` for `steps`, save it (weights, tokenizer, training.json) to `out`; return the training record."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tokenizer = make_tokenizer()
@@ -165,6 +167,7 @@ def train(steps: int, seed: int, out: Path, batch_size: int = 64, lr: float = 3e
 
 
 def main() -> None:
+    """`python -m interp.toy.train`: train and save the toy model."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--steps", type=int, default=4000, help="optimiser steps")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data")

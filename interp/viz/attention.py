@@ -26,6 +26,7 @@ from torch import Tensor
 
 from interp.base.html import script_json
 from interp.data.tokens import str_tokens
+from interp.model.loading import HookedPhi
 
 
 @lru_cache(maxsize=1)
@@ -83,7 +84,7 @@ class AttentionPatterns:
 
 
 def attention_patterns(
-    model, text_or_tokens, layer: int, *, head_names: list[str] | None = None
+    model: HookedPhi, text_or_tokens, layer: int, *, head_names: list[str] | None = None
 ) -> AttentionPatterns:
     """The attention patterns of every head of `layer` on one prompt."""
     import torch

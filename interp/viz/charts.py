@@ -10,6 +10,7 @@ from torch import Tensor
 def logit_lens_chart(
     values: Float[Tensor, " layer"], labels: list[str], title: str, value_label: str
 ) -> go.Figure:
+    """One value per residual-stream reading (the embedding, then after each layer), as a line."""
     figure = go.Figure(
         go.Scatter(x=labels, y=values.float().tolist(), mode="lines+markers", name=value_label)
     )

@@ -23,6 +23,7 @@ class NoBrowserError(InterpError, RuntimeError):
 
 
 def find_browser() -> str | None:
+    """The system Chromium kaleido can drive (BROWSER_PATH first), or None."""
     configured = os.environ.get("BROWSER_PATH")
     if configured and Path(configured).exists():
         return configured

@@ -13,14 +13,16 @@ from __future__ import annotations
 from interp.data.prompts import PromptPairs
 from interp.data.tasks import custom, docstring, induction, ioi
 from interp.data.tasks.options import TaskConfig
+from interp.model.loading import HookedPhi
 
 TASKS = {"ioi": ioi, "induction": induction, "docstring": docstring, "custom": custom}
 
 
-def build_pairs(task: TaskConfig, model, seed: int) -> PromptPairs:
+def build_pairs(task: TaskConfig, model: HookedPhi, seed: int) -> PromptPairs:
     """The task's prompt pairs under `model`'s tokenizer (validated: lengths, single tokens)."""
     return TASKS[task.name].build(task, model, seed)
 
 
 def describe_tasks() -> list[tuple[str, str]]:
+    """(name, one-line description) of every task, for `interp tasks`."""
     return [(name, module.DESCRIPTION) for name, module in TASKS.items()]

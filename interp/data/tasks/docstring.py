@@ -25,6 +25,7 @@ import random
 from interp.data.prompts import PromptPair, PromptPairs
 from interp.data.tasks.ioi import check_single_tokens
 from interp.data.tasks.options import TaskConfig
+from interp.model.loading import HookedPhi
 
 DESCRIPTION = "docstring argument completion (code); options: n_pairs"
 
@@ -41,6 +42,7 @@ FUNCTIONS = ["port", "run", "load", "check", "parse", "build", "update", "send",
 
 
 def prompt_text(function: str, args: list[str], described: list[str], words: list[str]) -> str:
+    """The docstring prompt for `function(self, *args)` documenting `described`, ending at `:param`."""
     lines = [f"def {function}(self, {', '.join(args)}):", '    """' + " ".join(words[:3]), ""]
     for i, arg in enumerate(described):
         lines.append(f"    :param {arg}: {words[3 + 2 * i]} {words[4 + 2 * i]}")
@@ -59,7 +61,8 @@ def sample_pair(rng: random.Random) -> PromptPair:
     return PromptPair(clean, corrupted, " " + clean_args[2], " " + corrupted_args[2])
 
 
-def build(task: TaskConfig, model, seed: int) -> PromptPairs:
+def build(task: TaskConfig, model: HookedPhi, seed: int) -> PromptPairs:
+    """`task.n_pairs` docstring pairs (argument names checked to be single tokens)."""
     check_single_tokens(model.tokenizer, ARG_NAMES, "argument names")
     rng = random.Random(seed + 1000)  # a different stream from the toy's training data (seed 0)
     pairs = [sample_pair(rng) for _ in range(task.n_pairs)]

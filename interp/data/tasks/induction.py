@@ -12,11 +12,13 @@ import torch
 from interp.data.prompts import PromptPairs
 from interp.data.tasks.options import TaskConfig
 from interp.data.tokens import real_token_ids
+from interp.model.loading import HookedPhi
 
 DESCRIPTION = "repeated random tokens; options: n_pairs, seq_len"
 
 
-def build(task: TaskConfig, model, seed: int) -> PromptPairs:
+def build(task: TaskConfig, model: HookedPhi, seed: int) -> PromptPairs:
+    """`task.n_pairs` repeated random sequences of the tokenizer's ordinary tokens."""
     generator = torch.Generator().manual_seed(seed)
     ids = real_token_ids(model)
     n, k = task.n_pairs, task.seq_len

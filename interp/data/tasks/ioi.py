@@ -33,7 +33,7 @@ from interp.model.loading import HookedPhi
 DESCRIPTION = "indirect object identification; options: n_pairs, names (single tokens)"
 
 
-def _is_toy(model) -> bool:
+def _is_toy(model: HookedPhi) -> bool:
     return getattr(getattr(model, "interp_info", None), "kind", None) == "toy"
 
 
@@ -50,6 +50,7 @@ def check_single_tokens(tokenizer, words: list[str], what: str) -> None:
 
 
 def build(task: TaskConfig, model: HookedPhi, seed: int) -> PromptPairs:
+    """`task.n_pairs` IOI pairs: the toy's held-out frames on the toy, Wang et al.'s templates otherwise."""
     if _is_toy(model):  # measured on frames the toy never trained on
         templates, names = HELD_OUT_TEMPLATES, GRAMMAR_NAMES
     else:

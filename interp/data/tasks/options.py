@@ -14,6 +14,8 @@ from interp.data.metrics import MetricKind
 
 
 class PairConfig(Strict):
+    """One inline pair of task 'custom'."""
+
     clean: str = Field(description="prompt on which the model should say `answer`")
     corrupted: str = Field(description="same-length prompt on which it should not")
     answer: str = Field(description="the correct next token (single token, usually with a leading space)")
@@ -21,6 +23,8 @@ class PairConfig(Strict):
 
 
 class TaskConfig(Strict):
+    """The `[task]` table: which task builds the pairs, how many, the metric and task options."""
+
     name: Literal["ioi", "induction", "docstring", "custom"] = Field(
         "ioi", description="which task builds the prompt pairs"
     )

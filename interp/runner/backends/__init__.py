@@ -13,6 +13,7 @@ BACKENDS = ("local", "ray")
 
 
 def make_executor(name: str, config: ExperimentConfig, **options) -> Executor:
+    """The executor for backend `name` ('local' or 'ray') and its options."""
     if name == "local":
         if options:
             raise ValueError(f"the local backend takes no options, got {sorted(options)}")

@@ -11,6 +11,8 @@ from interp.runner.worker import UnitWorker
 
 
 class LocalExecutor:
+    """Runs units in this process, in plan order, on one `UnitWorker`."""
+
     def __init__(self, config: ExperimentConfig):
         self.worker = UnitWorker(config)
 

@@ -28,6 +28,8 @@ IN_FLIGHT_PER_WORKER = 2
 
 
 class RayExecutor:
+    """Spreads units over Ray actors, each a `UnitWorker` that loads the model once."""
+
     def __init__(
         self,
         config: ExperimentConfig,

@@ -67,3 +67,13 @@ class TestToyCircuits:
         )
         assert ind_score >= 0.4
         assert prev_layer < ind_layer and prev_score >= 0.4
+
+
+def test_refuses_attached_hooks(toy_model):
+    import pytest
+
+    from interp.methods.head_scores import head_scores
+
+    with toy_model.hooks(fwd_hooks=[("blocks.1.attn.hook_pattern", lambda x, hook: x * 0)]):
+        with pytest.raises(RuntimeError, match="head scores"):
+            head_scores(toy_model, n_prompts=2, seq_len=5)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
+from helpers import ioi_pairs
 from transformer_lens import patching as tl_patching
 
 from interp.data.metrics import Metric
 from interp.data.prompts import PromptError, PromptPairs
-from interp.data.tasks.ioi_grammar import sample_ioi
 from interp.methods.activation_patching import SITE_DIMS, sweep
 from interp.methods.joint_patching import Patch, run_patched
 from interp.model.hooks import active_hook_count
 from interp.model.loading import load_model
-from interp.toy.vocab import TRAIN_NAMES, TRAIN_TEMPLATES
+from interp.toy.vocab import TRAIN_TEMPLATES
 
 TL_FUNCTIONS = {
     "resid_pre": (tl_patching.get_act_patch_resid_pre, None),
@@ -28,17 +26,6 @@ TL_FUNCTIONS = {
     "head_v": (tl_patching.get_act_patch_attn_head_v_all_pos, None),
     "head_pattern": (tl_patching.get_act_patch_attn_head_pattern_all_pos, None),
 }
-
-
-def ioi_pairs(tokenizer, n: int, seed: int = 0, templates=None) -> PromptPairs:
-    """IOI pairs whose corrupted prompt repeats the indirect object instead of the subject."""
-    rng = random.Random(seed)
-    template = rng.choice(TRAIN_TEMPLATES) if templates is None else None
-    rows = []
-    for _ in range(n):
-        ex = sample_ioi(rng, [template] if template else templates, TRAIN_NAMES)
-        rows.append(dict(clean=ex.prompt, corrupted=ex.corrupted, answer=ex.io, wrong=ex.s))
-    return PromptPairs.from_strings(tokenizer, rows)
 
 
 def tl_metric(pairs: PromptPairs):

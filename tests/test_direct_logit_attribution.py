@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import ANSWER, CUE_CLEAN, CUE_CORRUPTED, WRONG, save_answer_head_dir
-from test_patching import ioi_pairs
+from helpers import ANSWER, CUE_CLEAN, CUE_CORRUPTED, WRONG, ioi_pairs, save_answer_head_dir
 
 from interp.data.prompts import PromptPairs
 from interp.methods.ablation import ablation_sweep
 from interp.methods.activation_patching import sweep
 from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
 from interp.methods.head_scores import top_heads
-from interp.methods.logit_lens import logit_lens
 from interp.model.loading import load_model
 from interp.toy.vocab import TRAIN_TEMPLATES
 
@@ -65,16 +63,6 @@ def ioi_pairs_for(directory):
     return ioi_pairs(make_tokenizer(), 5, seed=3, templates=TRAIN_TEMPLATES[:60])
 
 
-class TestLogitLens:
-    def test_last_layer_equals_the_model_output(self, toy_model, mixed_pairs):
-        lens = logit_lens(toy_model, mixed_pairs)
-        dla = direct_logit_attribution(toy_model, mixed_pairs)
-        assert lens.labels[0] == "embed" and len(lens.labels) == toy_model.cfg.n_layers + 1
-        assert torch.allclose(lens.logit_diff[-1], dla.logit_diff, atol=1e-4)
-        assert (lens.answer_rank[-1] == 0).float().mean() >= 0.9  # the toy model gets IOI right
-        assert lens.top_tokens[-1][0][0][0] == toy_model.tokenizer.decode([int(mixed_pairs.answer[0])])
-
-
 class TestModelBuiltByConstruction:
     """Head L1H1 alone writes the answer direction; every method must rank it first."""
 
@@ -110,3 +98,12 @@ class TestModelBuiltByConstruction:
     def test_patching_ranks_it_first(self, built):
         model, pairs = built
         assert top_heads(sweep(model, pairs, "head_out").values, 1)[0][:2] == (1, 1)
+
+
+def test_refuses_attached_hooks_rather_than_mixing_them_in(toy_model, mixed_pairs):
+    """Values changed 22.07 -> -7.50 under a user hook before; now every method refuses."""
+    with toy_model.hooks(fwd_hooks=[("blocks.3.attn.hook_z", lambda z, hook: z * 0)]):
+        with pytest.raises(RuntimeError, match="hooks attached"):
+            direct_logit_attribution(toy_model, mixed_pairs)
+        with pytest.raises(RuntimeError, match="hooks attached"):
+            neuron_attribution(toy_model, mixed_pairs, 0)

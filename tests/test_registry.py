@@ -1,0 +1,70 @@
+"""The analysis registry (interp.runner.registry): every kind runs, has the dims it declares, and is
+what config validation and `interp tasks` know."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import ioi_pairs
+
+from interp.runner.config import ConfigError, parse_config
+from interp.runner.registry import REGISTRY, UnitContext, spec_for
+
+CTX = UnitContext(metric="logit_diff", seed=0, memory_budget=2**30)
+
+
+@pytest.fixture(scope="module")
+def pairs(toy_model):
+    return ioi_pairs(toy_model.tokenizer, 3, seed=1)
+
+
+def analysis(kind: str, **options):
+    return parse_config({"analysis": [{"kind": kind, **options}]}).analysis[0]
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs):
+    spec = spec_for(kind)
+    options = analysis(kind)
+    computed = spec.compute(options, toy_model, pairs, CTX)
+    assert tuple(computed.dims) == spec.dims(options)
+    sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2}
+    expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
+    if kind == "logit_lens":
+        expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers
+    assert tuple(computed.values.shape) == expected_shape
+    mean = computed.values.mean(-1) if spec.per_prompt else computed.values
+    finished = spec.finish(options, mean, 5.0, -1.0)
+    assert torch.isfinite(finished.values).all() and finished.description
+    assert spec.explanation and spec.summary and spec.figures
+
+
+def test_noising_patches_mean_no_effect_at_one():
+    spec = spec_for("patch_head_out")
+    assert spec.finish(analysis("patch_head_out"), torch.zeros(2), 1.0, 0.0).no_effect == 0.0
+    assert (
+        spec.finish(analysis("patch_head_out", direction="noising"), torch.zeros(2), 1.0, 0.0).no_effect
+        == 1.0
+    )
+
+
+def test_path_patch_with_senders_is_a_scalar():
+    assert spec_for("path_patch").dims(analysis("path_patch", senders=[[0, 1]])) == ()
+
+
+def test_an_option_the_kind_does_not_read_is_an_error():
+    with pytest.raises(ConfigError, match="dla_head does not read method"):
+        analysis("dla_head", method="zero")
+
+
+def test_unknown_kinds_suggest_registered_ones():
+    with pytest.raises(ConfigError, match="did you mean 'ablate_head'"):
+        analysis("ablate_heads")
+
+
+def test_interp_tasks_lists_every_registered_kind(capsys):
+    from interp.cli import main
+
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert all(kind in out for kind in REGISTRY)
