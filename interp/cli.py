@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from interp.base.console import say, table
+from interp.base.errors import InputError
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -42,12 +43,13 @@ def _run(args: argparse.Namespace) -> int:
             "gpus_per_worker": args.gpus_per_worker,
         }
     elif args.address or args.num_workers != 2 or args.gpus_per_worker:
-        raise SystemExit("--address, --num-workers and --gpus-per-worker need --backend ray")
+        raise InputError("--address, --num-workers and --gpus-per-worker need --backend ray")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     results = run_experiment(
         config,
         out,
         resume=args.resume,
+        force=args.force,
         progress=not args.quiet,
         backend=args.backend,
         backend_options=options,
@@ -99,6 +101,7 @@ def _tasks(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The `interp` command's argument parser (run, report, tasks, info)."""
     parser = argparse.ArgumentParser(prog="interp", description="The Phi-2 interpretability workbench.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an experiment config (TOML) and write results and a report")
     run.add_argument("config", help="experiment config, e.g. experiments/ioi.toml")
@@ -106,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="override [model] device (auto, cpu, cuda, cuda:1, mps)")
     run.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="override [model] dtype")
     run.add_argument("--out", help="output directory (default runs/<config name>)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run of this config in --out"
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="clear the run files of another or unknown run in --out and start again",
+    )
     run.add_argument(
         "--backend", default="local", choices=["local", "ray"], help="where units run (default local)"
     )
@@ -130,14 +140,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `interp`: exit 0 on success, 2 with `error: ...` for user errors."""
+    """Entry point of `interp`.
+
+    Exit 0 on success; 2 with `error: ...` (what is wrong, the value, what is allowed) for a user
+    error; 130 when interrupted (resume with --resume); 1 with the traceback for an internal error.
+    `--debug` shows the traceback of user errors too.
+    """
+    import traceback
+
+    from interp.base.console import warn
     from interp.base.errors import InterpError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InterpError as error:
-        from interp.base.console import warn
-
-        warn(str(error))
+        if args.debug:
+            traceback.print_exc()
+        warn(str(error), prefix="error")
         return 2
+    except KeyboardInterrupt:
+        warn("interrupted; finished units are kept: rerun the same command with --resume", prefix="error")
+        return 130
+    except Exception:
+        traceback.print_exc()
+        warn(
+            "internal error (the traceback above): this is a bug in interp or in its environment. "
+            "Please report it with the command, the config and `interp info`.",
+            prefix="error",
+        )
+        return 1

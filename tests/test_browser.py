@@ -47,8 +47,19 @@ def open_offline(path: Path, screenshot: Path | None = None) -> dict:
                     r.abort()
 
             page.route("**/*", route)
-            page.goto(path.resolve().as_uri())
-            page.wait_for_timeout(1000)
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            # wait for the drawing itself (never a fixed sleep): every plotly figure has its SVG and
+            # every attention widget has content; a generous limit, as CI machines are shared
+            page.wait_for_function(
+                """() => {
+                    const figures = document.querySelectorAll('.plotly-figure');
+                    const drawn = document.querySelectorAll('.plotly-figure .main-svg');
+                    const widgets = [...document.querySelectorAll('.interp-attention')];
+                    return drawn.length >= figures.length
+                        && widgets.every(w => w.querySelector('canvas, svg, table, div'));
+                }""",
+                timeout=120_000,
+            )
             state = {
                 "figures": page.locator(".plotly-figure").count(),
                 "drawn": page.locator(".plotly-figure .main-svg").count(),

@@ -16,8 +16,9 @@ from helpers import interrupted_at
 
 import interp.runner.run as experiment
 import interp.runner.worker as worker
+from interp.base.errors import RunDirectoryError
 from interp.cli import main
-from interp.runner.config import ConfigError, load_config, parse_config
+from interp.runner.config import load_config, parse_config
 from interp.runner.registry import Computed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +61,10 @@ def test_results_schema_and_files(tmp_path):
 
 def test_existing_run_needs_resume_and_the_same_config(tmp_path):
     experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
-    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+    with pytest.raises(RunDirectoryError, match="already holds a run.*--resume"):
         experiment.run_experiment(parse_config(SMALL), tmp_path, progress=False)
     changed = parse_config({**SMALL, "seed": 4})
-    with pytest.raises(ConfigError, match="config changed.*different: seed"):
+    with pytest.raises(RunDirectoryError, match="another config.*different: seed"):
         experiment.run_experiment(changed, tmp_path, resume=True, progress=False)
 
 
@@ -110,8 +111,9 @@ def test_killed_process_resumes_to_identical_results(tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("units/*/*.safetensors"))) < 6:
+    # wait (without a time limit that a loaded machine could miss) until 6 units are on disk or the
+    # process ends by itself; the process is killed in the middle of its work either way
+    while process.poll() is None and len(list(out.glob("units/*/*.safetensors"))) < 6:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -137,12 +139,10 @@ TOY_SKIPS: dict[str, str] = {}  # experiment file -> why it cannot run on the to
     ],
 )
 def test_every_shipped_experiment_runs_on_the_toy_model(name, tmp_path):
-    start = time.time()
     assert (
         main(["run", str(ROOT / "experiments" / name), "--model", "toy", "--out", str(tmp_path), "--quiet"])
         == 0
-    )
-    assert time.time() - start < 60
+    )  # how long each takes is recorded by benchmarks, never asserted here
     results = json.loads((tmp_path / "results.json").read_text())
     assert all(torch.isfinite(torch.tensor(a["values"])).all() for a in results["analyses"])
 

@@ -10,9 +10,9 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
-def warn(message: str) -> None:
-    """Print `warning: message` to stderr."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+def warn(message: str, prefix: str = "warning") -> None:
+    """Print `warning: message` (or `error: message`) to stderr."""
+    print(f"{prefix}: {message}", file=sys.stderr, flush=True)
 
 
 def table(rows: list[tuple[str, ...]], indent: int = 2) -> None:

@@ -20,3 +20,26 @@ class HookNameError(InterpError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+class InputError(InterpError, ValueError):
+    """An argument value that is not allowed (the message names the value and what is allowed)."""
+
+
+class HooksAttachedError(InterpError, RuntimeError):
+    """The model has hooks attached that a method would silently ignore or mix in."""
+
+
+class RunDirectoryError(InterpError, ValueError):
+    """An output directory that cannot hold this run (another run's, unrelated files, locked, unwritable)."""
+
+
+class WriteError(InterpError, OSError):
+    """A file that could not be written (disk full, no permission); the message names the file."""
+
+    def __str__(self) -> str:  # OSError would prefix "[Errno N]"
+        return str(self.strerror or (self.args[-1] if self.args else ""))
+
+
+class ResultsError(InterpError, ValueError):
+    """Results that cannot be reported as they are (non-finite values, no clean/corrupted gap)."""

@@ -22,6 +22,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.base.errors import InputError
+
 MetricKind = Literal["logit_diff", "prob", "log_prob", "kl"]
 METRIC_KINDS: tuple[MetricKind, ...] = ("logit_diff", "prob", "log_prob", "kl")
 
@@ -51,10 +53,10 @@ class Metric:
             return log_probs[rows, answer].exp()
         if self.kind == "kl":
             if self.clean_log_probs is None:
-                raise ValueError("the kl metric needs the clean run's log-probs")
+                raise InputError("the kl metric needs the clean run's log-probs")
             clean = self.clean_log_probs.to(logits.device)[index].float()
             return (clean.exp() * (clean - log_probs)).sum(-1)
-        raise ValueError(f"unknown metric kind {self.kind!r}; allowed: {', '.join(METRIC_KINDS)}")
+        raise InputError(f"unknown metric kind {self.kind!r}; allowed: {', '.join(METRIC_KINDS)}")
 
 
 def make_metric(
@@ -68,7 +70,7 @@ def make_metric(
     `clean_final_logits` (the clean run's final-position logits) is needed by `kl` only.
     """
     if kind not in METRIC_KINDS:
-        raise ValueError(f"unknown metric {kind!r}; allowed: {', '.join(METRIC_KINDS)}")
+        raise InputError(f"unknown metric {kind!r}; allowed: {', '.join(METRIC_KINDS)}")
     clean_log_probs = clean_final_logits.float().log_softmax(-1) if clean_final_logits is not None else None
     return Metric(kind, answer, wrong, clean_log_probs)
 
@@ -86,7 +88,7 @@ def normalise(patched: Tensor, clean: Tensor | float, corrupted: Tensor | float)
     """(patched - corrupted) / (clean - corrupted); raises if clean and corrupted coincide."""
     gap = torch.as_tensor(clean) - torch.as_tensor(corrupted)
     if torch.any(gap.abs() < 1e-12):
-        raise ValueError(
+        raise InputError(
             "clean and corrupted metrics are equal, so a normalised score is undefined: "
             "the corrupted prompts do not change the behaviour being measured."
         )

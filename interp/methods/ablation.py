@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.batched import run_variants
@@ -68,12 +69,12 @@ class Component:
     def validate(self, model: HookedPhi) -> None:
         cfg = model.cfg
         if not 0 <= self.layer < cfg.n_layers:
-            raise ValueError(f"{self}: layer must be in 0..{cfg.n_layers - 1}")
+            raise InputError(f"{self}: layer must be in 0..{cfg.n_layers - 1}")
         limit = {"head": cfg.n_heads, "neuron": cfg.d_mlp}.get(self.kind)
         if limit is not None and (self.index is None or not 0 <= self.index < limit):
-            raise ValueError(f"{self}: a {self.kind} needs index in 0..{limit - 1}")
+            raise InputError(f"{self}: a {self.kind} needs index in 0..{limit - 1}")
         if self.kind not in ("head", "attn", "mlp", "neuron"):
-            raise ValueError(f"{self}: kind must be head, attn, mlp or neuron")
+            raise InputError(f"{self}: kind must be head, attn, mlp or neuron")
 
 
 def _permutation(n: int, seed: int) -> Tensor:
@@ -95,11 +96,11 @@ def ablate(
 ) -> Iterator:
     """Run the model with `components` ablated inside the `with` block (see module docstring)."""
     if method not in ("zero", "mean", "resample"):
-        raise ValueError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
+        raise InputError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
     for component in components:
         component.validate(model)
     if method != "zero" and reference is None:
-        raise ValueError(
+        raise InputError(
             f"{method} ablation needs reference tokens (a batch of prompts to average or resample)"
         )
     hooks = sorted({c.hook for c in components})
@@ -120,7 +121,7 @@ def ablate(
                 source = ref_cache[component.hook]
                 batch, n_pos = activation.shape[:2]
                 if source.shape[1] < n_pos:
-                    raise ValueError(
+                    raise InputError(
                         f"resample ablation: reference prompts have {source.shape[1]} tokens, inputs {n_pos}"
                     )
                 rows = _permutation(max(batch, source.shape[0]), seed)[:batch] % source.shape[0]
@@ -162,9 +163,9 @@ def ablation_sweep(
     same length (`shuffled`, a fixed-point-free permutation from `seed`).
     """
     if method not in ("zero", "mean", "resample"):
-        raise ValueError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
+        raise InputError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
     if reference not in ("corrupted", "shuffled"):
-        raise ValueError(f"reference={reference!r} is not allowed; use 'corrupted' or 'shuffled'.")
+        raise InputError(f"reference={reference!r} is not allowed; use 'corrupted' or 'shuffled'.")
     # an ablation is a noising intervention: the base is the clean run, the source the ablated values
     core = contrast(model, pairs, metric, direction="noising")
     w = core.weights

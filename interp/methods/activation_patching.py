@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptError, PromptPairs
 from interp.engine.batched import Variant, run_variants
@@ -79,7 +80,7 @@ def sweep(
 ) -> EffectResult:
     """Patch every index of `site` (see the module table) and return the patched metric for each."""
     if site not in SITE_DIMS:
-        raise ValueError(f"unknown patching site {site!r}; allowed: {', '.join(SITE_DIMS)}")
+        raise InputError(f"unknown patching site {site!r}; allowed: {', '.join(SITE_DIMS)}")
     check_direction(direction)
     if "pos" in SITE_DIMS[site] and not pairs.same_length:
         raise PromptError(

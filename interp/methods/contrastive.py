@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind, resolve_metric
 from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights, RunCache, run_final_logits, run_with_cache
@@ -44,7 +45,7 @@ T = TypeVar("T")  # tokens, runs, values: anything that comes as a clean and a c
 def check_direction(direction: str) -> Direction:
     """`direction` itself if it is 'denoising' or 'noising', else a ValueError naming both."""
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction={direction!r} is not allowed; use 'denoising' or 'noising'.")
+        raise InputError(f"direction={direction!r} is not allowed; use 'denoising' or 'noising'.")
     return direction  # type: ignore[return-value]
 
 
@@ -127,7 +128,7 @@ class Contrast:
         from interp.methods.result import EffectResult
 
         if reduce not in ("mean", "none"):
-            raise ValueError(f"reduce={reduce!r} is not allowed; use 'mean' or 'none'.")
+            raise InputError(f"reduce={reduce!r} is not allowed; use 'mean' or 'none'.")
         values = values.float().cpu()
         return EffectResult(
             site=site,
@@ -170,7 +171,7 @@ def contrast(
     refuse_user_hooks(model, "this method")
     check_direction(direction)
     if keep not in ("all", "logits"):
-        raise ValueError(f"keep={keep!r} is not allowed; use 'all' or 'logits'.")
+        raise InputError(f"keep={keep!r} is not allowed; use 'all' or 'logits'.")
     pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
     w = PhiWeights.from_model(model)
     device = model.cfg.device

@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.base.html import html_table
 from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights
@@ -93,7 +94,7 @@ def direct_logit_attribution(
 ) -> DirectLogitAttribution:
     """DLA of every head, attention bias, MLP and the embedding, from one cached forward pass."""
     if which not in ("clean", "corrupted"):
-        raise ValueError(f"which={which!r} is not allowed; use 'clean' or 'corrupted'.")
+        raise InputError(f"which={which!r} is not allowed; use 'clean' or 'corrupted'.")
     refuse_user_hooks(model, "direct logit attribution")
     pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
     w = PhiWeights.from_model(model)
@@ -140,7 +141,7 @@ def neuron_attribution(
     """Mean DLA of every neuron of one MLP (its `hook_post` times its `W_out` column), and the top k."""
     refuse_user_hooks(model, "neuron attribution")
     if not 0 <= layer < model.cfg.n_layers:
-        raise ValueError(f"layer {layer} is not a layer of this model (0..{model.cfg.n_layers - 1})")
+        raise InputError(f"layer {layer} is not a layer of this model (0..{model.cfg.n_layers - 1})")
     w = PhiWeights.from_model(model)
     tokens = pairs.clean_tokens.to(model.cfg.device)
     cache = cache_activations(model, tokens, [f"blocks.{layer}.mlp.hook_post", "ln_final.hook_scale"])

@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.methods.contrastive import Direction, base_and_source, contrast
@@ -52,7 +53,7 @@ def _mask(hook: str, shape: torch.Size, pos: Sequence[int] | None, head: Sequenc
         if chosen is None:
             continue
         if axis is None:
-            raise ValueError(
+            raise InputError(
                 f"{hook!r} has no head axis; drop `head` or use a per-head hook such as attn.hook_z"
             )
         picked = torch.zeros(shape[axis], dtype=torch.bool)
@@ -74,7 +75,7 @@ def run_patched(
 ) -> Float[Tensor, " batch"]:
     """Per-prompt metric of the base run with every patch applied at once (equal-length prompts)."""
     if not pairs.same_length:
-        raise ValueError("run_patched needs prompts of one token length; select a length group first")
+        raise InputError("run_patched needs prompts of one token length; select a length group first")
     names = validate_hook_names(model, [p.hook for p in patches])
     core = contrast(model, pairs, metric, direction=direction, keep="logits")
     base_tokens, source_tokens = base_and_source(pairs.clean_tokens, pairs.corrupted_tokens, direction)

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights, RunCache, attend, head_out, layer_norm, mlp, qkv, unembed
@@ -89,10 +90,10 @@ def check_heads(heads: Sequence[Head], w: PhiWeights, what: str) -> list[Head]:
     checked = []
     for item in heads:
         if len(item) != 2:
-            raise ValueError(f"{what} must be [layer, head] pairs; got {list(item)!r}")
+            raise InputError(f"{what} must be [layer, head] pairs; got {list(item)!r}")
         layer, head = (int(i) for i in item)
         if not (0 <= layer < w.n_layers and 0 <= head < w.n_heads):
-            raise ValueError(
+            raise InputError(
                 f"{what} {[layer, head]} is not a head of this model: layers are 0..{w.n_layers - 1}, "
                 f"heads 0..{w.n_heads - 1} (negative indices are not allowed)"
             )
@@ -119,15 +120,15 @@ def path_patch(
     corrupted-run outputs, and a drop in the metric shows the path matters.
     """
     if receiver_input not in ("q", "k", "v"):
-        raise ValueError(f"receiver_input={receiver_input!r} is not allowed; use 'q', 'k' or 'v'.")
+        raise InputError(f"receiver_input={receiver_input!r} is not allowed; use 'q', 'k' or 'v'.")
     core = contrast(model, pairs, metric, direction=direction)
     w = core.weights
     to_logits = isinstance(receivers, str)
     if to_logits and receivers != "logits":
-        raise ValueError(f"receivers={receivers!r} is not allowed; use 'logits' or [[layer, head], ...].")
+        raise InputError(f"receivers={receivers!r} is not allowed; use 'logits' or [[layer, head], ...].")
     receivers = [] if to_logits else check_heads(receivers, w, "receiver")
     if not to_logits and not receivers:
-        raise ValueError("receivers is empty: give 'logits' or at least one [layer, head].")
+        raise InputError("receivers is empty: give 'logits' or at least one [layer, head].")
     first_receiver = min((layer for layer, _ in receivers), default=w.n_layers)
     if senders is None:
         sets = [[(layer, head)] for layer in range(w.n_layers) for head in range(w.n_heads)]
@@ -135,7 +136,7 @@ def path_patch(
         senders = check_heads(senders, w, "sender")  # an empty set patches nothing: the base metric
         late = [s for s in senders if s[0] >= first_receiver]
         if late:
-            raise ValueError(f"senders {late} are not before the earliest receiver layer {first_receiver}")
+            raise InputError(f"senders {late} are not before the earliest receiver layer {first_receiver}")
         sets = [senders]
     valid = torch.tensor([all(layer < first_receiver for layer, _ in s) for s in sets])
     n = len(pairs)

@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.base.html import html_table
 from interp.data.metrics import normalise
 
@@ -96,7 +97,7 @@ class EffectResult:
     def _gap(self) -> float:
         gap = self.clean - self.corrupted
         if abs(gap) < GAP_EPSILON:
-            raise ValueError(
+            raise InputError(
                 "clean and corrupted metrics are equal, so effects cannot be normalised: the corrupted "
                 "prompts do not change the behaviour being measured."
             )

@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.base.errors import InputError
 from interp.base.files import write_atomic
 from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
@@ -204,7 +205,7 @@ def stream_cache(
     if manifest_path.exists():
         previous = json.loads(manifest_path.read_text())
         if previous["fingerprint"] != fingerprint:
-            raise ValueError(
+            raise InputError(
                 f"{directory} holds a cache of different tokens, hooks, dtype, batch size or positions "
                 f"(fingerprint {previous['fingerprint']} vs {fingerprint}); use another directory."
             )

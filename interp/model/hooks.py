@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from interp.base.errors import HookNameError
+from interp.base.errors import HookNameError, HooksAttachedError
 from interp.model.loading import HookedPhi
 
 
@@ -55,7 +55,7 @@ def refuse_user_hooks(model: HookedPhi, what: str) -> None:
     """
     count = active_hook_count(model)
     if count:
-        raise RuntimeError(
+        raise HooksAttachedError(
             f"The model has {count} hooks attached (an ablation or a user hook), and {what} would "
             "ignore them or mix them in. Leave the `with ablate(...)` / `model.hooks(...)` block, or "
             "call model.reset_hooks(), first."

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
-from interp.base.errors import UnsafeDtypeError
+from interp.base.errors import InputError, ModelSourceError, UnsafeDtypeError
 from interp.model.folding import fold_phi_weights
 from interp.model.sources import ResolvedSource, load_tokenizer, resolve_source
 
@@ -90,9 +90,24 @@ class HookedPhi(Protocol):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` picks cuda, then mps, then cpu."""
+    """`auto` picks cuda, then mps, then cpu; a device this machine lacks is an error naming what it has."""
     if str(device) != "auto":
-        return torch.device(device)
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(
+                f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+            ) from None
+        if resolved.type == "cuda" and (
+            not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
+        ):
+            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise InputError(f"device {device!r}: this machine has {have} CUDA devices; use 'auto' or 'cpu'.")
+        if resolved.type == "mps" and not (
+            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        ):
+            raise InputError(f"device {device!r}: MPS is not available on this machine; use 'auto' or 'cpu'.")
+        return resolved
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -106,7 +121,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     resolved = _DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
     if resolved is None or resolved not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype {dtype!r} is not allowed; use 'auto', 'float32' or 'bfloat16'.")
+        raise InputError(f"dtype {dtype!r} is not allowed; use 'auto', 'float32' or 'bfloat16'.")
     if resolved == torch.float16:
         raise UnsafeDtypeError(FP16_EXPLANATION)
     return resolved
@@ -137,7 +152,7 @@ def load_model(
             `interp.methods.head_scores.head_results` computes the same from `hook_z` without this flag.
     """
     if weights not in ("raw", "folded"):
-        raise ValueError(f"weights={weights!r} is not allowed; use 'raw' or 'folded'.")
+        raise InputError(f"weights={weights!r} is not allowed; use 'raw' or 'folded'.")
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     resolved = resolve_source(source)
@@ -170,7 +185,14 @@ def load_model(
 def _load_hf_model(resolved: ResolvedSource, dtype: torch.dtype, device: torch.device):
     from transformers import PhiForCausalLM
 
-    model = PhiForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, attn_implementation="eager")
+    try:
+        model = PhiForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, attn_implementation="eager")
+    except Exception as error:  # truncated or missing weights, mismatched shapes (SafetensorError too)
+        weights = sorted(p.name for p in resolved.path.glob("*.safetensors")) or ["no *.safetensors file"]
+        raise ModelSourceError(
+            f"The weights in {resolved.path} cannot be loaded ({', '.join(weights)}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Re-download or re-save the checkpoint."
+        ) from None
     return model.to(device).eval()
 
 

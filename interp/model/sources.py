@@ -44,6 +44,11 @@ class ResolvedSource:
 def resolve_source(source: str | os.PathLike) -> ResolvedSource:
     """Turn `toy`, an alias, a local directory or a hub id into a checked local directory."""
     text = str(source)
+    if not text.strip():
+        raise ModelSourceError(
+            "The model source is empty. Allowed: 'toy', the aliases "
+            f"{sorted(ALIASES)}, a hub id such as 'microsoft/phi-2', or a local directory."
+        )
     if text == "toy":
         resolved = ResolvedSource("toy", TOY_DIR, "toy")
     elif Path(text).expanduser().is_dir():
@@ -102,7 +107,12 @@ def read_config(path: Path) -> dict:
             f"{path} has no config.json; a model directory needs config.json, the weights "
             "(*.safetensors) and tokenizer files, as written by `save_pretrained`."
         )
-    return json.loads(config_file.read_text())
+    try:
+        return json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelSourceError(
+            f"{config_file} is not valid JSON ({error}); restore it from the checkpoint."
+        ) from None
 
 
 def check_architecture(path: Path) -> None:
@@ -144,7 +154,15 @@ def load_tokenizer(path: Path):
     """Load the directory's tokenizer and prove it tokenizes: vocabulary tokens round-trip."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as error:  # an empty, truncated or foreign tokenizer file fails deep in tokenizers
+        files = [name for names in TOKENIZER_FILE_SETS for name in names if (path / name).is_file()]
+        raise ModelSourceError(
+            f"The tokenizer in {path} cannot be read ({', '.join(files)}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Replace the tokenizer files with the "
+            "original checkpoint's."
+        ) from None
     vocab = tokenizer.get_vocab()
     special = set(tokenizer.all_special_ids)
     regular = sorted(i for i in vocab.values() if i not in special)

@@ -8,10 +8,15 @@ from pathlib import Path
 import einops
 import torch
 
+from interp.base.errors import InterpError
 from interp.methods.result import component_name, top_coords
 from interp.report.html import Report, Section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
+
+
+class ReportError(InterpError, ValueError):
+    """A run directory whose results cannot be rendered; the message says what is wrong with it."""
 
 
 def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
@@ -108,11 +113,32 @@ def build_report(results: dict) -> Report:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write `RUN_DIR/report.html` from `RUN_DIR/results.json`."""
+    """Write `RUN_DIR/report.html` from `RUN_DIR/results.json`; a ReportError says what is wrong."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir} is not a directory; give a run directory written by `interp run`.")
     results_file = run_dir / "results.json"
     if not results_file.is_file():
-        raise FileNotFoundError(
-            f"{run_dir} has no results.json; run `interp run CONFIG --out {run_dir}` first"
-        )
-    return build_report(json.loads(results_file.read_text())).write(run_dir / "report.html")
+        raise ReportError(f"{run_dir} has no results.json; run `interp run CONFIG --out {run_dir}` first.")
+    try:
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ReportError(
+            f"{results_file} is not valid JSON ({type(error).__name__}); it is damaged: rerun "
+            f"`interp run CONFIG --out {run_dir} --resume`, which rewrites it from the finished units."
+        ) from None
+    missing = [
+        key
+        for key in ("model", "task", "baseline", "analyses")
+        if not isinstance(results, dict) or key not in results
+    ]
+    if missing:
+        raise ReportError(f"{results_file} is not an interp results file (missing {', '.join(missing)}).")
+    try:
+        report = build_report(results)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ReportError(
+            f"{results_file} does not have the layout this version of interp writes "
+            f"({type(error).__name__}: {error}); rerun the experiment to regenerate it."
+        ) from None
+    return report.write(run_dir / "report.html")

@@ -89,7 +89,9 @@ class AnalysisConfig(AnalysisOptions):
 class ExperimentConfig(Strict):
     """A whole experiment config: seed, model, task, analyses and batching."""
 
-    seed: int = Field(0, description="seed for generated prompts and resampling")
+    seed: int = Field(
+        0, ge=0, lt=2**63, description="seed for generated prompts and resampling (0 .. 2**63 - 1)"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     analysis: list[AnalysisConfig] = Field(min_length=1, description="one [[analysis]] table per analysis")
@@ -98,8 +100,8 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ExperimentConfig:
-        labels = [a.label for a in self.analysis]
-        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        labels = [a.label.lower() for a in self.analysis]  # case-insensitive: they name directories
+        duplicates = sorted({a.label for a in self.analysis if labels.count(a.label.lower()) > 1})
         if duplicates:
             raise ValueError(f"analysis names must be unique; give `name = ...` to these: {duplicates}")
         return self
@@ -129,9 +131,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     return parse_config(data, str(path))
 
 

@@ -6,20 +6,22 @@ setting an option the kind does not read is an error there, not a silent no-op.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from annotated_types import Len
+from pydantic import Field, NonNegativeInt, field_validator
 
 from interp.base.schema import Strict
 from interp.methods.ablation import Method
 from interp.methods.contrastive import Direction
 from interp.methods.head_scores import ScoreKind
+from interp.runner.labels import LABEL_RULE, label_problem
 
 
 class AnalysisOptions(Strict):
     """Every option an analysis may read; the registry says which kind reads which."""
 
-    name: str | None = Field(None, description="a label for this analysis (default: the kind)")
+    name: str | None = Field(None, description=f"a label for this analysis (default: the kind); {LABEL_RULE}")
     direction: Direction = Field(
         "denoising", description="patching: denoising patches clean into corrupted; noising the reverse"
     )
@@ -28,13 +30,20 @@ class AnalysisOptions(Strict):
         "corrupted", description="ablate_head: prompts that mean/resample ablation draws from"
     )
     score: ScoreKind = Field("induction", description="head_scores: which score")
-    senders: list[tuple[int, int]] = Field(
+    senders: list[tuple[NonNegativeInt, NonNegativeInt]] = Field(
         default_factory=list, description="path_patch: [[layer, head], ...] (empty: every head alone)"
     )
-    receivers: list[tuple[int, int]] | Literal["logits"] = Field(
-        "logits", description="path_patch: [[layer, head], ...] or 'logits'"
-    )
+    receivers: (
+        Annotated[list[tuple[NonNegativeInt, NonNegativeInt]], Len(min_length=1)] | Literal["logits"]
+    ) = Field("logits", description="path_patch: [[layer, head], ...] or 'logits'")
     receiver_input: Literal["q", "k", "v"] = Field(
         "q", description="path_patch: which input of the receivers"
     )
     top_k: int = Field(10, ge=1, le=1000, description="rows in the report's top-k table")
+
+    @field_validator("name")
+    @classmethod
+    def _a_safe_label(cls, name: str | None) -> str | None:
+        if name is not None and (problem := label_problem(name)):
+            raise ValueError(problem)
+        return name

@@ -1,31 +1,38 @@
-"""Run an experiment config: resumable units, atomic writes, strict results.
+"""Run an experiment config: resumable units, atomic writes, strict results, a directory you can trust.
 
 The work is split into units: (analysis, batch of prompt pairs). Each finished unit's per-prompt
-values are written atomically to `OUT/units/<analysis>/batch-NNNNN.safetensors`, so a run killed at
-any point loses at most the unit in progress. `resume=True` skips the units on disk; because every
-unit is a pure function of the config, the final results are identical to an uninterrupted run.
-Resuming with a different config (compared by the hash of the resolved config) is refused.
+values are written atomically to `OUT/units/<analysis>/batch-NNNNN.safetensors` with the config's
+hash and a checksum, so a run killed at any point loses at most the unit in progress, and a unit is
+used again only if it is this config's and intact (`interp.runner.store`). Because every unit is a
+pure function of the config, a resumed run's results are identical to an uninterrupted run's.
 
-Output directory: `config.resolved.toml` (first line: its hash), `run.log`, `units/`,
-`results.json` (strict JSON, schema in `write_results`), `tensors.safetensors` (per-prompt arrays)
-and `report.html`.
+Order of a run: check and lock `--out`; load the model and build the prompts (a failure here leaves
+nothing that blocks the corrected command); write the manifest; compute the baseline units and
+refuse a task whose clean and corrupted prompts give the same metric; compute the remaining units;
+write `results.json` (strict JSON), `tensors.safetensors` and `report.html`. Errors are written to
+`run.log` as well as raised.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 
+from interp.base.errors import InterpError, ResultsError
 from interp.base.files import write_atomic
-from interp.runner.backends.base import Executor
+from interp.runner.backends.base import Executor, Unit
 from interp.runner.config import ExperimentConfig
-from interp.runner.registry import spec_for
-from interp.runner.store import RunLog, gather, prepare_out_dir, save_unit, unit_path
-from interp.runner.worker import BASELINE, Plan, plan_units
+from interp.runner.labels import BASELINE
+from interp.runner.registry import Computed, spec_for
+from interp.runner.store import RunDirectory
+from interp.runner.worker import Plan, plan_units
+
+GAP_EPSILON = 1e-6
 
 
 def run_experiment(
@@ -33,63 +40,112 @@ def run_experiment(
     out: str | Path,
     *,
     resume: bool = False,
+    force: bool = False,
     progress: bool = True,
     backend: str = "local",
     backend_options: dict | None = None,
 ) -> dict:
-    """Run every unit not yet on disk, then write results.json, tensors.safetensors and report.html.
+    """Run every unit not yet done, then write results.json, tensors.safetensors and report.html.
 
+    `resume`: continue a run of the same config in `out` (the only way to reuse its units).
+    `force`: clear the run files of another or unknown run in `out` and start again.
     `backend`: "local" (this process) or "ray" (actors; `backend_options`: address, num_workers,
     gpus_per_worker). Either way finished units land in the same store, so a run started on one
     backend resumes on the other.
     """
-    from tqdm import tqdm
-
     from interp.runner.backends import make_executor
 
-    out = Path(out)
-    digest = prepare_out_dir(config, out, resume)
-    log = RunLog(out / "run.log")
-    log(f"start (resume={resume}, backend={backend}) config hash {digest}")
-    executor = make_executor(backend, config, **(backend_options or {}))
+    run = RunDirectory(Path(out))
+    digest = run.open(config, resume=resume, force=force)
     try:
-        plan = plan_units(config, executor.n_pairs())
-        todo = [u for u in plan.units if not unit_path(out, *u).exists()]
-        if len(todo) < len(plan.units):
-            log(f"resuming: {len(plan.units) - len(todo)} of {len(plan.units)} units already done")
-        for (label, batch), computed in tqdm(
-            executor.map(todo), total=len(todo), desc="units", disable=not progress
-        ):
-            save_unit(unit_path(out, label, batch), computed)
-            log(f"done {label} batch {batch}")
-        for message in executor.messages():
-            log(message)
-        results = write_results(config, out, plan, digest, executor)
+        run.log(f"start (resume={resume}, force={force}, backend={backend}) config hash {digest}")
+        executor = make_executor(backend, config, **(backend_options or {}))
+        try:
+            run.begin(config, digest)
+            plan = plan_units(config, executor.n_pairs())
+            done = {unit for unit in plan.units if run.load_unit(*unit, digest) is not None}
+            if done:
+                run.log(f"resuming: {len(done)} of {len(plan.units)} units already done")
+            todo = [unit for unit in plan.units if unit not in done]
+            _compute(run, executor, [u for u in todo if u[0] == BASELINE], digest, progress, "baseline")
+            _check_gap(_gather(run, BASELINE, plan, digest).values.mean(-1), config)
+            _compute(run, executor, [u for u in todo if u[0] != BASELINE], digest, progress, "units")
+            for message in executor.messages():
+                run.log(message)
+            results = write_results(config, run, plan, digest, executor)
+        finally:
+            executor.close()
+        from interp.report.run_report import write_report
+
+        report = write_report(run.out)
+        run.log(f"finished; report {report}")
+        return results
+    except InterpError as error:
+        run.log(f"error: {error}")
+        raise
+    except BaseException as error:
+        run.log(f"stopped: {type(error).__name__}: {error}")
+        raise
     finally:
-        executor.close()
-    from interp.report.run_report import write_report
-
-    report = write_report(out)
-    log(f"finished; report {report}")
-    return results
+        run.close()
 
 
-def write_results(config: ExperimentConfig, out: Path, plan: Plan, digest: str, executor: Executor) -> dict:
+def _compute(
+    run: RunDirectory, executor: Executor, units: list[Unit], digest: str, progress: bool, what: str
+) -> None:
+    from tqdm.auto import tqdm
+
+    finished: Iterable[tuple[Unit, Computed]] = executor.map(units)
+    for (label, batch), computed in tqdm(
+        finished, total=len(units), desc=what, disable=not progress or not units
+    ):
+        run.save_unit(label, batch, computed, digest)
+        run.log(f"done {label} batch {batch}")
+
+
+def _check_gap(baseline: torch.Tensor, config: ExperimentConfig) -> None:
+    clean, corrupted = float(baseline[0]), float(baseline[1])
+    if abs(clean - corrupted) < GAP_EPSILON:
+        raise ResultsError(
+            f"the clean and corrupted prompts give the same {config.task.metric} ({clean:.6g}), so no effect "
+            "can be measured against the gap between them: the corrupted prompts do not change the behaviour. "
+            "Check the task's pairs (are clean and corrupted different? do the answers differ?)."
+        )
+
+
+def _gather(run: RunDirectory, label: str, plan: Plan, digest: str) -> Computed:
+    batches = sorted({b for lab, b in plan.units if lab == label}, key=lambda b: -1 if b is None else b)
+    parts = []
+    for batch in batches:
+        part = run.load_unit(label, batch, digest)
+        if part is None:
+            raise ResultsError(f"unit {label} batch {batch} is missing or damaged; run again with --resume")
+        parts.append(part)
+    if batches == [None]:
+        return parts[0]
+    return Computed(parts[0].dims, torch.cat([p.values for p in parts], dim=-1), parts[0].labels)
+
+
+def write_results(
+    config: ExperimentConfig, run: RunDirectory, plan: Plan, digest: str, executor: Executor
+) -> dict:
     """Gather every unit, finish each analysis and write results.json and tensors.safetensors atomically."""
     from interp.base.version import __version__
 
-    baseline = gather(out, BASELINE, plan).values.mean(-1)
+    out = run.out
+    baseline_units = _gather(run, BASELINE, plan, digest).values
+    baseline = baseline_units.mean(-1)
     clean, corrupted = float(baseline[0]), float(baseline[1])
-    tensors = {"baseline.per_prompt": gather(out, BASELINE, plan).values}
+    tensors = {"baseline.per_prompt": baseline_units}
     analyses = []
     for analysis in config.analysis:
-        computed = gather(out, analysis.label, plan)
+        computed = _gather(run, analysis.label, plan, digest)
         spec = spec_for(analysis.kind)
         mean = computed.values.mean(-1) if spec.per_prompt else computed.values
         finished = spec.finish(analysis, mean, clean, corrupted)
         values = finished.values
         if not torch.isfinite(values).all():
-            raise ValueError(
+            raise ResultsError(
                 f"analysis {analysis.label!r} produced non-finite values (NaN or inf); results.json must be "
                 "strict JSON. Check the metric (clean and corrupted may coincide) and the model dtype."
             )

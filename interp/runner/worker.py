@@ -17,10 +17,9 @@ from interp.data.prompts import PromptPairs
 from interp.data.tokens import str_tokens
 from interp.methods.contrastive import contrast
 from interp.model.loading import HookedPhi
-from interp.runner.config import AnalysisConfig, ExperimentConfig
+from interp.runner.config import AnalysisConfig, ConfigError, ExperimentConfig
+from interp.runner.labels import BASELINE
 from interp.runner.registry import Computed, UnitContext, spec_for
-
-BASELINE = "_baseline"
 
 
 @dataclass
@@ -45,6 +44,30 @@ def plan_units(config: ExperimentConfig, n_pairs: int) -> Plan:
     return Plan(units, batches)
 
 
+def check_before_compute(config: ExperimentConfig, model: HookedPhi, pairs: PromptPairs) -> None:
+    """What only the loaded model can tell, checked before any unit runs: prompt lengths against the
+    model's context, token ids against its vocabulary, path-patching heads against its layers and heads."""
+    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    for analysis in config.analysis:
+        if analysis.kind != "path_patch":
+            continue
+        receivers = [] if analysis.receivers == "logits" else list(analysis.receivers)
+        for what, heads in (("senders", analysis.senders), ("receivers", receivers)):
+            bad = [list(h) for h in heads if not (h[0] < n_layers and h[1] < n_heads)]
+            if bad:
+                raise ConfigError(
+                    f"analysis {analysis.label!r}: {what} {bad} are not heads of this model "
+                    f"(layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                )
+        first = min((layer for layer, _ in receivers), default=n_layers)
+        late = [list(h) for h in analysis.senders if h[0] >= first]
+        if late:
+            raise ConfigError(
+                f"analysis {analysis.label!r}: senders {late} are not before the earliest receiver layer {first}"
+            )
+
+
 class UnitWorker:
     """Holds the model and the prompt pairs of one config; `compute(label, batch)` runs a unit."""
 
@@ -61,6 +84,7 @@ class UnitWorker:
             weights=config.model.weights,
         )
         self.pairs = build_pairs(config.task, self.model, config.seed)
+        check_before_compute(config, self.model, self.pairs)
         self.plan = plan_units(config, len(self.pairs))
         self.by_label = {a.label: a for a in config.analysis}
         self.messages: list[str] = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from interp.base.errors import InterpError
+from interp.base.errors import InputError, InterpError
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -38,7 +38,7 @@ def save_figure(figure: go.Figure, path: str | Path, *, scale: float = 2.0) -> P
     """Write `figure` as PNG, SVG or PDF (by the file's suffix)."""
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp"):
-        raise ValueError(f"{path.name}: use a .png, .svg, .pdf, .jpg or .webp file name")
+        raise InputError(f"{path.name}: use a .png, .svg, .pdf, .jpg or .webp file name")
     browser = find_browser()
     if browser is None:
         raise NoBrowserError(

@@ -6,6 +6,7 @@ runner writes every finished unit through the same atomic store whichever backen
 
 from __future__ import annotations
 
+from interp.base.errors import InputError
 from interp.runner.backends.base import Executor
 from interp.runner.config import ExperimentConfig
 
@@ -16,7 +17,7 @@ def make_executor(name: str, config: ExperimentConfig, **options) -> Executor:
     """The executor for backend `name` ('local' or 'ray') and its options."""
     if name == "local":
         if options:
-            raise ValueError(f"the local backend takes no options, got {sorted(options)}")
+            raise InputError(f"the local backend takes no options, got {sorted(options)}")
         from interp.runner.backends.local import LocalExecutor
 
         return LocalExecutor(config)
@@ -24,4 +25,4 @@ def make_executor(name: str, config: ExperimentConfig, **options) -> Executor:
         from interp.runner.backends.ray_backend import RayExecutor
 
         return RayExecutor(config, **options)
-    raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
+    raise InputError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from interp.base.errors import InputError
 from interp.runner.backends.base import Unit
 from interp.runner.config import ExperimentConfig
 from interp.runner.registry import Computed
@@ -43,7 +44,7 @@ class RayExecutor:
         except ImportError as error:  # pragma: no cover - depends on the install
             raise RuntimeError("the ray backend needs Ray: pip install 'interp[ray]'") from error
         if num_workers < 1:
-            raise ValueError(f"num_workers must be at least 1, got {num_workers}")
+            raise InputError(f"num_workers must be at least 1, got {num_workers}")
         self.ray = ray
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
