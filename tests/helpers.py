@@ -179,3 +179,60 @@ def use_hf_cache(monkeypatch, cache) -> None:
 
 def hf_reference(directory) -> PhiForCausalLM:
     return PhiForCausalLM.from_pretrained(directory, attn_implementation="eager").eval()
+
+
+PLANTED_EDGES = ["input->a0.h0<v>", "a0.h0->a1.h1<v>", "a1.h1->logits"]
+
+
+@torch.no_grad()
+def save_edge_circuit_dir(directory: Path, seed: int = 0) -> Path:
+    """A model built by construction whose answer travels exactly PLANTED_EDGES.
+
+    Head a0.h0 attends uniformly (W_Q = W_K = 0) and reads, through its value input, a direction r
+    of the embedding: the clean cue token's embedding is +r, the corrupted cue's -r, every other token
+    is orthogonal to r. It writes that onto a direction s. Head a1.h1 (also uniform) reads s through its
+    value input and writes the answer-minus-wrong unembedding direction. Every other head and every
+    MLP writes nothing, and r, s and the answer direction are orthogonal to each other and to every
+    other embedding, so no other edge carries the cue. The embeddings are large and the writes small, so
+    every LayerNorm works in its near-linear regime (logit difference about +-1): gradient methods are
+    then expected to find the planted edges too, not only exact patching.
+    """
+    model = make_phi_model(seed)
+    hf, config = model.model, model.config
+    d_model = config.hidden_size
+    d_head = d_model // config.num_attention_heads
+    for block in hf.layers:
+        block.self_attn.dense.weight.zero_()
+        block.self_attn.dense.bias.zero_()
+        block.mlp.fc2.weight.zero_()
+        block.mlp.fc2.bias.zero_()
+        block.input_layernorm.weight.fill_(1.0)
+        block.input_layernorm.bias.zero_()
+    hf.final_layernorm.weight.fill_(1.0)
+    hf.final_layernorm.bias.zero_()
+    u = model.lm_head.weight[ANSWER] - model.lm_head.weight[WRONG]
+    u = u - u.mean()
+    basis = torch.linalg.qr(
+        torch.cat([u[:, None], torch.randn(d_model, 2)], dim=1) - 0
+    ).Q  # u, r, s orthonormal
+    r, s = basis[:, 1] - basis[:, 1].mean(), basis[:, 2] - basis[:, 2].mean()
+    r, s = r / r.norm(), s - (s @ r) * r
+    s = s / s.norm()
+    embed = hf.embed_tokens.weight
+    for direction in (r, s, u / u.norm()):
+        embed -= torch.outer(embed @ direction, direction)  # every token orthogonal to r, s and u ...
+    embed *= 10.0  # a large residual norm keeps every LayerNorm in its near-linear regime
+    embed[CUE_CLEAN] += 3.0 * r  # ... but the cues
+    embed[CUE_CORRUPTED] -= 3.0 * r
+    for layer, head, reads, writes in ((0, 0, r, s), (1, 1, s, None)):
+        attn = hf.layers[layer].self_attn
+        rows = slice(head * d_head, (head + 1) * d_head)
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            proj.weight[rows] = 0
+            proj.bias[rows] = 0
+        attn.v_proj.weight[head * d_head] = reads
+        column = 10.0 * s if writes is not None else 2.0 * u / u.norm() ** 2
+        attn.dense.weight[:, head * d_head] = column
+    model.save_pretrained(directory)
+    make_tokenizer().save_pretrained(directory)
+    return directory

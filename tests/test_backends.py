@@ -26,9 +26,19 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    # Ray runs its workers at niceness 15: on a machine that other jobs keep busy they would get almost
+    # no CPU and these tests would crawl. Same priority as the test process instead.
+    import os
+
+    previous = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    if previous is None:
+        os.environ.pop("RAY_worker_niceness", None)
+    else:
+        os.environ["RAY_worker_niceness"] = previous
 
 
 @pytest.fixture(scope="module")

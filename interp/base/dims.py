@@ -27,6 +27,9 @@ DIMS: dict[str, str] = {
     "qkv": "queries, keys and values of every head stacked: 3 * head * d_head",
     "component": "components: named parts of a layer (attn, mlp), or heads / rows of a figure, one per entry",
     "n_tokens": "a list of token ids (e.g. the tokenizer's ordinary tokens)",
+    "sender": "nodes of a circuit graph that write to the residual stream (input, heads, MLPs)",
+    "receiver": "inputs of a circuit graph that read it (each head's q, k, v; each MLP; the logits)",
+    "edge": "edges of a circuit graph (sender -> receiver input)",
     "dims": "the axes of a result, whatever they are (layer head, layer pos, ...)",
 }
 

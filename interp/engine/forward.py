@@ -118,7 +118,7 @@ def _gelu(x: Tensor, act: str) -> Tensor:
     raise ValueError(f"unsupported activation {act!r}")
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor, rotary_dim: int) -> Tensor:
+def rotate(x: Tensor, cos: Tensor, sin: Tensor, rotary_dim: int) -> Tensor:
     """Partial rotary on the first `rotary_dim` dims of `x` [batch, head, pos, d_head]."""
     x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
     half = rotary_dim // 2
@@ -144,7 +144,7 @@ def qkv(w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], cos: Ten
     """Rotated q, rotated k and v, each [..., head, pos, d_head]."""
     fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
     q, k, v = einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads)
-    return _rotate(q, cos, sin, w.rotary_dim), _rotate(k, cos, sin, w.rotary_dim), v
+    return rotate(q, cos, sin, w.rotary_dim), rotate(k, cos, sin, w.rotary_dim), v
 
 
 def attend(
