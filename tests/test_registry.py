@@ -28,7 +28,8 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
     options = analysis(kind)
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
-    sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2}
+    sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2, "edge": 463}
+    sizes |= {"ranking": 2, "fraction": 10}
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers

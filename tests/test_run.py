@@ -169,3 +169,14 @@ def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_results(tmp_path
     assert "CUDA out of memory" in (tmp_path / "halved" / "run.log").read_text()
     got, want = values(results)["patch_head_out"], values(expected)["patch_head_out"]
     assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-5)
+
+
+def test_edge_analyses_in_results(tmp_path):
+    config = {**SMALL, "analysis": [{"kind": "eap"}, {"kind": "circuit_faithfulness", "edge_method": "eap"}]}
+    results = experiment.run_experiment(parse_config(config), tmp_path, progress=False)
+    eap, faithfulness = results["analyses"]
+    assert eap["dims"] == ["edge"] and len(eap["edges"]) == len(eap["values"]) == 463
+    assert eap["edges"][0] == "input->a0.h0<q>" and eap["options"]["direction"] == "noising"
+    assert faithfulness["dims"] == ["ranking", "fraction"] and len(faithfulness["fractions"]) == 10
+    assert faithfulness["values"][0][-1] == pytest.approx(1.0, abs=1e-4)  # 100% of edges: the full model
+    assert 0 <= faithfulness["cmd"] and faithfulness["cpr"] <= 1.1

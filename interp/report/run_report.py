@@ -12,6 +12,7 @@ from interp.base.errors import InterpError
 from interp.methods.result import component_name, top_coords
 from interp.report.html import Report, Section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
+from interp.viz.circuit import circuit_graph, faithfulness_chart
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 
 
@@ -26,7 +27,9 @@ def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
         k, centre = values.numel(), None
     else:
         k, centre = entry.get("top_k", 10), no_effect
-    dims, labels = entry["dims"], entry.get("labels", {})
+    dims, labels = entry["dims"], dict(entry.get("labels", {}))
+    if "edges" in entry:
+        labels["edge"] = entry["edges"]
     if centre is None:
         coords = [tuple(int(i) for i in torch.unravel_index(torch.tensor(j), values.shape)) for j in range(k)]
         ranked = [(c, values[c].item()) for c in coords]
@@ -35,7 +38,9 @@ def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
     return [[component_name(dims, coords, labels), f"{value:+.4f}"] for coords, value in ranked]
 
 
-def _figures(entry: dict, values: torch.Tensor, tokens: list[str], rows: list[list[str]]) -> list:
+def _figures(
+    entry: dict, values: torch.Tensor, tokens: list[str], rows: list[list[str]], model: dict
+) -> list:
     dims, title = entry["dims"], entry["name"]
     figures = []
     for name in entry.get("figures") or ["heatmap"]:
@@ -58,6 +63,15 @@ def _figures(entry: dict, values: torch.Tensor, tokens: list[str], rows: list[li
             figures.append(
                 grouped_bars(values, entry["labels"]["component"], title, "direct logit attribution")
             )
+        elif name == "circuit_graph" and dims == ["edge"] and "edges" in entry:
+            noising = entry.get("options", {}).get("direction", "noising") == "noising"
+            importance = -values if noising else values
+            figures.append(
+                circuit_graph(entry["edges"], importance, model["n_layers"], model["n_heads"], title)
+            )
+        elif name == "faithfulness_curve" and dims == ["ranking", "fraction"]:
+            curves = dict(zip(entry["labels"]["ranking"], values.tolist(), strict=True))
+            figures.append(faithfulness_chart(entry.get("fractions", []), curves, title))
         elif name == "ranked_bars" and rows:
             names, numbers = [r[0] for r in rows], [float(r[1]) for r in rows]
             figures.append(ranked_bars(names, numbers, f"{title}: largest changes", "change"))
@@ -104,7 +118,7 @@ def build_report(results: dict) -> Report:
             Section(
                 title=f"{entry['name']} ({entry['kind']})",
                 explanation=f"{entry.get('explanation', '')} Values: {entry['description']}.".strip(),
-                figures=_figures(entry, values, example["clean_tokens"], rows),
+                figures=_figures(entry, values, example["clean_tokens"], rows, model),
                 table_header=["component", "value"],
                 table_rows=rows,
             )

@@ -57,6 +57,13 @@ class AnalysisConfig(AnalysisOptions):
 
     kind: str = Field(description="what to compute: one of the registered kinds (`interp tasks` lists them)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data):
+        if isinstance(data, dict) and data.get("kind") in REGISTRY:
+            data = {**REGISTRY[data["kind"]].defaults, **data}
+        return data
+
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
@@ -69,7 +76,7 @@ class AnalysisConfig(AnalysisOptions):
     @model_validator(mode="after")
     def _options_the_kind_reads(self) -> AnalysisConfig:
         reads = REGISTRY[self.kind].options
-        defaults = AnalysisOptions()
+        defaults = AnalysisOptions(**REGISTRY[self.kind].defaults)
         unread = sorted(
             name
             for name in AnalysisOptions.model_fields

@@ -39,6 +39,15 @@ class AnalysisOptions(Strict):
     receiver_input: Literal["q", "k", "v"] = Field(
         "q", description="path_patch: which input of the receivers"
     )
+    steps: int = Field(
+        5, ge=1, le=100, description="eap_ig, circuit_faithfulness: integration steps of EAP-IG"
+    )
+    edge_method: Literal["eap", "eap_ig", "edge_patch"] = Field(
+        "eap_ig", description="circuit_faithfulness: how edges are scored before circuits are chosen"
+    )
+    mode: Literal["counterfactual", "mean", "zero"] = Field(
+        "counterfactual", description="circuit_faithfulness: what edges left out of a circuit carry"
+    )
     top_k: int = Field(10, ge=1, le=1000, description="rows in the report's top-k table")
 
     @field_validator("name")

@@ -9,7 +9,8 @@ An entry says everything the runner, the config validator, `interp tasks` and th
   does in notebooks);
 - `dims(options)`: the axes of the values (checked against what `compute` returns);
 - `options`: the `[[analysis]]` fields the kind reads (setting another one is a config error);
-- `explanation` for the report, `summary` for `interp tasks`, `figures` by name (drawn by the report).
+- `explanation` for the report, `summary` for `interp tasks`, `figures` by name (drawn by the report);
+- `defaults`: options whose default differs for this kind (edge methods default to noising).
 
 Adding a kind = one `register(AnalysisSpec(...))` here.
 """
@@ -17,7 +18,7 @@ Adding a kind = one `register(AnalysisSpec(...))` here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -27,6 +28,9 @@ from interp.data.prompts import PromptPairs
 from interp.methods.ablation import ablation_sweep
 from interp.methods.activation_patching import SITE_DIMS, sweep
 from interp.methods.attribution_patching import attribution_patch
+from interp.methods.circuits.circuit import MIB_FRACTIONS, faithfulness_curve
+from interp.methods.circuits.edge_attribution import eap, eap_ig
+from interp.methods.circuits.edge_patching import edge_patch
 from interp.methods.direct_logit_attribution import direct_logit_attribution
 from interp.methods.head_scores import head_scores
 from interp.methods.logit_lens import logit_lens
@@ -60,6 +64,7 @@ class Finished:
     values: Tensor
     description: str
     no_effect: float | None  # the value that means "no effect"; None: values are not ranked
+    extra: dict | None = None  # further fields of the analysis's entry in results.json
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class AnalysisSpec:
     compute: Callable[[AnalysisOptions, HookedPhi, PromptPairs, UnitContext], Computed]
     finish: Callable[[AnalysisOptions, Tensor, float, float], Finished]
     figures: tuple[str, ...]
+    defaults: dict = field(default_factory=dict)  # options whose default differs for this kind
 
 
 REGISTRY: dict[str, AnalysisSpec] = {}
@@ -372,5 +378,114 @@ register(
         compute=_scores,
         finish=_scores_finish,
         figures=("scores_heatmap",),
+    )
+)
+
+
+# --- edge-level circuit discovery ---
+
+EDGE_EXPLANATION = (
+    "Edge scores: the metric change when only one edge (sender -> receiver input) carries the source run's "
+    "value, the base run everywhere else (noising: base = clean prompts, so important edges are negative). "
+    "edge_patch measures it exactly; eap and eap_ig estimate it from gradients at every receiver input. The "
+    "graph shows the strongest edges, layers as rows; its slider sets how many."
+)
+EDGE_METHODS = {"edge_patch": edge_patch, "eap": eap, "eap_ig": eap_ig}
+
+
+def _edge_compute(kind: str) -> Callable[[AnalysisOptions, HookedPhi, PromptPairs, UnitContext], Computed]:
+    def compute(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+        extra = {"steps": options.steps} if kind == "eap_ig" else {}
+        scores = EDGE_METHODS[kind](
+            model, pairs, ctx.metric, direction=options.direction, reduce="none", **extra
+        )
+        return Computed(("edge",), scores.values)
+
+    return compute
+
+
+def _edge_finish(kind: str) -> Callable[[AnalysisOptions, Tensor, float, float], Finished]:
+    measured = "measured" if kind == "edge_patch" else "estimated"
+
+    def finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+        return Finished(
+            mean, f"{measured} metric change, patched - unpatched run, when only that edge is patched", 0.0
+        )
+
+    return finish
+
+
+for _kind, _summary in (
+    ("edge_patch", "exact edge patching of every edge (batched)"),
+    ("eap", "edge attribution patching (one forward and backward pass)"),
+    ("eap_ig", "EAP with integrated gradients over the input embeddings (`steps` passes)"),
+):
+    register(
+        AnalysisSpec(
+            kind=_kind,
+            summary=_summary,
+            explanation=EDGE_EXPLANATION,
+            per_prompt=True,
+            options=COMMON_OPTIONS | {"direction"} | ({"steps"} if _kind == "eap_ig" else set()),
+            dims=_fixed("edge"),
+            compute=_edge_compute(_kind),
+            finish=_edge_finish(_kind),
+            figures=("circuit_graph",),
+            defaults={"direction": "noising"},
+        )
+    )
+
+
+def _faithfulness(
+    options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext
+) -> Computed:
+    extra = {"steps": options.steps} if options.edge_method == "eap_ig" else {}
+    scores = EDGE_METHODS[options.edge_method](model, pairs, ctx.metric, direction=options.direction, **extra)
+    curves = [
+        faithfulness_curve(model, pairs, scores, ctx.metric, absolute=absolute, mode=options.mode)
+        for absolute in (True, False)
+    ]
+    values = torch.tensor([curve.faithfulness for curve in curves])
+    labels = {"ranking": ["|score| (CMD)", "signed (CPR)"], "fraction": [f"{f:.1%}" for f in MIB_FRACTIONS]}
+    return Computed(("ranking", "fraction"), values, labels)
+
+
+def _trapezoid(y: list[float]) -> float:
+    x = MIB_FRACTIONS
+    return sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1))
+
+
+def _faithfulness_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+    by_magnitude, signed = mean.tolist()
+    extra = {
+        "cmd": _trapezoid([abs(1 - f) for f in by_magnitude]),
+        "cpr": _trapezoid(signed),
+        "fractions": list(MIB_FRACTIONS),
+    }
+    description = (
+        f"faithfulness (m(circuit) - m(empty)) / (m(full) - m(empty)) of the top fraction of edges by "
+        f"{options.edge_method} score, other edges {options.mode}; CPR {extra['cpr']:.3f} (area under the "
+        f"signed curve, higher is better), CMD {extra['cmd']:.3f} (area between the |score| curve and 1, lower is better)"
+    )
+    return Finished(mean, description, None, extra)
+
+
+register(
+    AnalysisSpec(
+        kind="circuit_faithfulness",
+        summary="faithfulness curves of circuits of 0.1% .. 100% of edges, with MIB's CPR and CMD",
+        explanation=(
+            "Circuit faithfulness: circuits of the top 0.1% to 100% of edges run on the clean prompts with every "
+            "other edge ablated; 1 = the circuit does all the model does, 0 = no more than the empty circuit. "
+            "CPR (MIB) is the area under the curve with edges ranked by signed score; CMD the area between the "
+            "|score|-ranked curve and 1."
+        ),
+        per_prompt=False,
+        options=COMMON_OPTIONS | {"direction", "steps", "edge_method", "mode"},
+        dims=_fixed("ranking", "fraction"),
+        compute=_faithfulness,
+        finish=_faithfulness_finish,
+        figures=("faithfulness_curve",),
+        defaults={"direction": "noising"},
     )
 )

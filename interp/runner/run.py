@@ -126,6 +126,13 @@ def _gather(run: RunDirectory, label: str, plan: Plan, digest: str) -> Computed:
     return Computed(parts[0].dims, torch.cat([p.values for p in parts], dim=-1), parts[0].labels)
 
 
+def _edge_names(executor: Executor) -> list[str]:
+    from interp.methods.circuits.graph import Graph
+
+    model = executor.describe([])["model"]
+    return Graph(model["n_layers"], model["n_heads"]).edge_names
+
+
 def write_results(
     config: ExperimentConfig, run: RunDirectory, plan: Plan, digest: str, executor: Executor
 ) -> dict:
@@ -152,6 +159,9 @@ def write_results(
         tensors[analysis.label] = values.contiguous()
         if spec.per_prompt:
             tensors[f"{analysis.label}.per_prompt"] = computed.values.contiguous()
+        entry_extra = dict(finished.extra or {})
+        if tuple(computed.dims) == ("edge",):  # edge names come from the graph, not from every unit
+            entry_extra["edges"] = _edge_names(executor)
         analyses.append(
             {
                 "kind": analysis.kind,
@@ -165,6 +175,7 @@ def write_results(
                 "figures": list(spec.figures),
                 "top_k": analysis.top_k,
                 "options": analysis.model_dump(mode="json", include=set(spec.options) - {"name", "top_k"}),
+                **entry_extra,
             }
         )
     facts = executor.describe(analyses)
