@@ -7,7 +7,7 @@ import torch
 from helpers import ioi_pairs
 
 from interp.data.prompts import PromptError, PromptPairs
-from interp.methods.contrastive import base_and_source, contrast
+from interp.methods.contrastive import base_and_source, clean_and_corrupted, contrast
 from interp.toy.vocab import TRAIN_TEMPLATES
 
 
@@ -39,6 +39,8 @@ class TestDirection:
     def test_base_and_source_of_anything(self):
         assert base_and_source("c", "x", "denoising") == ("x", "c")
         assert base_and_source("c", "x", "noising") == ("c", "x")
+        for direction in ("denoising", "noising"):
+            assert clean_and_corrupted(*base_and_source("c", "x", direction), direction) == ("c", "x")
         with pytest.raises(
             (ValueError, TypeError), match="denoising.*noising"
         ):  # TypeError: beartype in tests

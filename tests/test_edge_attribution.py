@@ -76,3 +76,15 @@ def test_agreement_with_exact_edge_patching_on_the_toy(toy_model):
         measured[method.__name__] = (pearson(values, exact), spearman(values, exact))
     print("agreement with exact edge patching (pearson, spearman):", measured)
     assert measured["eap"][0] >= 0.8 and measured["eap_ig"][0] >= 0.95
+
+
+def test_kl_noising_resolves_the_metric_from_the_gradient_run(toy_model):
+    """Noising EAP takes the clean distribution from its own base run: its baselines match the core's."""
+    from interp.methods.contrastive import contrast
+
+    pairs = ioi_pairs(toy_model.tokenizer, 6, seed=3)
+    scores = eap(toy_model, pairs, "kl")
+    core = contrast(toy_model, pairs, "kl", direction="noising")
+    assert scores.clean == pytest.approx(core.clean_value, abs=1e-5) and abs(scores.clean) < 1e-5
+    assert scores.corrupted == pytest.approx(core.corrupted_value, rel=1e-4)
+    assert torch.isfinite(scores.values).all() and scores.values.abs().max() > 0

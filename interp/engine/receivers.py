@@ -60,8 +60,9 @@ def receiver_block(
 
 def run_receivers(
     w: PhiWeights, embed: Float[Tensor, "batch pos d_model"], inputs: InputsFn
-) -> tuple[Float[Tensor, "batch d_vocab"], list[Tensor]]:
-    """Final-position logits and every layer's receiver inputs (the logits' last: [batch 1 pos d_model])."""
+) -> tuple[Float[Tensor, "batch d_vocab"], list[Tensor], list[Tensor]]:
+    """Final-position logits, every layer's receiver inputs (the logits' last: [batch 1 pos d_model]) and
+    every sender's output (the embedding, then each layer's heads and MLP: [batch pos d_model] each)."""
     resid = embed
     outputs = [embed]
     used = []
@@ -73,7 +74,7 @@ def run_receivers(
         resid = resid + heads.sum(0) + w.b_O[layer] + mlp_out
     final = inputs(w.n_layers, resid, outputs)
     used.append(final)
-    return unembed(w, final[:, 0, -1]), used
+    return unembed(w, final[:, 0, -1]), used, outputs
 
 
 def n_receivers(w: PhiWeights, layer: int) -> int:

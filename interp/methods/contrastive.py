@@ -55,6 +55,12 @@ def base_and_source(clean: T, corrupted: T, direction: Direction) -> tuple[T, T]
     return (corrupted, clean) if direction == "denoising" else (clean, corrupted)
 
 
+def clean_and_corrupted(base: T, source: T, direction: Direction) -> tuple[T, T]:
+    """The inverse of `base_and_source`: which of a base and a source thing is the clean one."""
+    check_direction(direction)
+    return (source, base) if direction == "denoising" else (base, source)
+
+
 @dataclass
 class LengthGroup:
     """The prompts of one token length: their dataset positions and both runs (None with keep='logits')."""

@@ -183,7 +183,7 @@ def _run_circuit(graph: Graph, w, embed: Tensor, mask: Tensor, ablated: Tensor) 
             "sender batch pos d_model, sender receiver -> batch receiver pos d_model",
         )
 
-    logits, _ = run_receivers(w, embed, inputs)
+    logits, _, _ = run_receivers(w, embed, inputs)
     return logits
 
 

@@ -5,13 +5,16 @@ EAP (Syed et al. 2023) estimates an edge's effect linearly, at the base run:
     effect(s -> r) ~= (source_s - base_s) . d metric / d input_r
 
 summed over positions and the residual width, where `input_r` is receiver r's own input (its own copy
-of the residual stream, `interp.engine.receivers`). One forward and one backward pass give the
-gradient at every receiver input; the sender differences come from the two runs of the contrastive
-core. EAP-IG (Hanna et al. 2024, the "inputs" variant) replaces the gradient at the base run by its
-mean along the straight line from the base run's input embeddings to the source run's, at `steps`
-points (midpoints), which follows nonlinear effects much better; it costs `steps` forward and backward
-passes. Scores use the sign convention of exact edge patching (patched metric - base metric), so the
-two can be compared edge by edge.
+of the residual stream, `interp.engine.receivers`). EAP-IG (Hanna et al. 2024, the "inputs" variant)
+replaces the gradient at the base run by its mean along the straight line from the base run's input
+embeddings to the source run's, at `steps` points (midpoints), which follows nonlinear effects much
+better. Scores use the sign convention of exact edge patching (patched metric - base metric), so the
+two compare edge by edge.
+
+Cost: EAP is one forward of the source run (no gradient) and one forward and backward of the base run,
+whose logits also give the baseline (and the clean distribution a KL metric needs when noising), so no
+forward is spent twice. EAP-IG is a source forward, a base forward and `steps` forwards and backwards.
+Which run is the base is decided, as everywhere, by `interp.methods.contrastive.base_and_source`.
 """
 
 from __future__ import annotations
@@ -23,57 +26,34 @@ import torch
 from torch import Tensor
 
 from interp.base.errors import InputError
-from interp.data.metrics import Metric, MetricKind
+from interp.data.metrics import Metric, MetricKind, resolve_metric
 from interp.data.prompts import PromptPairs
-from interp.engine.receivers import copies, run_receivers
+from interp.engine.forward import PhiWeights, run_with_cache
+from interp.engine.receivers import InputsFn, copies, run_receivers
 from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Graph
 from interp.methods.circuits.scores import EdgeScores, stack_scores
-from interp.methods.contrastive import Contrast, Direction, LengthGroup, contrast
+from interp.methods.contrastive import Direction, base_and_source, check_direction, clean_and_corrupted
+from interp.model.hooks import refuse_user_hooks
 from interp.model.loading import HookedPhi
 
 
-def _receiver_gradients(
-    core: Contrast, group: LengthGroup, embed: Tensor, alphas: list[float]
-) -> list[Tensor]:
-    """Mean over `alphas` of d(summed metric)/d(receiver inputs), each layer's [batch receiver pos d_model]."""
-    w = core.weights
-    base, source = core.base(group), core.source(group)
-    total: list[Tensor] | None = None
-    for alpha in alphas:
-        with torch.enable_grad():
-            x = (base.resid_pre[0] + alpha * (source.resid_pre[0] - base.resid_pre[0])).detach()
-            logits, inputs = run_receivers(w, x, _leaves(copies(w)))
-            grads = torch.autograd.grad(core.measure(logits, group.index).sum(), inputs)
-        total = (
-            [g.detach() for g in grads]
-            if total is None
-            else [t + g for t, g in zip(total, grads, strict=True)]
-        )
-    assert total is not None
-    return [t / len(alphas) for t in total]
-
-
-def _leaves(inputs):
+def _leaves(inputs: InputsFn) -> InputsFn:
     """Receiver inputs that autograd can differentiate against (each layer's copies require grad)."""
 
     def make(layer: int, resid: Tensor, outputs: list[Tensor]) -> Tensor:
         x = inputs(layer, resid, outputs)
-        if not x.requires_grad:
-            x.requires_grad_(True)
-        return x
+        return x if x.requires_grad else x.requires_grad_(True)
 
     return make
 
 
-def _scores(core: Contrast, group: LengthGroup, graph: Graph, grads: list[Tensor]) -> Tensor:
+def _scores(graph: Graph, deltas: Tensor, grads: list[Tensor]) -> Tensor:
     """[edge, batch]: sender difference . receiver gradient, summed over positions and d_model."""
-    w = core.weights
-    deltas = sender_outputs(w, core.source(group)) - sender_outputs(w, core.base(group))
-    matrix = torch.zeros(graph.n_forward, graph.n_backward, len(group.index), device=deltas.device)
+    matrix = torch.zeros(graph.n_forward, graph.n_backward, deltas.shape[1], device=deltas.device)
     for layer, grad in enumerate(grads):
         n_senders = graph.senders_before(layer)
-        block = graph.block_receivers(layer) if layer < w.n_layers else slice(graph.n_backward - 1, None)
+        block = graph.block_receivers(layer) if layer < graph.n_layers else slice(graph.n_backward - 1, None)
         matrix[:n_senders, block] = einops.einsum(
             deltas[:n_senders].float(),
             grad.float(),
@@ -91,7 +71,7 @@ def eap(
     reduce: Literal["mean", "none"] = "mean",
 ) -> EdgeScores:
     """EAP: every edge's first-order estimate of (patched metric - base metric)."""
-    return _attribute(model, pairs, metric, direction, reduce, [0.0], "eap")
+    return _attribute(model, pairs, metric, direction, reduce, None, "eap")
 
 
 def eap_ig(
@@ -106,8 +86,9 @@ def eap_ig(
     """EAP-IG (inputs): gradients averaged at `steps` points between the base and source input embeddings."""
     if steps < 1:
         raise InputError(f"steps={steps} is not allowed; use 1 or more (the method's default is 5).")
-    alphas = [(k + 0.5) / steps for k in range(steps)]
-    return _attribute(model, pairs, metric, direction, reduce, alphas, "eap_ig", {"steps": steps})
+    return _attribute(
+        model, pairs, metric, direction, reduce, [(k + 0.5) / steps for k in range(steps)], "eap_ig"
+    )
 
 
 def _attribute(
@@ -116,26 +97,77 @@ def _attribute(
     metric: MetricKind | Metric,
     direction: Direction,
     reduce: Literal["mean", "none"],
-    alphas: list[float],
+    alphas: list[float] | None,
     method: str,
-    extra: dict | None = None,
 ) -> EdgeScores:
-    core = contrast(model, pairs, metric, direction=direction)
-    w = core.weights
+    """`alphas` None: EAP (the gradient at the base run itself); else EAP-IG's interpolation points."""
+    refuse_user_hooks(model, "edge attribution")
+    check_direction(direction)
+    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
+    w = PhiWeights.from_model(model)
     graph = Graph(w.n_layers, w.n_heads)
+    device = model.cfg.device
+    n, d_vocab = len(pairs), w.W_U.shape[0]
+    finals = {
+        "clean": torch.zeros(n, d_vocab, device=device),
+        "corrupted": torch.zeros(n, d_vocab, device=device),
+    }
     parts = []
-    for group in core.groups:
-        grads = _receiver_gradients(core, group, core.base(group).resid_pre[0], alphas)
-        parts.append((group.index, _scores(core, group, graph, grads)))
-    values = stack_scores(parts, graph.n_edges, len(pairs))
+    for index in pairs.length_groups():
+        group = pairs.select(index)
+        base_tokens, source_tokens = base_and_source(
+            group.clean_tokens.to(device), group.corrupted_tokens.to(device), direction
+        )
+        source = run_with_cache(w, source_tokens)
+        base_embed = w.W_E[base_tokens].detach()
+        with torch.enable_grad():
+            if alphas is None:  # EAP: the gradient run is the base run
+                logits, inputs, outputs = run_receivers(w, base_embed, _leaves(copies(w)))
+                base_logits, base_outputs = logits.detach(), torch.stack(outputs).detach()
+            else:
+                base = run_with_cache(w, base_tokens)
+                base_logits, base_outputs = base.final_logits, sender_outputs(w, base)
+            clean, corrupted = clean_and_corrupted(base_logits, source.final_logits, direction)
+            finals["clean"][index.to(device)] = clean.float()
+            finals["corrupted"][index.to(device)] = corrupted.float()
+            metric_fn = resolve_metric(metric, pairs, finals["clean"])  # reads only this group's rows
+            if alphas is None:
+                grads = torch.autograd.grad(metric_fn(logits, index).sum(), inputs)
+            else:
+                grads = _mean_gradients(
+                    w, metric_fn, index, base_embed, w.W_E[source_tokens].detach(), alphas
+                )
+        deltas = sender_outputs(w, source) - base_outputs
+        parts.append((index, _scores(graph, deltas, [g.detach() for g in grads])))
+    metric_fn = resolve_metric(metric, pairs, finals["clean"])
+    everyone = torch.arange(n)
+    values = stack_scores(parts, graph.n_edges, n)
     return EdgeScores(
         graph,
         values.mean(-1) if reduce == "mean" else values,
         method,
         direction,
-        core.metric.kind,
-        core.clean_value,
-        core.corrupted_value,
+        metric_fn.kind,
+        metric_fn(finals["clean"], everyone).mean().item(),
+        metric_fn(finals["corrupted"], everyone).mean().item(),
         per_prompt=reduce == "none",
-        extra={"estimate_of": "patched metric - base metric", **(extra or {})},
+        extra={"estimate_of": "patched metric - base metric"} | ({"steps": len(alphas)} if alphas else {}),
     )
+
+
+def _mean_gradients(
+    w: PhiWeights,
+    metric_fn: Metric,
+    index: Tensor,
+    base_embed: Tensor,
+    source_embed: Tensor,
+    alphas: list[float],
+) -> list[Tensor]:
+    """Mean over `alphas` of d(summed metric)/d(receiver inputs) along the embeddings' straight line."""
+    total: list[Tensor] | None = None
+    for alpha in alphas:
+        embed = base_embed + alpha * (source_embed - base_embed)
+        logits, inputs, _ = run_receivers(w, embed, _leaves(copies(w)))
+        grads = [g.detach() for g in torch.autograd.grad(metric_fn(logits, index).sum(), inputs)]
+        total = grads if total is None else [t + g for t, g in zip(total, grads, strict=True)]
+    return [t / len(alphas) for t in total]

@@ -114,17 +114,28 @@ def edge_patch(
         deltas = sender_outputs(w, source) - sender_outputs(w, base)
         base_metric = core.measure(base.final_logits, group.index)
         values = torch.zeros(graph.n_edges, len(group.index))
+        by_entry: dict[int, list[tuple[int, int, int]]] = defaultdict(
+            list
+        )  # entry -> (receiver, edge, sender)
         for receiver_index, items in by_receiver.items():
-            receiver = graph.receivers[receiver_index]
-            per_sender = _sender_chunk(w, base, memory_budget)
+            entry = min(graph.receivers[receiver_index].layer + 1, w.n_layers)  # after the receiver's block
+            by_entry[entry] += [(receiver_index, position, sender) for position, sender in items]
+        per_sender = _sender_chunk(w, base, memory_budget)
+        for entry, items in sorted(by_entry.items()):
+            # every edge into one layer's receivers enters the residual at the same block: one engine call
+            # per chunk, with no staggering, so edges of many receivers share every block call
             for start in range(0, len(items), per_sender):
                 chunk = items[start : start + per_sender]
-                changes = receiver_changes(w, base, receiver, deltas[[s for _, s in chunk]])
-                entry = min(receiver.layer + 1, w.n_layers)  # after the receiver's block; logits: at the end
-                variants = [
-                    Variant((position,), entry, 0, _adds(change))
-                    for (position, _), change in zip(chunk, changes, strict=True)
-                ]
+                variants = []
+                for receiver_index in dict.fromkeys(r for r, _, _ in chunk):
+                    mine = [(position, sender) for r, position, sender in chunk if r == receiver_index]
+                    changes = receiver_changes(
+                        w, base, graph.receivers[receiver_index], deltas[[s for _, s in mine]]
+                    )
+                    variants += [
+                        Variant((position,), entry, 0, _adds(change))
+                        for (position, _), change in zip(mine, changes, strict=True)
+                    ]
                 for (position,), logits in run_variants(w, base, variants, memory_budget).items():
                     values[position] = (core.measure(logits, group.index) - base_metric).float().cpu()
         parts.append((group.index, values))
@@ -144,8 +155,14 @@ def edge_patch(
     )
 
 
+CPU_EDGES_PER_CALL = (
+    16  # on a CPU, cache-sized batches beat big ones (mid config: 16 -> 266 edges/s, 128 -> 197)
+)
+
+
 def _sender_chunk(w: PhiWeights, base: RunCache, memory_budget: int) -> int:
-    """How many senders' changes to recompute a receiver for at once (a few copies of the residual each)."""
+    """How many edges to run per engine call: a few copies of the residual each, within the budget."""
     batch, n_pos, d_model = base.resid_pre[0].shape
-    per_sender = 6 * batch * n_pos * d_model * base.resid_pre[0].element_size()
-    return max(1, memory_budget // max(1, per_sender))
+    per_edge = 6 * batch * n_pos * d_model * base.resid_pre[0].element_size()
+    chunk = max(1, memory_budget // max(1, per_edge))
+    return chunk if base.resid_pre[0].is_cuda else min(chunk, CPU_EDGES_PER_CALL)
