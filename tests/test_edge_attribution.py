@@ -37,7 +37,11 @@ def built(tmp_path_factory):
     return model, pairs
 
 
-@pytest.mark.parametrize("method", [edge_patch, eap, eap_ig])
+def eap_ig_activations(model, pairs, **options):
+    return eap_ig(model, pairs, variant="activations", **options)
+
+
+@pytest.mark.parametrize("method", [edge_patch, eap, eap_ig, eap_ig_activations])
 def test_each_method_ranks_the_planted_edges_on_top(built, method):
     model, pairs = built
     scores = method(model, pairs)
@@ -88,3 +92,14 @@ def test_kl_noising_resolves_the_metric_from_the_gradient_run(toy_model):
     assert scores.clean == pytest.approx(core.clean_value, abs=1e-5) and abs(scores.clean) < 1e-5
     assert scores.corrupted == pytest.approx(core.corrupted_value, rel=1e-4)
     assert torch.isfinite(scores.values).all() and scores.values.abs().max() > 0
+
+
+def test_the_activations_variant_agrees_with_exact_edge_patching(toy_model):
+    """Measured on toy IOI (16 prompts, 5 steps): Pearson 0.90, Spearman 0.73; here 8 prompts, 3 steps."""
+    pairs = ioi_pairs(toy_model.tokenizer, 8, seed=7)
+    exact = edge_patch(toy_model, pairs).values
+    values = eap_ig(toy_model, pairs, steps=3, variant="activations").values
+    a, b = values - values.mean(), exact - exact.mean()
+    pearson = float((a * b).sum() / (a.norm() * b.norm()))
+    print("eap_ig activations vs exact, pearson:", pearson)
+    assert pearson >= 0.8

@@ -58,11 +58,21 @@ def receiver_block(
     return heads, mlp(w, layer, h[:, 3 * H])
 
 
+# replace(layer, heads, mlp_out) -> (heads, mlp_out): what layer `layer` writes, e.g. an interpolation
+ReplaceFn = Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
 def run_receivers(
-    w: PhiWeights, embed: Float[Tensor, "batch pos d_model"], inputs: InputsFn
+    w: PhiWeights,
+    embed: Float[Tensor, "batch pos d_model"],
+    inputs: InputsFn,
+    replace: ReplaceFn | None = None,
 ) -> tuple[Float[Tensor, "batch d_vocab"], list[Tensor], list[Tensor]]:
     """Final-position logits, every layer's receiver inputs (the logits' last: [batch 1 pos d_model]) and
-    every sender's output (the embedding, then each layer's heads and MLP: [batch pos d_model] each)."""
+    every sender's output (the embedding, then each layer's heads and MLP: [batch pos d_model] each).
+
+    `replace` may substitute what a layer writes (its heads' outputs and its MLP's) before later layers
+    read it; the receivers of that layer still see their own inputs."""
     resid = embed
     outputs = [embed]
     used = []
@@ -70,6 +80,8 @@ def run_receivers(
         x = inputs(layer, resid, outputs)
         used.append(x)
         heads, mlp_out = receiver_block(w, layer, x)
+        if replace is not None:
+            heads, mlp_out = replace(layer, heads, mlp_out)
         outputs += list(heads.unbind(0)) + [mlp_out]
         resid = resid + heads.sum(0) + w.b_O[layer] + mlp_out
     final = inputs(w.n_layers, resid, outputs)

@@ -42,6 +42,9 @@ class AnalysisOptions(Strict):
     steps: int = Field(
         5, ge=1, le=100, description="eap_ig, circuit_faithfulness: integration steps of EAP-IG"
     )
+    variant: Literal["inputs", "activations"] = Field(
+        "inputs", description="eap_ig: interpolate the input embeddings, or each node group's outputs"
+    )
     edge_method: Literal["eap", "eap_ig", "edge_patch"] = Field(
         "eap_ig", description="circuit_faithfulness: how edges are scored before circuits are chosen"
     )

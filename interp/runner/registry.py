@@ -426,7 +426,7 @@ for _kind, _summary in (
             summary=_summary,
             explanation=EDGE_EXPLANATION,
             per_prompt=True,
-            options=COMMON_OPTIONS | {"direction"} | ({"steps"} if _kind == "eap_ig" else set()),
+            options=COMMON_OPTIONS | {"direction"} | ({"steps", "variant"} if _kind == "eap_ig" else set()),
             dims=_fixed("edge"),
             compute=_edge_compute(_kind),
             finish=_edge_finish(_kind),

@@ -8,8 +8,11 @@ summed over positions and the residual width, where `input_r` is receiver r's ow
 of the residual stream, `interp.engine.receivers`). EAP-IG (Hanna et al. 2024, the "inputs" variant)
 replaces the gradient at the base run by its mean along the straight line from the base run's input
 embeddings to the source run's, at `steps` points (midpoints), which follows nonlinear effects much
-better. Scores use the sign convention of exact edge patching (patched metric - base metric), so the
-two compare edge by edge.
+better. The "activations" variant (as EAP-IG's `ig-activations`, used in MIB) instead interpolates one
+node group at a time (the embedding, a layer's heads, a layer's MLP) between its base and source
+outputs, the rest of the run computed normally, and averages the gradients over every group and step
+(`steps` x (1 + 2 x n_layers) passes). Scores use the sign convention of exact edge patching (patched
+metric - base metric), so they compare edge by edge.
 
 Cost: EAP is one forward of the source run (no gradient) and one forward and backward of the base run,
 whose logits also give the baseline (and the clean distribution a KL metric needs when noising), so no
@@ -81,14 +84,17 @@ def eap_ig(
     *,
     direction: Direction = "noising",
     steps: int = 5,
+    variant: Literal["inputs", "activations"] = "inputs",
     reduce: Literal["mean", "none"] = "mean",
 ) -> EdgeScores:
-    """EAP-IG (inputs): gradients averaged at `steps` points between the base and source input embeddings."""
+    """EAP-IG: gradients averaged at `steps` points between the base and source runs (module docstring)."""
     if steps < 1:
         raise InputError(f"steps={steps} is not allowed; use 1 or more (the method's default is 5).")
-    return _attribute(
-        model, pairs, metric, direction, reduce, [(k + 0.5) / steps for k in range(steps)], "eap_ig"
-    )
+    if variant not in ("inputs", "activations"):
+        raise InputError(f"variant={variant!r} is not allowed; use 'inputs' or 'activations'.")
+    alphas = [(k + 0.5) / steps for k in range(steps)]
+    method = "eap_ig" if variant == "inputs" else "eap_ig_activations"
+    return _attribute(model, pairs, metric, direction, reduce, alphas, method)
 
 
 def _attribute(
@@ -133,9 +139,13 @@ def _attribute(
             metric_fn = resolve_metric(metric, pairs, finals["clean"])  # reads only this group's rows
             if alphas is None:
                 grads = torch.autograd.grad(metric_fn(logits, index).sum(), inputs)
+            elif method == "eap_ig":
+                source_embed = w.W_E[source_tokens].detach()
+                grads = _mean_gradients(w, metric_fn, index, base_embed, source_embed, alphas)
             else:
-                grads = _mean_gradients(
-                    w, metric_fn, index, base_embed, w.W_E[source_tokens].detach(), alphas
+                source_outputs = sender_outputs(w, source)
+                grads = _mean_gradients_by_node(
+                    w, metric_fn, index, base_embed, base_outputs, source_outputs, alphas
                 )
         deltas = sender_outputs(w, source) - base_outputs
         parts.append((index, _scores(graph, deltas, [g.detach() for g in grads])))
@@ -171,3 +181,38 @@ def _mean_gradients(
         grads = [g.detach() for g in torch.autograd.grad(metric_fn(logits, index).sum(), inputs)]
         total = grads if total is None else [t + g for t, g in zip(total, grads, strict=True)]
     return [t / len(alphas) for t in total]
+
+
+def _mean_gradients_by_node(
+    w: PhiWeights,
+    metric_fn: Metric,
+    index: Tensor,
+    base_embed: Tensor,
+    base_outputs: Tensor,
+    source_outputs: Tensor,
+    alphas: list[float],
+) -> list[Tensor]:
+    """Mean gradient at every receiver input over node groups (input, each layer's heads, each MLP) and
+    steps, the group's output interpolated between base and source, everything else computed normally."""
+    H = w.n_heads
+    total: list[Tensor] | None = None
+    count = 0
+    groups = [("input", None)] + [(part, layer) for layer in range(w.n_layers) for part in ("heads", "mlp")]
+    for part, layer in groups:
+        for alpha in alphas:
+            mix = base_outputs + alpha * (source_outputs - base_outputs)  # sender batch pos d_model
+
+            def replace(at: int, heads: Tensor, mlp_out: Tensor, part=part, layer=layer, mix=mix):
+                first = 1 + at * (H + 1)
+                if at == layer and part == "heads":
+                    heads = mix[first : first + H]
+                elif at == layer and part == "mlp":
+                    mlp_out = mix[first + H]
+                return heads, mlp_out
+
+            embed = mix[0] if part == "input" else base_embed
+            logits, inputs, _ = run_receivers(w, embed, _leaves(copies(w)), replace)
+            grads = [g.detach() for g in torch.autograd.grad(metric_fn(logits, index).sum(), inputs)]
+            total = grads if total is None else [t + g for t, g in zip(total, grads, strict=True)]
+            count += 1
+    return [t / count for t in total]
