@@ -209,7 +209,7 @@ class TestCheckedBeforeCompute:
         "args, message",
         [
             (["--device", "gpu0"], "device 'gpu0' is not a torch device"),
-            (["--model", "microsft/phi-2x"], "Cannot load"),
+            (["--model", "phi-2x"], "neither an existing directory nor a hub id"),  # a mistyped alias
             (["--model", "/nowhere/at/all"], "neither an existing directory nor a hub id"),
         ],
     )

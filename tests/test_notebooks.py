@@ -42,4 +42,5 @@ def test_notebooks_are_present():
         "02_activation_patching",
         "03_head_attribution",
         "04_ablation_sweeps",
+        "05_circuit_discovery",
     ]
