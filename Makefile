@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/interp run experiments/ioi.toml --model toy --out runs/demo --resume
+	$(BIN)/interp run experiments/ioi.toml --model toy --out runs/demo --force
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

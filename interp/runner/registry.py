@@ -190,8 +190,9 @@ register(
         summary="exact path patching (Wang et al.) from every head, or a sender set, to receivers or logits",
         explanation=(
             "Path patching: the effect of each sender head on the output only through the chosen receivers "
-            "(all other heads frozen, MLPs recomputed). Default noising: values near 0 mark senders whose "
-            "path to the receivers the behaviour needs; 1 is no effect."
+            "(all other heads frozen, MLPs recomputed). Denoising (a config's default): values near 1 mark "
+            "senders whose path restores the behaviour; 0 is no effect. Noising (Wang et al.; the Python "
+            "API's default): values near 0 mark paths the behaviour needs; 1 is no effect."
         ),
         per_prompt=True,
         options=COMMON_OPTIONS | {"direction", "senders", "receivers", "receiver_input"},
