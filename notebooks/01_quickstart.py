@@ -10,6 +10,7 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 # %%
 import interp
+from interp.data.tokens import str_tokens
 from interp.viz.attention import attention_patterns
 
 model = interp.load_model(MODEL)
@@ -21,8 +22,8 @@ model.interp_info
 
 # %%
 logits, cache = model.run_with_cache(PROMPT)
-top = logits[0, -1].softmax(-1).topk(5)
-[(model.tokenizer.decode([int(i)]), round(float(p), 3)) for p, i in zip(top.values, top.indices, strict=True)]
+top = logits[0, -1].detach().softmax(-1).topk(5)
+list(zip(str_tokens(model.tokenizer, top.indices), top.values.tolist(), strict=True))
 
 # %%
 {name: tuple(cache[name].shape) for name in ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]}

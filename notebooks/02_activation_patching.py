@@ -10,6 +10,7 @@ N_PAIRS = 16
 
 # %%
 import interp
+from interp.data.tokens import str_tokens
 from interp.data.tasks.options import TaskConfig
 from interp.methods.path_patching import path_patch
 from interp.data.tasks import build_pairs
@@ -18,7 +19,7 @@ from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 model = interp.load_model(MODEL)
 pairs = build_pairs(TaskConfig(name="ioi", n_pairs=N_PAIRS), model, seed=0)
 one_length = pairs.select(max(pairs.length_groups(), key=len))  # position sweeps need one token length
-tokens = [model.tokenizer.decode([int(t)]) for t in one_length.clean_tokens[0]]
+tokens = str_tokens(model.tokenizer, one_length.clean_tokens[0])
 len(pairs), len(one_length)
 
 # %%

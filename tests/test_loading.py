@@ -118,3 +118,10 @@ class TestDtypeAndDevice:
         # ValueError at run time; the jaxtyping/beartype checker in tests rejects the Literal first
         with pytest.raises((ValueError, TypeError), match="raw.*folded"):
             load_model(tiny_phi_dir, weights="centred")
+
+
+def test_loading_writes_nothing_to_the_terminal(tiny_phi_dir, capfd):
+    """No progress bar or notice on stderr/stdout: it would be noise in every notebook cell and log."""
+    load_model(tiny_phi_dir)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out, err)

@@ -185,6 +185,10 @@ def load_model(
 def _load_hf_model(resolved: ResolvedSource, dtype: torch.dtype, device: torch.device):
     from transformers import PhiForCausalLM
 
+    from transformers.utils import logging as hf_logging
+
+    progress_bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every load is noise in notebooks and logs
     try:
         model = PhiForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, attn_implementation="eager")
     except Exception as error:  # truncated or missing weights, mismatched shapes (SafetensorError too)
@@ -193,6 +197,9 @@ def _load_hf_model(resolved: ResolvedSource, dtype: torch.dtype, device: torch.d
             f"The weights in {resolved.path} cannot be loaded ({', '.join(weights)}: {type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}). Re-download or re-save the checkpoint."
         ) from None
+    finally:
+        if progress_bar:
+            hf_logging.enable_progress_bar()
     return model.to(device).eval()
 
 

@@ -93,7 +93,7 @@ def run_experiment(
 def _compute(
     run: RunDirectory, executor: Executor, units: list[Unit], digest: str, progress: bool, what: str
 ) -> None:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     finished: Iterable[tuple[Unit, Computed]] = executor.map(units)
     for (label, batch), computed in tqdm(
