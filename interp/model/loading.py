@@ -184,7 +184,6 @@ def load_model(
 
 def _load_hf_model(resolved: ResolvedSource, dtype: torch.dtype, device: torch.device):
     from transformers import PhiForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     progress_bar = hf_logging.is_progress_bar_enabled()
