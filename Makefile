@@ -38,6 +38,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/patching.py --sweeps head_out_by_pos resid_pre head_out
 	$(BIN)/python benchmarks/cache_stream.py
+	$(BIN)/python benchmarks/circuits.py
 
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load_memory.py
