@@ -138,35 +138,44 @@ def evaluate_circuit(
     mode: Mode = "counterfactual",
 ) -> Float[Tensor, " batch"]:
     """Per-prompt metric of the clean prompts run through only the circuit's edges (see the module docstring)."""
-    if mode not in ("counterfactual", "mean", "zero"):
-        raise InputError(f"mode={mode!r} is not allowed; use 'counterfactual', 'mean' or 'zero'.")
-    core = contrast(model, pairs, metric, direction="noising")
-    w = core.weights
-    graph = Graph(w.n_layers, w.n_heads)
-    if circuit.shape != (graph.n_edges,) or circuit.dtype != torch.bool:
-        raise InputError(
-            f"circuit must be a bool mask of {graph.n_edges} edges, got {circuit.dtype} {tuple(circuit.shape)}"
-        )
-    mask = graph.to_matrix(circuit.float()).to(core.clean_logits.device)  # sender receiver
-    ablated_by_group = [sender_outputs(w, g.corrupted) for g in core.groups]
-    if mode == "mean":
-        total = sum(a.float().sum(dim=(1, 2)) for a in ablated_by_group)
-        count = sum(a.shape[1] * a.shape[2] for a in ablated_by_group)
-        means = (total / count).to(ablated_by_group[0].dtype)
-    values = torch.zeros(len(pairs))
-    for group, ablated in zip(core.groups, ablated_by_group, strict=True):
+    return CircuitEvaluator(model, pairs, metric, mode)(circuit)
+
+
+class CircuitEvaluator:
+    """The clean and corrupted runs and the ablated sender values, computed once for many circuits."""
+
+    def __init__(self, model: HookedPhi, pairs: PromptPairs, metric: MetricKind | Metric, mode: Mode):
+        if mode not in ("counterfactual", "mean", "zero"):
+            raise InputError(f"mode={mode!r} is not allowed; use 'counterfactual', 'mean' or 'zero'.")
+        self.core = contrast(model, pairs, metric, direction="noising")
+        w = self.core.weights
+        self.graph = Graph(w.n_layers, w.n_heads)
+        ablated = [sender_outputs(w, g.corrupted) for g in self.core.groups]
         if mode == "mean":
-            ablated = einops.repeat(
-                means,
-                "sender d_model -> sender batch pos d_model",
-                batch=ablated.shape[1],
-                pos=ablated.shape[2],
-            )
+            total = sum(a.float().sum(dim=(1, 2)) for a in ablated)
+            means = (total / sum(a.shape[1] * a.shape[2] for a in ablated)).to(ablated[0].dtype)
+            ablated = [
+                einops.repeat(
+                    means, "sender d_model -> sender batch pos d_model", batch=a.shape[1], pos=a.shape[2]
+                )
+                for a in ablated
+            ]
         elif mode == "zero":
-            ablated = torch.zeros_like(ablated)
-        logits = _run_circuit(graph, w, group.clean.resid_pre[0], mask, ablated)
-        values[group.index] = core.measure(logits, group.index).float().cpu()
-    return values
+            ablated = [torch.zeros_like(a) for a in ablated]
+        self.ablated = ablated
+
+    def __call__(self, circuit: Bool[Tensor, " edge"]) -> Float[Tensor, " batch"]:
+        graph, core = self.graph, self.core
+        if circuit.shape != (graph.n_edges,) or circuit.dtype != torch.bool:
+            raise InputError(
+                f"circuit must be a bool mask of {graph.n_edges} edges, got {circuit.dtype} {tuple(circuit.shape)}"
+            )
+        mask = graph.to_matrix(circuit.float()).to(core.clean_logits.device)  # sender receiver
+        values = torch.zeros(len(core.pairs))
+        for group, ablated in zip(core.groups, self.ablated, strict=True):
+            logits = _run_circuit(graph, core.weights, group.clean.resid_pre[0], mask, ablated)
+            values[group.index] = core.measure(logits, group.index).float().cpu()
+        return values
 
 
 @torch.no_grad()
@@ -227,16 +236,9 @@ def faithfulness_curve(
 ) -> FaithfulnessCurve:
     """Faithfulness of the top-`fraction` circuits (pruned to paths from input to logits)."""
     graph = scores.graph
-    full = (
-        evaluate_circuit(model, pairs, torch.ones(graph.n_edges, dtype=torch.bool), metric, mode=mode)
-        .mean()
-        .item()
-    )
-    empty = (
-        evaluate_circuit(model, pairs, torch.zeros(graph.n_edges, dtype=torch.bool), metric, mode=mode)
-        .mean()
-        .item()
-    )
+    evaluate = CircuitEvaluator(model, pairs, metric, mode)  # the runs once, for every circuit size
+    full = evaluate(torch.ones(graph.n_edges, dtype=torch.bool)).mean().item()
+    empty = evaluate(torch.zeros(graph.n_edges, dtype=torch.bool)).mean().item()
     if abs(full - empty) < 1e-12:
         raise InputError(
             "the full model and the empty circuit give the same metric: faithfulness is undefined"
@@ -244,7 +246,7 @@ def faithfulness_curve(
     sizes, faithful = [], []
     for fraction in fractions:
         circuit = select(scores, top_fraction=fraction, absolute=absolute, greedy=greedy)
-        value = evaluate_circuit(model, pairs, circuit, metric, mode=mode).mean().item()
+        value = evaluate(circuit).mean().item()
         sizes.append(int(circuit.sum()))
         faithful.append((value - empty) / (full - empty))
     return FaithfulnessCurve(list(fractions), sizes, faithful, full, empty, absolute, mode)
