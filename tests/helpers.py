@@ -212,9 +212,7 @@ def save_edge_circuit_dir(directory: Path, seed: int = 0) -> Path:
     hf.final_layernorm.bias.zero_()
     u = model.lm_head.weight[ANSWER] - model.lm_head.weight[WRONG]
     u = u - u.mean()
-    basis = torch.linalg.qr(
-        torch.cat([u[:, None], torch.randn(d_model, 2)], dim=1) - 0
-    ).Q  # u, r, s orthonormal
+    basis = torch.linalg.qr(torch.cat([u[:, None], torch.randn(d_model, 2)], dim=1)).Q  # u, r, s orthonormal
     r, s = basis[:, 1] - basis[:, 1].mean(), basis[:, 2] - basis[:, 2].mean()
     r, s = r / r.norm(), s - (s @ r) * r
     s = s / s.norm()

@@ -33,6 +33,7 @@ from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind, resolve_metric
 from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights, RunCache, run_final_logits, run_with_cache
+from interp.methods.result import EffectResult
 from interp.model.hooks import refuse_user_hooks
 from interp.model.loading import HookedPhi
 
@@ -40,6 +41,12 @@ Direction = Literal["denoising", "noising"]
 DIRECTIONS: tuple[Direction, ...] = ("denoising", "noising")
 Keep = Literal["all", "logits"]
 T = TypeVar("T")  # tokens, runs, values: anything that comes as a clean and a corrupted version
+
+
+def check_inputs(model: HookedPhi, pairs: PromptPairs, what: str) -> None:
+    """What every method on prompt pairs checks first: no user hooks, pairs valid for this model."""
+    refuse_user_hooks(model, what)
+    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
 
 
 def check_direction(direction: str) -> Direction:
@@ -131,8 +138,6 @@ class Contrast:
         extra: dict | None = None,
     ):
         """Wrap per-prompt `values` (`*dims batch`) in the one result type, with this run's baselines."""
-        from interp.methods.result import EffectResult
-
         if reduce not in ("mean", "none"):
             raise InputError(f"reduce={reduce!r} is not allowed; use 'mean' or 'none'.")
         values = values.float().cpu()
@@ -174,11 +179,10 @@ def contrast(
     logits (methods that intervene through hooks). `grad_base` builds the base run with autograd
     (its activations are graph nodes; attribution patching differentiates through them).
     """
-    refuse_user_hooks(model, "this method")
+    check_inputs(model, pairs, "this method")
     check_direction(direction)
     if keep not in ("all", "logits"):
         raise InputError(f"keep={keep!r} is not allowed; use 'all' or 'logits'.")
-    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
     w = PhiWeights.from_model(model)
     device = model.cfg.device
     groups, clean_final, corrupted_final = [], [], []

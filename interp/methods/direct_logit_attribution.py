@@ -34,9 +34,9 @@ from interp.base.errors import InputError
 from interp.base.html import html_table
 from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights
+from interp.methods.contrastive import check_inputs
 from interp.methods.result import component_name, top_coords
 from interp.model.cache import cache_activations
-from interp.model.hooks import refuse_user_hooks
 from interp.model.loading import HookedPhi
 
 
@@ -95,8 +95,7 @@ def direct_logit_attribution(
     """DLA of every head, attention bias, MLP and the embedding, from one cached forward pass."""
     if which not in ("clean", "corrupted"):
         raise InputError(f"which={which!r} is not allowed; use 'clean' or 'corrupted'.")
-    refuse_user_hooks(model, "direct logit attribution")
-    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
+    check_inputs(model, pairs, "direct logit attribution")
     w = PhiWeights.from_model(model)
     tokens = (pairs.clean_tokens if which == "clean" else pairs.corrupted_tokens).to(model.cfg.device)
     L = w.n_layers
@@ -139,7 +138,7 @@ def neuron_attribution(
     model: HookedPhi, pairs: PromptPairs, layer: int, k: int = 10
 ) -> tuple[Float[Tensor, " d_mlp"], list[tuple[int, float]]]:
     """Mean DLA of every neuron of one MLP (its `hook_post` times its `W_out` column), and the top k."""
-    refuse_user_hooks(model, "neuron attribution")
+    check_inputs(model, pairs, "neuron attribution")
     if not 0 <= layer < model.cfg.n_layers:
         raise InputError(f"layer {layer} is not a layer of this model (0..{model.cfg.n_layers - 1})")
     w = PhiWeights.from_model(model)

@@ -19,8 +19,8 @@ from interp.base.html import html_table
 from interp.data.prompts import PromptPairs
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
+from interp.methods.contrastive import check_inputs
 from interp.model.cache import cache_activations
-from interp.model.hooks import refuse_user_hooks
 from interp.model.loading import HookedPhi
 
 
@@ -48,8 +48,7 @@ class LogitLens:
 @torch.no_grad()
 def logit_lens(model: HookedPhi, pairs: PromptPairs, k: int = 5) -> LogitLens:
     """Decode the accumulated residual stream through the final LayerNorm and unembedding."""
-    refuse_user_hooks(model, "the logit lens")
-    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
+    check_inputs(model, pairs, "the logit lens")
     w = PhiWeights.from_model(model)
     tokens = pairs.clean_tokens.to(model.cfg.device)
     L = w.n_layers

@@ -85,20 +85,44 @@ def _receiver_run(
     return x[..., -1, :]
 
 
-def check_heads(heads: Sequence[Head], w: PhiWeights, what: str) -> list[Head]:
-    """Heads as (layer, head) tuples, each inside the model: negative or out-of-range indices are refused."""
+def _heads(heads: Sequence[Head], n_layers: int, n_heads: int, what: str) -> list[Head]:
+    """Heads as (layer, head) tuples; every one outside the model (negative included) is named at once."""
     checked = []
     for item in heads:
         if len(item) != 2:
             raise InputError(f"{what} must be [layer, head] pairs; got {list(item)!r}")
-        layer, head = (int(i) for i in item)
-        if not (0 <= layer < w.n_layers and 0 <= head < w.n_heads):
-            raise InputError(
-                f"{what} {[layer, head]} is not a head of this model: layers are 0..{w.n_layers - 1}, "
-                f"heads 0..{w.n_heads - 1} (negative indices are not allowed)"
-            )
-        checked.append((layer, head))
+        checked.append(tuple(int(i) for i in item))
+    bad = [list(h) for h in checked if not (0 <= h[0] < n_layers and 0 <= h[1] < n_heads)]
+    if bad:
+        raise InputError(
+            f"{what} {bad} are not heads of this model (layers 0..{n_layers - 1}, heads 0..{n_heads - 1}; "
+            "negative indices are not allowed)"
+        )
     return checked
+
+
+def check_path(
+    senders: Sequence[Head] | None, receivers: Sequence[Head] | str, n_layers: int, n_heads: int
+) -> tuple[list[Head] | None, list[Head], int]:
+    """Senders (None: every head alone) and receivers ('logits' or heads) checked against the model, as
+    (senders, receivers, the earliest receiver layer); the one check the API and configs share."""
+    if isinstance(receivers, str):
+        if receivers != "logits":
+            raise InputError(f"receivers={receivers!r} is not allowed; use 'logits' or [[layer, head], ...].")
+        receivers = []
+    else:
+        receivers = _heads(receivers, n_layers, n_heads, "receivers")
+        if not receivers:
+            raise InputError("receivers is empty: give 'logits' or at least one [layer, head].")
+    first = min((layer for layer, _ in receivers), default=n_layers)
+    if senders is not None:
+        senders = _heads(
+            senders, n_layers, n_heads, "senders"
+        )  # an empty set patches nothing: the base metric
+        late = [list(s) for s in senders if s[0] >= first]
+        if late:
+            raise InputError(f"senders {late} are not before the earliest receiver layer {first}")
+    return senders, receivers, first
 
 
 @torch.no_grad()
@@ -124,19 +148,10 @@ def path_patch(
     core = contrast(model, pairs, metric, direction=direction)
     w = core.weights
     to_logits = isinstance(receivers, str)
-    if to_logits and receivers != "logits":
-        raise InputError(f"receivers={receivers!r} is not allowed; use 'logits' or [[layer, head], ...].")
-    receivers = [] if to_logits else check_heads(receivers, w, "receiver")
-    if not to_logits and not receivers:
-        raise InputError("receivers is empty: give 'logits' or at least one [layer, head].")
-    first_receiver = min((layer for layer, _ in receivers), default=w.n_layers)
+    senders, receivers, first_receiver = check_path(senders, receivers, w.n_layers, w.n_heads)
     if senders is None:
         sets = [[(layer, head)] for layer in range(w.n_layers) for head in range(w.n_heads)]
     else:
-        senders = check_heads(senders, w, "sender")  # an empty set patches nothing: the base metric
-        late = [s for s in senders if s[0] >= first_receiver]
-        if late:
-            raise InputError(f"senders {late} are not before the earliest receiver layer {first_receiver}")
         sets = [senders]
     valid = torch.tensor([all(layer < first_receiver for layer, _ in s) for s in sets])
     n = len(pairs)

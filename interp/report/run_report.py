@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -22,19 +23,14 @@ class ReportError(InterpError, ValueError):
 
 def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
     """The analysis's top-k components ranked by distance from its no-effect value (as EffectResult.top)."""
-    no_effect = entry.get("no_effect", 0.0)
-    if no_effect is None:  # a curve (logit lens): every point in order
-        k, centre = values.numel(), None
-    else:
-        k, centre = entry.get("top_k", 10), no_effect
     dims, labels = entry["dims"], dict(entry.get("labels", {}))
     if "edges" in entry:
         labels["edge"] = entry["edges"]
-    if centre is None:
-        coords = [tuple(int(i) for i in torch.unravel_index(torch.tensor(j), values.shape)) for j in range(k)]
-        ranked = [(c, values[c].item()) for c in coords]
+    no_effect = entry.get("no_effect", 0.0)
+    if no_effect is None:  # a curve (logit lens, faithfulness): every point in order
+        ranked = [(coords, values[coords].item()) for coords in itertools.product(*map(range, values.shape))]
     else:
-        ranked = top_coords(values, k, centre=centre)
+        ranked = top_coords(values, entry.get("top_k", 10), centre=no_effect)
     return [[component_name(dims, coords, labels), f"{value:+.4f}"] for coords, value in ranked]
 
 

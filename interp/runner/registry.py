@@ -28,7 +28,7 @@ from interp.data.prompts import PromptPairs
 from interp.methods.ablation import ablation_sweep
 from interp.methods.activation_patching import SITE_DIMS, sweep
 from interp.methods.attribution_patching import attribution_patch
-from interp.methods.circuits.circuit import MIB_FRACTIONS, faithfulness_curve
+from interp.methods.circuits.circuit import MIB_FRACTIONS, faithfulness_curve, trapezoid
 from interp.methods.circuits.edge_attribution import eap, eap_ig
 from interp.methods.circuits.edge_patching import edge_patch
 from interp.methods.direct_logit_attribution import direct_logit_attribution
@@ -451,17 +451,13 @@ def _faithfulness(
     return Computed(("ranking", "fraction"), values, labels)
 
 
-def _trapezoid(y: list[float]) -> float:
-    x = MIB_FRACTIONS
-    return sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1))
-
-
 def _faithfulness_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
     by_magnitude, signed = mean.tolist()
+    fractions = list(MIB_FRACTIONS)
     extra = {
-        "cmd": _trapezoid([abs(1 - f) for f in by_magnitude]),
-        "cpr": _trapezoid(signed),
-        "fractions": list(MIB_FRACTIONS),
+        "cmd": trapezoid(fractions, [abs(1 - f) for f in by_magnitude]),
+        "cpr": trapezoid(fractions, signed),
+        "fractions": fractions,
     }
     description = (
         f"faithfulness (m(circuit) - m(empty)) / (m(full) - m(empty)) of the top fraction of edges by "

@@ -25,6 +25,7 @@ from safetensors.torch import save
 
 from interp.base.errors import InterpError, ResultsError
 from interp.base.files import write_atomic
+from interp.methods.circuits.graph import Graph
 from interp.runner.backends.base import Executor, Unit
 from interp.runner.config import ExperimentConfig
 from interp.runner.labels import BASELINE
@@ -126,13 +127,6 @@ def _gather(run: RunDirectory, label: str, plan: Plan, digest: str) -> Computed:
     return Computed(parts[0].dims, torch.cat([p.values for p in parts], dim=-1), parts[0].labels)
 
 
-def _edge_names(executor: Executor) -> list[str]:
-    from interp.methods.circuits.graph import Graph
-
-    model = executor.describe([])["model"]
-    return Graph(model["n_layers"], model["n_heads"]).edge_names
-
-
 def write_results(
     config: ExperimentConfig, run: RunDirectory, plan: Plan, digest: str, executor: Executor
 ) -> dict:
@@ -159,9 +153,6 @@ def write_results(
         tensors[analysis.label] = values.contiguous()
         if spec.per_prompt:
             tensors[f"{analysis.label}.per_prompt"] = computed.values.contiguous()
-        entry_extra = dict(finished.extra or {})
-        if tuple(computed.dims) == ("edge",):  # edge names come from the graph, not from every unit
-            entry_extra["edges"] = _edge_names(executor)
         analyses.append(
             {
                 "kind": analysis.kind,
@@ -175,10 +166,13 @@ def write_results(
                 "figures": list(spec.figures),
                 "top_k": analysis.top_k,
                 "options": analysis.model_dump(mode="json", include=set(spec.options) - {"name", "top_k"}),
-                **entry_extra,
+                **(finished.extra or {}),
             }
         )
     facts = executor.describe(analyses)
+    for entry in analyses:  # edge names come from the model's graph, not from every unit
+        if entry["dims"] == ["edge"]:
+            entry["edges"] = Graph(facts["model"]["n_layers"], facts["model"]["n_heads"]).edge_names
     results = {
         "interp_version": __version__,
         "config_hash": digest,

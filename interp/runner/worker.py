@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from interp.base.console import warn
+from interp.base.errors import InputError
 from interp.data.metrics import MetricKind
 from interp.data.prompts import PromptPairs
 from interp.data.tokens import str_tokens
-from interp.methods.contrastive import contrast
+from interp.methods.contrastive import check_inputs, contrast
+from interp.methods.path_patching import check_path
 from interp.model.loading import HookedPhi
 from interp.runner.config import AnalysisConfig, ConfigError, ExperimentConfig
 from interp.runner.labels import BASELINE
@@ -47,25 +49,15 @@ def plan_units(config: ExperimentConfig, n_pairs: int) -> Plan:
 def check_before_compute(config: ExperimentConfig, model: HookedPhi, pairs: PromptPairs) -> None:
     """What only the loaded model can tell, checked before any unit runs: prompt lengths against the
     model's context, token ids against its vocabulary, path-patching heads against its layers and heads."""
-    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    check_inputs(model, pairs, "an experiment")
     for analysis in config.analysis:
-        if analysis.kind != "path_patch":
-            continue
-        receivers = [] if analysis.receivers == "logits" else list(analysis.receivers)
-        for what, heads in (("senders", analysis.senders), ("receivers", receivers)):
-            bad = [list(h) for h in heads if not (h[0] < n_layers and h[1] < n_heads)]
-            if bad:
-                raise ConfigError(
-                    f"analysis {analysis.label!r}: {what} {bad} are not heads of this model "
-                    f"(layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+        if analysis.kind == "path_patch":
+            try:  # the same check path_patch makes, before any unit instead of inside one
+                check_path(
+                    analysis.senders or None, analysis.receivers, model.cfg.n_layers, model.cfg.n_heads
                 )
-        first = min((layer for layer, _ in receivers), default=n_layers)
-        late = [list(h) for h in analysis.senders if h[0] >= first]
-        if late:
-            raise ConfigError(
-                f"analysis {analysis.label!r}: senders {late} are not before the earliest receiver layer {first}"
-            )
+            except InputError as error:
+                raise ConfigError(f"analysis {analysis.label!r}: {error}") from None
 
 
 class UnitWorker:

@@ -82,24 +82,18 @@ def select(
     return prune_dangling(graph, chosen) if prune else chosen
 
 
-def _node_of(graph: Graph) -> list[str]:
-    return [r.node for r in graph.receivers]
-
-
 def _greedy(graph: Graph, ranking: Tensor, k: int) -> Tensor:
     """Grow from the logits: repeatedly take the best edge whose receiver's node is already in the circuit."""
-    receiver_node = _node_of(graph)
-    senders, receivers = graph.edge_index[:, 0].tolist(), graph.edge_index[:, 1].tolist()
     into: dict[str, list[int]] = {}
-    for position, r in enumerate(receivers):
-        into.setdefault(receiver_node[r], []).append(position)
+    for position, node in enumerate(graph.edge_receiver_nodes):
+        into.setdefault(node, []).append(position)
     chosen = torch.zeros(graph.n_edges, dtype=torch.bool)
     nodes, frontier = {"logits"}, list(into["logits"])
     while int(chosen.sum()) < k and frontier:
         best = max(frontier, key=lambda p: ranking[p].item())
         frontier.remove(best)
         chosen[best] = True
-        sender = graph.senders[senders[best]]
+        sender = graph.edge_senders[best]
         if sender not in nodes:
             nodes.add(sender)
             frontier += [p for p in into.get(sender, []) if not chosen[p]]
@@ -108,16 +102,15 @@ def _greedy(graph: Graph, ranking: Tensor, k: int) -> Tensor:
 
 def prune_dangling(graph: Graph, chosen: Bool[Tensor, " edge"]) -> Bool[Tensor, " edge"]:
     """Keep only edges on a path from `input` to `logits` (through chosen edges)."""
-    senders = [graph.senders[s] for s in graph.edge_index[:, 0].tolist()]
-    receivers = [_node_of(graph)[r] for r in graph.edge_index[:, 1].tolist()]
+    senders, receivers, layers = graph.edge_senders, graph.edge_receiver_nodes, graph.edge_sender_layers
     chosen = chosen.clone()
     while True:
         live = chosen.nonzero().flatten().tolist()
         reached, feeds = {"input"}, {"logits"}
-        for p in sorted(live, key=lambda p: graph.sender_layers[graph.edge_index[p, 0]].item()):
+        for p in sorted(live, key=lambda p: layers[p]):
             if senders[p] in reached:
                 reached.add(receivers[p])
-        for p in sorted(live, key=lambda p: -graph.sender_layers[graph.edge_index[p, 0]].item()):
+        for p in sorted(live, key=lambda p: -layers[p]):
             if receivers[p] in feeds:
                 feeds.add(senders[p])
         keep = torch.tensor([senders[p] in reached and receivers[p] in feeds for p in live], dtype=torch.bool)
@@ -211,15 +204,16 @@ class FaithfulnessCurve:
     @property
     def area_under(self) -> float:
         """CPR when the edges were ranked by signed score: the trapezoid area under the curve."""
-        return _trapezoid(self.fractions, self.faithfulness)
+        return trapezoid(self.fractions, self.faithfulness)
 
     @property
     def area_from_one(self) -> float:
         """CMD when the edges were ranked by |score|: the trapezoid area of |1 - faithfulness|."""
-        return _trapezoid(self.fractions, [abs(1 - f) for f in self.faithfulness])
+        return trapezoid(self.fractions, [abs(1 - f) for f in self.faithfulness])
 
 
-def _trapezoid(x: list[float], y: list[float]) -> float:
+def trapezoid(x: list[float], y: list[float]) -> float:
+    """The area under y(x) by the trapezoid rule, as MIB computes CPR and CMD."""
     return sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1))
 
 
@@ -257,11 +251,9 @@ def faithfulness_curve(
 
 def circuit_json(scores: EdgeScores, circuit: Bool[Tensor, " edge"]) -> dict:
     """The circuit in EAP-IG's graph JSON layout (nodes with in_graph; edges with score and in_graph)."""
-    graph, values = scores.graph, scores.mean_values()
-    senders = [graph.senders[s] for s in graph.edge_index[:, 0].tolist()]
-    receivers = [_node_of(graph)[r] for r in graph.edge_index[:, 1].tolist()]
-    in_nodes = {"logits"} | {n for n, keep in zip(senders, circuit.tolist(), strict=True) if keep}
-    in_nodes |= {n for n, keep in zip(receivers, circuit.tolist(), strict=True) if keep}
+    graph, values, kept = scores.graph, scores.mean_values(), circuit.tolist()
+    in_nodes = {"logits"} | {n for n, keep in zip(graph.edge_senders, kept, strict=True) if keep}
+    in_nodes |= {n for n, keep in zip(graph.edge_receiver_nodes, kept, strict=True) if keep}
     nodes = {name: {"in_graph": name in in_nodes} for name in [*graph.senders, "logits"]}
     edges = {
         name: {"score": float(v), "in_graph": bool(keep)}

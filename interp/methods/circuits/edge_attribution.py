@@ -36,8 +36,13 @@ from interp.engine.receivers import InputsFn, copies, run_receivers
 from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Graph
 from interp.methods.circuits.scores import EdgeScores, stack_scores
-from interp.methods.contrastive import Direction, base_and_source, check_direction, clean_and_corrupted
-from interp.model.hooks import refuse_user_hooks
+from interp.methods.contrastive import (
+    Direction,
+    base_and_source,
+    check_direction,
+    check_inputs,
+    clean_and_corrupted,
+)
 from interp.model.loading import HookedPhi
 
 
@@ -107,9 +112,8 @@ def _attribute(
     method: str,
 ) -> EdgeScores:
     """`alphas` None: EAP (the gradient at the base run itself); else EAP-IG's interpolation points."""
-    refuse_user_hooks(model, "edge attribution")
+    check_inputs(model, pairs, "edge attribution")
     check_direction(direction)
-    pairs.validate(model.cfg.d_vocab, getattr(model.cfg, "n_ctx", None))
     w = PhiWeights.from_model(model)
     graph = Graph(w.n_layers, w.n_heads)
     device = model.cfg.device
@@ -125,6 +129,7 @@ def _attribute(
             group.clean_tokens.to(device), group.corrupted_tokens.to(device), direction
         )
         source = run_with_cache(w, source_tokens)
+        source_outputs = sender_outputs(w, source)
         base_embed = w.W_E[base_tokens].detach()
         with torch.enable_grad():
             if alphas is None:  # EAP: the gradient run is the base run
@@ -143,11 +148,10 @@ def _attribute(
                 source_embed = w.W_E[source_tokens].detach()
                 grads = _mean_gradients(w, metric_fn, index, base_embed, source_embed, alphas)
             else:
-                source_outputs = sender_outputs(w, source)
                 grads = _mean_gradients_by_node(
                     w, metric_fn, index, base_embed, base_outputs, source_outputs, alphas
                 )
-        deltas = sender_outputs(w, source) - base_outputs
+        deltas = source_outputs - base_outputs
         parts.append((index, _scores(graph, deltas, [g.detach() for g in grads])))
     metric_fn = resolve_metric(metric, pairs, finals["clean"])
     everyone = torch.arange(n)

@@ -143,6 +143,21 @@ class Graph:
     def edge_names(self) -> list[str]:
         return [f"{self.senders[s]}->{self.receivers[r].name}" for s, r in self.edge_index.tolist()]
 
+    @cached_property
+    def edge_senders(self) -> list[str]:
+        """The sender node of every edge, in `edge_names` order."""
+        return [self.senders[s] for s in self.edge_index[:, 0].tolist()]
+
+    @cached_property
+    def edge_receiver_nodes(self) -> list[str]:
+        """The receiving node of every edge (`a2.h1` for `a2.h1<q>`), in `edge_names` order."""
+        return [self.receivers[r].node for r in self.edge_index[:, 1].tolist()]
+
+    @cached_property
+    def edge_sender_layers(self) -> list[int]:
+        """The layer of every edge's sender (-1 for the input), in `edge_names` order."""
+        return self.sender_layers[self.edge_index[:, 0]].tolist()
+
     def edge_position(self, name: str) -> int:
         """The position of an edge (by name) in `edge_names` and in every edge vector."""
         try:
