@@ -136,15 +136,25 @@ class BlockOut:
     z: Float[Tensor, "*batch dest_pos head d_head"] | None = None
     attn_out: Float[Tensor, "*batch dest_pos d_model"] | None = None
     mlp_out: Float[Tensor, "*batch dest_pos d_model"] | None = None
-    q: Float[Tensor, "*batch head pos d_head"] | None = None  # rotated queries (all new positions)
+    q: Float[Tensor, "*batch head pos d_head"] | None = None  # rotated queries (from query_from on)
     pattern: Float[Tensor, "*batch head dest_pos src_pos"] | None = None
 
 
-def qkv(w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], cos: Tensor, sin: Tensor):
-    """Rotated q, rotated k and v, each [..., head, pos, d_head]."""
-    fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
-    q, k, v = einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads)
-    return rotate(q, cos, sin, w.rotary_dim), rotate(k, cos, sin, w.rotary_dim), v
+def qkv(
+    w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], cos: Tensor, sin: Tensor, q_from: int = 0
+):
+    """Rotated q, rotated k and v, each [..., head, pos, d_head]; q only from position offset `q_from`."""
+    if q_from == 0:
+        fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
+        q, k, v = einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads)
+        return rotate(q, cos, sin, w.rotary_dim), rotate(k, cos, sin, w.rotary_dim), v
+    width = w.n_heads * w.d_head  # fused rows: q, then k, then v
+    q = torch.nn.functional.linear(h[..., q_from:, :], w.W_QKV[layer][:width], w.b_QKV[layer][:width])
+    kv = torch.nn.functional.linear(h, w.W_QKV[layer][width:], w.b_QKV[layer][width:])
+    q = einops.rearrange(q, "... p (h d) -> ... h p d", h=w.n_heads)
+    k, v = einops.rearrange(kv, "... p (two h d) -> two ... h p d", two=2, h=w.n_heads)
+    q = rotate(q, cos[q_from:], sin[q_from:], w.rotary_dim)
+    return q, rotate(k, cos, sin, w.rotary_dim), v
 
 
 def attend(
@@ -209,9 +219,9 @@ def block(
     positions = torch.arange(start, start + n, device=x.device)
     cos, sin = w.rotary(positions, x.dtype)
     h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
-    q, k, v = qkv(w, layer, h, cos, sin)
     offset = 0 if query_from is None else query_from - start
-    z, pattern = attend(q[..., offset:, :], k, v, start + offset, k_prefix, v_prefix)
+    q, k, v = qkv(w, layer, h, cos, sin, offset)
+    z, pattern = attend(q, k, v, start + offset, k_prefix, v_prefix)
     attn_out = head_out(w, layer, z)
     mlp_out = mlp(w, layer, h[..., offset:, :])
     resid_post = x[..., offset:, :] + attn_out + mlp_out

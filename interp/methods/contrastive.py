@@ -97,6 +97,14 @@ class Contrast:
         """The run patched values come from: clean when denoising, corrupted when noising."""
         return base_and_source(group.clean, group.corrupted, self.direction)[1]
 
+    def first_difference(self, group: LengthGroup) -> int:
+        """The first position where any prompt of `group` has different clean and corrupted tokens: with
+        causal attention both runs are identical before it, so no intervention can change anything there
+        (the last position if the runs never differ)."""
+        tokens = self.pairs.select(group.index)
+        differs = (tokens.clean_tokens != tokens.corrupted_tokens).any(0)
+        return int(differs.nonzero()[0, 0]) if differs.any() else tokens.clean_tokens.shape[1] - 1
+
     def measure(
         self, final_logits: Float[Tensor, "batch d_vocab"], index: Int[Tensor, " batch"]
     ) -> Float[Tensor, " batch"]:

@@ -4,8 +4,9 @@ EAP (Syed et al. 2023) estimates an edge's effect linearly, at the base run:
 
     effect(s -> r) ~= (source_s - base_s) . d metric / d input_r
 
-summed over positions and the residual width, where `input_r` is receiver r's own input (its own copy
-of the residual stream, `interp.engine.receivers`). EAP-IG (Hanna et al. 2024, the "inputs" variant)
+summed over positions and the residual width, where `input_r` is what receiver r reads (the residual
+stream before its LayerNorm; the gradient of each receiver is split out of one plain backward,
+`interp.engine.receiver_gradients`). EAP-IG (Hanna et al. 2024, the "inputs" variant)
 replaces the gradient at the base run by its mean along the straight line from the base run's input
 embeddings to the source run's, at `steps` points (midpoints), which follows nonlinear effects much
 better. The "activations" variant (as EAP-IG's `ig-activations`, used in MIB) instead interpolates one
@@ -16,7 +17,8 @@ metric - base metric), so they compare edge by edge.
 
 Cost: EAP is one forward of the source run (no gradient) and one forward and backward of the base run,
 whose logits also give the baseline (and the clean distribution a KL metric needs when noising), so no
-forward is spent twice. EAP-IG is a source forward, a base forward and `steps` forwards and backwards.
+forward is spent twice. EAP-IG is a source forward, a base forward and `steps` forwards and backwards;
+the per-receiver gradients are summed over the steps and scored once.
 Which run is the base is decided, as everywhere, by `interp.methods.contrastive.base_and_source`.
 """
 
@@ -24,16 +26,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import einops
 import torch
 from torch import Tensor
 
 from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind, resolve_metric
 from interp.data.prompts import PromptPairs
-from interp.engine.forward import PhiWeights, run_with_cache
-from interp.engine.receivers import InputsFn, copies, run_receivers
-from interp.methods.circuits.edge_patching import sender_outputs
+from interp.engine.forward import PhiWeights
+from interp.engine.receiver_gradients import EdgeGradients, SenderRun, sender_deltas, sender_run
 from interp.methods.circuits.graph import Graph
 from interp.methods.circuits.scores import EdgeScores, stack_scores
 from interp.methods.contrastive import (
@@ -44,30 +44,6 @@ from interp.methods.contrastive import (
     clean_and_corrupted,
 )
 from interp.model.loading import HookedPhi
-
-
-def _leaves(inputs: InputsFn) -> InputsFn:
-    """Receiver inputs that autograd can differentiate against (each layer's copies require grad)."""
-
-    def make(layer: int, resid: Tensor, outputs: list[Tensor]) -> Tensor:
-        x = inputs(layer, resid, outputs)
-        return x if x.requires_grad else x.requires_grad_(True)
-
-    return make
-
-
-def _scores(graph: Graph, deltas: Tensor, grads: list[Tensor]) -> Tensor:
-    """[edge, batch]: sender difference . receiver gradient, summed over positions and d_model."""
-    matrix = torch.zeros(graph.n_forward, graph.n_backward, deltas.shape[1], device=deltas.device)
-    for layer, grad in enumerate(grads):
-        n_senders = graph.senders_before(layer)
-        block = graph.block_receivers(layer) if layer < graph.n_layers else slice(graph.n_backward - 1, None)
-        matrix[:n_senders, block] = einops.einsum(
-            deltas[:n_senders].float(),
-            grad.float(),
-            "sender batch pos d_model, batch receiver pos d_model -> sender receiver batch",
-        )
-    return matrix[graph.mask]
 
 
 def eap(
@@ -128,31 +104,31 @@ def _attribute(
         base_tokens, source_tokens = base_and_source(
             group.clean_tokens.to(device), group.corrupted_tokens.to(device), direction
         )
-        source = run_with_cache(w, source_tokens)
-        source_outputs = sender_outputs(w, source)
-        base_embed = w.W_E[base_tokens].detach()
+        base_embed, source_embed = w.W_E[base_tokens].detach(), w.W_E[source_tokens].detach()
+        with torch.no_grad():
+            source = sender_run(w, source_embed)
+        gradients = EdgeGradients(w)
         with torch.enable_grad():
             if alphas is None:  # EAP: the gradient run is the base run
-                logits, inputs, outputs = run_receivers(w, base_embed, _leaves(copies(w)))
-                base_logits, base_outputs = logits.detach(), torch.stack(outputs).detach()
+                base = sender_run(w, base_embed, record=True)
             else:
-                base = run_with_cache(w, base_tokens)
-                base_logits, base_outputs = base.final_logits, sender_outputs(w, base)
-            clean, corrupted = clean_and_corrupted(base_logits, source.final_logits, direction)
+                with torch.no_grad():
+                    base = sender_run(w, base_embed)
+            clean, corrupted = clean_and_corrupted(base.logits.detach(), source.logits, direction)
             finals["clean"][index.to(device)] = clean.float()
             finals["corrupted"][index.to(device)] = corrupted.float()
             metric_fn = resolve_metric(metric, pairs, finals["clean"])  # reads only this group's rows
             if alphas is None:
-                grads = torch.autograd.grad(metric_fn(logits, index).sum(), inputs)
+                gradients.add(base, metric_fn(base.logits, index).sum())
             elif method == "eap_ig":
-                source_embed = w.W_E[source_tokens].detach()
-                grads = _mean_gradients(w, metric_fn, index, base_embed, source_embed, alphas)
+                for alpha in alphas:
+                    run = sender_run(w, base_embed + alpha * (source_embed - base_embed), record=True)
+                    gradients.add(run, metric_fn(run.logits, index).sum())
             else:
-                grads = _mean_gradients_by_node(
-                    w, metric_fn, index, base_embed, base_outputs, source_outputs, alphas
-                )
-        deltas = source_outputs - base_outputs
-        parts.append((index, _scores(graph, deltas, [g.detach() for g in grads])))
+                _add_by_node(w, gradients, metric_fn, index, base, source, alphas)
+        matrix = gradients.scores(sender_deltas(w, source, base))  # batch sender receiver
+        del gradients, base
+        parts.append((index, matrix[:, graph.mask.to(matrix.device)].T))
     metric_fn = resolve_metric(metric, pairs, finals["clean"])
     everyone = torch.arange(n)
     values = stack_scores(parts, graph.n_edges, n)
@@ -169,54 +145,32 @@ def _attribute(
     )
 
 
-def _mean_gradients(
+def _add_by_node(
     w: PhiWeights,
+    gradients: EdgeGradients,
     metric_fn: Metric,
     index: Tensor,
-    base_embed: Tensor,
-    source_embed: Tensor,
+    base: SenderRun,
+    source: SenderRun,
     alphas: list[float],
-) -> list[Tensor]:
-    """Mean over `alphas` of d(summed metric)/d(receiver inputs) along the embeddings' straight line."""
-    total: list[Tensor] | None = None
-    for alpha in alphas:
-        embed = base_embed + alpha * (source_embed - base_embed)
-        logits, inputs, _ = run_receivers(w, embed, _leaves(copies(w)))
-        grads = [g.detach() for g in torch.autograd.grad(metric_fn(logits, index).sum(), inputs)]
-        total = grads if total is None else [t + g for t, g in zip(total, grads, strict=True)]
-    return [t / len(alphas) for t in total]
-
-
-def _mean_gradients_by_node(
-    w: PhiWeights,
-    metric_fn: Metric,
-    index: Tensor,
-    base_embed: Tensor,
-    base_outputs: Tensor,
-    source_outputs: Tensor,
-    alphas: list[float],
-) -> list[Tensor]:
-    """Mean gradient at every receiver input over node groups (input, each layer's heads, each MLP) and
-    steps, the group's output interpolated between base and source, everything else computed normally."""
-    H = w.n_heads
-    total: list[Tensor] | None = None
-    count = 0
+) -> None:
+    """Gradients at every receiver input over node groups (input, each layer's heads, each MLP) and
+    steps, the group's output interpolated between base and source, everything else computed normally.
+    (A head's output is linear in its `z`, so interpolating `z` interpolates what it writes.)"""
     groups = [("input", None)] + [(part, layer) for layer in range(w.n_layers) for part in ("heads", "mlp")]
     for part, layer in groups:
         for alpha in alphas:
-            mix = base_outputs + alpha * (source_outputs - base_outputs)  # sender batch pos d_model
 
-            def replace(at: int, heads: Tensor, mlp_out: Tensor, part=part, layer=layer, mix=mix):
-                first = 1 + at * (H + 1)
+            def mix(b: Tensor, s: Tensor, alpha=alpha) -> Tensor:
+                return b + alpha * (s - b)
+
+            def replace(at: int, z: Tensor, mlp_out: Tensor, part=part, layer=layer, mix=mix):
                 if at == layer and part == "heads":
-                    heads = mix[first : first + H]
+                    z = mix(base.z[at], source.z[at])
                 elif at == layer and part == "mlp":
-                    mlp_out = mix[first + H]
-                return heads, mlp_out
+                    mlp_out = mix(base.mlp_out[at], source.mlp_out[at])
+                return z, mlp_out
 
-            embed = mix[0] if part == "input" else base_embed
-            logits, inputs, _ = run_receivers(w, embed, _leaves(copies(w)), replace)
-            grads = [g.detach() for g in torch.autograd.grad(metric_fn(logits, index).sum(), inputs)]
-            total = grads if total is None else [t + g for t, g in zip(total, grads, strict=True)]
-            count += 1
-    return [t / count for t in total]
+            embed = mix(base.embed, source.embed) if part == "input" else base.embed
+            run = sender_run(w, embed, replace=replace, record=True)
+            gradients.add(run, metric_fn(run.logits, index).sum())

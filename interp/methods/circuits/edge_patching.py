@@ -11,8 +11,9 @@ recomputed with the changed input (its own LayerNorm, its own projection, the ba
 inputs); for an MLP, the MLP is recomputed; for the logits, the final residual is changed. The change
 of that one component's output then enters the residual stream after its block, and the batched
 engine (`interp.engine.batched`) runs the later blocks for many edges per block call, only at the
-positions and layers that can differ. A test holds every edge equal to an independent reference that
-changes one receiver input at a time through the bridge's hooks.
+positions and layers that can differ (from the first position where clean and corrupted tokens
+differ). A test holds every edge equal to an independent reference that changes one receiver input at
+a time through the bridge's hooks.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def edge_patch(
         base, source = core.base(group), core.source(group)
         deltas = sender_outputs(w, source) - sender_outputs(w, base)
         base_metric = core.measure(base.final_logits, group.index)
+        first = core.first_difference(group)  # every sender's change is zero before it
         values = torch.zeros(graph.n_edges, len(group.index))
         by_entry: dict[int, list[tuple[int, int, int]]] = defaultdict(
             list
@@ -133,7 +135,7 @@ def edge_patch(
                         w, base, graph.receivers[receiver_index], deltas[[s for _, s in mine]]
                     )
                     variants += [
-                        Variant((position,), entry, 0, _adds(change))
+                        Variant((position,), entry, first, _adds(change[:, first:]))
                         for (position, _), change in zip(mine, changes, strict=True)
                     ]
                 for (position,), logits in run_variants(w, base, variants, memory_budget).items():
