@@ -142,7 +142,7 @@ class CircuitEvaluator:
             raise InputError(f"mode={mode!r} is not allowed; use 'counterfactual', 'mean' or 'zero'.")
         self.core = contrast(model, pairs, metric, direction="noising")
         w = self.core.weights
-        self.graph = Graph(w.n_layers, w.n_heads)
+        self.graph = Graph.of(w.n_layers, w.n_heads)
         ablated = [sender_outputs(w, g.corrupted) for g in self.core.groups]
         if mode == "mean":
             total = sum(a.float().sum(dim=(1, 2)) for a in ablated)

@@ -35,7 +35,7 @@ from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights
 from interp.engine.receiver_gradients import EdgeGradients, SenderRun, sender_deltas, sender_run
 from interp.methods.circuits.graph import Graph
-from interp.methods.circuits.scores import EdgeScores, stack_scores
+from interp.methods.circuits.scores import EdgeScores, reduce_scores
 from interp.methods.contrastive import (
     Direction,
     base_and_source,
@@ -91,7 +91,7 @@ def _attribute(
     check_inputs(model, pairs, "edge attribution")
     check_direction(direction)
     w = PhiWeights.from_model(model)
-    graph = Graph(w.n_layers, w.n_heads)
+    graph = Graph.of(w.n_layers, w.n_heads)
     device = model.cfg.device
     n, d_vocab = len(pairs), w.W_U.shape[0]
     finals = {
@@ -131,10 +131,9 @@ def _attribute(
         parts.append((index, matrix[:, graph.mask.to(matrix.device)].T))
     metric_fn = resolve_metric(metric, pairs, finals["clean"])
     everyone = torch.arange(n)
-    values = stack_scores(parts, graph.n_edges, n)
     return EdgeScores(
         graph,
-        values.mean(-1) if reduce == "mean" else values,
+        reduce_scores(parts, graph.n_edges, n, reduce),
         method,
         direction,
         metric_fn.kind,

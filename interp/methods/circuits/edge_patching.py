@@ -103,7 +103,7 @@ def edge_patch(
     """
     core = contrast(model, pairs, metric, direction=direction)
     w = core.weights
-    graph = Graph(w.n_layers, w.n_heads)
+    graph = Graph.of(w.n_layers, w.n_heads)
     chosen = range(graph.n_edges) if edges is None else [graph.edge_position(name) for name in edges]
     by_receiver: dict[int, list[tuple[int, int]]] = defaultdict(list)  # receiver -> (edge, sender)
     for position in chosen:

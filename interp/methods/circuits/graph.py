@@ -24,7 +24,7 @@ Phi-2 (L = H = 32) has 1,591,857 edges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Literal
 
 import torch
@@ -63,6 +63,11 @@ class Graph:
 
     n_layers: int
     n_heads: int
+
+    @classmethod
+    def of(cls, n_layers: int, n_heads: int) -> Graph:
+        """The graph of this shape, built once per process (its index tables take a while at Phi-2's size)."""
+        return _graph(n_layers, n_heads)
 
     # --- nodes and receivers, in EAP-IG's index order ---
 
@@ -184,3 +189,8 @@ class Graph:
     def config(self) -> dict:
         """The graph's description in EAP-IG's `cfg` layout."""
         return {"n_layers": self.n_layers, "n_heads": self.n_heads, "parallel_attn_mlp": True}
+
+
+@cache
+def _graph(n_layers: int, n_heads: int) -> Graph:
+    return Graph(n_layers, n_heads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -72,3 +73,13 @@ def stack_scores(parts: list[tuple[Tensor, Tensor]], n_edges: int, n: int) -> Te
     for index, values in parts:
         out[:, index] = values.float().cpu()
     return out
+
+
+def reduce_scores(
+    parts: list[tuple[Tensor, Tensor]], n_edges: int, n: int, reduce: Literal["mean", "none"]
+) -> Tensor:
+    """[edge] (the mean over prompts, summed where the values are, so only one number per edge moves to
+    the host) or [edge, batch] (`stack_scores`)."""
+    if reduce == "none":
+        return stack_scores(parts, n_edges, n)
+    return sum(values.float().sum(-1).cpu() for _, values in parts) / n
