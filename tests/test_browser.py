@@ -56,7 +56,7 @@ def open_offline(path: Path, screenshot: Path | None = None) -> dict:
                     const drawn = document.querySelectorAll('.plotly-figure .main-svg');
                     const widgets = [...document.querySelectorAll('.interp-attention')];
                     return drawn.length >= figures.length
-                        && widgets.every(w => w.querySelector('canvas, svg, table, div'));
+                        && widgets.every(w => w.querySelector('canvas'));
                 }""",
                 timeout=120_000,
             )
@@ -66,7 +66,7 @@ def open_offline(path: Path, screenshot: Path | None = None) -> dict:
                 "widgets": page.locator(".interp-attention").count(),
                 "widgets_drawn": page.eval_on_selector_all(
                     ".interp-attention",
-                    "els => els.filter(e => e.querySelector('canvas, svg, table, div')).length",
+                    "els => els.filter(e => e.querySelector('canvas')).length",
                 ),
                 "injected_images": page.locator("img[src='x']").count(),
                 "text": page.inner_text("body"),
@@ -124,3 +124,32 @@ def test_demo_report_draws_offline(tmp_path):
     assert state["figures"] >= 8 and state["drawn"] >= state["figures"]
     assert state["widgets"] == 1 and state["widgets_drawn"] == 1
     assert (ARTIFACTS / "demo-report.png").stat().st_size > 50_000
+
+
+def test_blocked_scripts_get_a_notice_instead_of_a_blank_page(tmp_path):
+    """As in JupyterLab's sandboxed HTML viewer: no script runs, so the report says so where the figures
+    would be, keeps its summary and tables, and the attention widget explains its empty box."""
+    from playwright.sync_api import sync_playwright
+
+    n = 3
+    patterns = torch.tril(torch.ones(1, n, n)) / torch.arange(1, n + 1)[:, None]
+    report = Report(title="blocked", lead=["Metric logit_diff: clean 2.0, corrupted -1.0."])
+    report.add(Section("heads", "what heads do", figures=[layer_head_heatmap(torch.randn(2, 2), "heads")],
+                       finding="L1H0 (-0.9)", table_header=["component", "value"], table_rows=[["L1H0", "-0.9"]]))  # fmt: skip
+    report.add(Section("attention", "patterns", widgets=[AttentionPatterns(patterns, ["a", "b", "c"])]))
+    path = report.write(tmp_path / "blocked.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for scripts in (False, True):
+                page = browser.new_context(java_script_enabled=scripts).new_page()
+                page.goto(path.resolve().as_uri(), wait_until="load")
+                text = page.inner_text("body")
+                assert ("need JavaScript, which this viewer blocked" in text) is not scripts
+                assert ("Attention viewer: its JavaScript has not run here" in text) is not scripts
+                # the summary leads, links to its section, and the table is there either way
+                assert text.index("Summary") < text.index("Contents") < text.index("what heads do")
+                assert "heads: L1H0 (-0.9)" in text and page.locator("a[href='#section-0']").count() == 2
+                assert page.locator("#section-0 table").count() == 1
+        finally:
+            browser.close()

@@ -39,7 +39,9 @@ def test_hostile_tokens_are_escaped(tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "&amp;amp;" in page  # a literal '&amp;' token stays literal
     body = page.split("</head>", 1)[1]
-    assert body.count("<script>") == 1 and body.count("</script>") == 1  # only our figure script
+    # only our scripts: the one that removes the "scripts blocked" notice, and the figures'
+    assert body.count("<script>") == 2 and body.count("</script>") == 2
+    assert "document.getElementById('interp-blocked').remove();</script>" in body
 
 
 def test_heatmap_hover_names_heads():

@@ -31,7 +31,19 @@ th { background: #f4f4f4; }
 section { margin: 2rem 0; }
 .explain { max-width: 75ch; line-height: 1.45; }
 code, pre { background: #f6f6f6; padding: .1rem .3rem; }
+.summary { background: #f7f9fc; border: 1px solid #d8e0ee; padding: .5rem 1rem; }
+.blocked { background: #fff3cd; border: 1px solid #e0c36c; padding: .75rem 1rem; margin: 1rem 0; }
+nav ol { columns: 2; }
 """
+
+# Shown until the page's first script removes it: a browser or viewer that blocks scripts (JupyterLab
+# opens HTML files in a sandboxed frame) would otherwise show blank space where every figure goes.
+BLOCKED_NOTICE = (
+    "<div id='interp-blocked' class='blocked'><b>The figures of this report need JavaScript, which this "
+    "viewer blocked.</b> The tables and text below are complete. To see the figures, open the file in a "
+    "web browser (it needs no network), or in JupyterLab click <i>Trust HTML</i> in the file's toolbar."
+    "</div><script>document.getElementById('interp-blocked').remove();</script>"
+)
 
 
 @dataclass
@@ -41,6 +53,7 @@ class Section:
     title: str
     explanation: str
     figures: list[go.Figure] = field(default_factory=list)
+    finding: str = ""  # one line for the report's summary, e.g. the top components and their values
     table_header: list[str] = field(default_factory=list)
     table_rows: list[list] = field(default_factory=list)
     widgets: list = field(
@@ -50,11 +63,14 @@ class Section:
 
 @dataclass
 class Report:
-    """Build with `add`, then `write(path)`; `header` holds model, task and config facts."""
+    """Build with `add`, then `write(path)`. The page leads with what was found: `lead` (sentences, e.g.
+    the baseline) and each section's `finding`, linked to its section; then a table of contents, the
+    sections, and `header` (model, task and config facts) at the end."""
 
     title: str
     header: dict[str, str] = field(default_factory=dict)
     sections: list[Section] = field(default_factory=list)
+    lead: list[str] = field(default_factory=list)
 
     def add(self, section: Section) -> Report:
         """Append a section; returns the report."""
@@ -70,9 +86,15 @@ class Report:
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
             f"<title>{html.escape(self.title)}</title><style>{STYLE}</style>",
             f"<script>{get_plotlyjs()}</script></head><body>",
-            f"<header><h1>{html.escape(self.title)}</h1>",
-            html_table(["", ""], [[k, v] for k, v in facts.items()]),
-            "</header>",
+            f"<header><h1>{html.escape(self.title)}</h1></header>",
+            BLOCKED_NOTICE,
+            self._summary(),
+            "<nav><h2>Contents</h2><ol>"
+            + "".join(
+                f"<li><a href='#section-{i}'>{html.escape(section.title)}</a></li>"
+                for i, section in enumerate(self.sections)
+            )
+            + "<li><a href='#run-details'>Run details</a></li></ol></nav>",
         ]
         if any(section.widgets for section in self.sections):
             from interp.viz.attention import circuitsvis_bundle
@@ -80,7 +102,7 @@ class Report:
             parts.insert(3, f"<script>{circuitsvis_bundle()}</script>")  # once, in <head>
         figure_specs = []
         for s_index, section in enumerate(self.sections):
-            parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
+            parts.append(f"<section id='section-{s_index}'><h2>{html.escape(section.title)}</h2>")
             parts.append(f"<p class='explain'>{html.escape(section.explanation)}</p>")
             for f_index, figure in enumerate(section.figures):
                 div_id = f"fig-{s_index}-{f_index}"
@@ -91,12 +113,26 @@ class Report:
             if section.table_rows:
                 parts.append(html_table(section.table_header, section.table_rows))
             parts.append("</section>")
+        parts.append("<section id='run-details'><h2>Run details</h2>")
+        parts.append(html_table(["", ""], [[k, v] for k, v in facts.items()]) + "</section>")
         parts.append(
             "<script>const FIGURES = " + script_json(figure_specs) + ";\nfor (const f of FIGURES) {"
             " Plotly.newPlot(f.id, f.figure.data, f.figure.layout || {}, {responsive: true}); }"
             "</script></body></html>"
         )
         return "\n".join(parts)
+
+    def _summary(self) -> str:
+        """The lead sentences and one linked line per section that has a finding."""
+        rows = [
+            f"<li><a href='#section-{i}'>{html.escape(section.title)}</a>: {html.escape(section.finding)}</li>"
+            for i, section in enumerate(self.sections)
+            if section.finding
+        ]
+        if not self.lead and not rows:
+            return ""
+        lead = "".join(f"<p>{html.escape(line)}</p>" for line in self.lead)
+        return f"<div class='summary'><h2>Summary</h2>{lead}<ul>{''.join(rows)}</ul></div>"
 
     def write(self, path: str | Path) -> Path:
         """Render and write atomically to `path`."""

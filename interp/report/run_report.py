@@ -34,6 +34,16 @@ def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
     return [[component_name(dims, coords, labels), f"{value:+.4f}"] for coords, value in ranked]
 
 
+def _finding(entry: dict, rows: list[list[str]]) -> str:
+    """One line for the summary: the top three components by effect (a curve's CPR/CMD, if it has them)."""
+    if entry.get("no_effect", 0.0) is None:
+        scores = [
+            f"{k.upper()} {entry[k]:.3f}" for k in ("cpr", "cmd") if isinstance(entry.get(k), int | float)
+        ]
+        return ", ".join(scores) or "a curve: see its figure"
+    return ", ".join(f"{name} ({value})" for name, value in rows[:3])
+
+
 def _figures(
     entry: dict, values: torch.Tensor, tokens: list[str], rows: list[list[str]], model: dict
 ) -> list:
@@ -89,6 +99,12 @@ def build_report(results: dict) -> Report:
             "metric": f"{baseline['metric']}: clean {baseline['clean']:.4f}, corrupted {baseline['corrupted']:.4f}",
             "config hash": results.get("config_hash", ""),
         },
+        lead=[
+            f"Metric {baseline['metric']}: clean {baseline['clean']:.4f}, corrupted {baseline['corrupted']:.4f} "
+            f"(mean over {task['n_pairs']} prompt pairs of {task['name']}; example: "
+            f"{''.join(example['clean_tokens'])!r} -> {example['answer']!r}). Each analysis below says which "
+            "components carry that difference; the largest changes are listed here."
+        ],
     )
     attention = results.get("attention_example") or {}
     if attention.get("heads"):
@@ -117,6 +133,7 @@ def build_report(results: dict) -> Report:
                 figures=_figures(entry, values, example["clean_tokens"], rows, model),
                 table_header=["component", "value"],
                 table_rows=rows,
+                finding=_finding(entry, rows),
             )
         )
     return report

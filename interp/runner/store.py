@@ -82,6 +82,10 @@ class RunLog:
             pass
 
 
+# the advice names the command line's flags; from Python the same choices are run_experiment's arguments
+PYTHON_SPELLING = " (from Python: run_experiment(..., resume=True), force=True, or another out directory)."
+
+
 @dataclass
 class RunDirectory:
     """One run's directory; `open` checks and locks it, `begin` writes the manifest."""
@@ -138,25 +142,26 @@ class RunDirectory:
         if not manifest_path.exists():
             raise RunDirectoryError(
                 f"--out {out} holds run files but no {MANIFEST}, so nothing says which config they belong "
-                "to; choose another --out, or pass --force to clear the run files and start again."
+                f"to; choose another --out, or pass --force to clear the run files and start again{PYTHON_SPELLING}"
             )
         try:
             manifest = json.loads(manifest_path.read_text())
             previous = str(manifest["config_hash"])
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise RunDirectoryError(
-                f"{manifest_path} is damaged; pass --force to clear the run files and start again."
+                f"{manifest_path} is damaged; pass --force to clear the run files and start again{PYTHON_SPELLING}"
             ) from None
         if previous != digest:
             changed = self._changed_fields(config)
             raise RunDirectoryError(
                 f"{out} holds a run of another config (hash {previous}, this config {digest}; different: "
-                f"{changed}). Use the original config with --resume, another --out, or --force to clear it."
+                f"{changed}). Use the original config with --resume, another --out, or --force to clear "
+                f"it{PYTHON_SPELLING}"
             )
         if not resume:
             raise RunDirectoryError(
                 f"{out} already holds a run of this config (hash {digest}). Pass --resume to continue it, "
-                "--force to start it again, or choose another --out."
+                f"--force to start it again, or choose another --out{PYTHON_SPELLING}"
             )
 
     def _changed_fields(self, config: ExperimentConfig) -> str:

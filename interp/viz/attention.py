@@ -11,7 +11,10 @@ circuitsvis 1.43's own HTML imports its JavaScript from unpkg (blank offline), c
   the components that set tokens as `innerHTML`; beside it we list the tokens ourselves, escaped,
   so a reader sees exactly which strings (spaces included) the model saw;
 - props are JSON with `<`, `>` and `&` written as unicode escapes, so nothing closes the script;
-- each widget renders into its own closed `<div>`; nothing touches the network.
+- each widget renders into its own closed `<div>`; nothing touches the network;
+- in a notebook the bundle (1.3 MB) ships with the first widget a kernel displays, not with every
+  one; until a widget's script runs, its container says why it is empty and what to do (an untrusted
+  notebook, executed elsewhere, does not run scripts; a page whose bundle-carrying output is gone).
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ from torch import Tensor
 from interp.base.html import script_json
 from interp.data.tokens import str_tokens
 from interp.model.loading import HookedPhi
+
+
+NEEDS_SCRIPTS = (
+    "Attention viewer: its JavaScript has not run here. In JupyterLab, run this cell again or trust the "
+    "notebook (command palette: Trust Notebook); for a report, open the file in a web browser."
+)
+NO_BUNDLE = (
+    "Attention viewer: the viewer's code came with an earlier output that is no longer on this page; "
+    "run this cell again."
+)
+_shipped = {"bundle": False}  # whether this kernel has already sent the bundle to the notebook
 
 
 @lru_cache(maxsize=1)
@@ -71,14 +85,20 @@ class AttentionPatterns:
             for i, t in enumerate(self.tokens)
         )
         return (
-            f"{bundle}<div class='interp-attention-block'><div id='{self.id}' class='interp-attention'></div>"
+            f"{bundle}<div class='interp-attention-block'><div id='{self.id}' class='interp-attention'>"
+            f"<p class='interp-needs-js'>{html.escape(NEEDS_SCRIPTS)}</p></div>"
             f"<div class='interp-tokens'>tokens: {listed}</div></div>"
-            f"<script>CircuitsVis.render({script_json(self.id)}, CircuitsVis.AttentionHeads, "
-            f"{script_json(self.props())});</script>"
+            f"<script>(() => {{ const el = document.getElementById({script_json(self.id)}); el.replaceChildren();"
+            f" if (typeof CircuitsVis === 'undefined') {{ el.textContent = {script_json(NO_BUNDLE)}; return; }}"
+            f" CircuitsVis.render({script_json(self.id)}, CircuitsVis.AttentionHeads, "
+            f"{script_json(self.props())}); }})();</script>"
         )
 
     def _repr_html_(self) -> str:
-        # a notebook output is its own page fragment: ship the bundle with it, define it only once
+        # a notebook's outputs share one page: the bundle goes with the first widget this kernel shows
+        if _shipped["bundle"]:
+            return self.html(include_bundle=False)
+        _shipped["bundle"] = True
         guarded = f"<script>if (typeof CircuitsVis === 'undefined') {{ {circuitsvis_bundle()} }}</script>"
         return guarded + self.html(include_bundle=False)
 
