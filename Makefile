@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pulls a multi-GB CUDA build; on our machines 2.13.0 is a local CPU wheel.
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test test-fast lint format bench bench-load bench-device toy clean
+.PHONY: setup demo test test-fast lint format bench bench-load bench-device toy clean lab notebooks
 
 setup: $(STAMP)
 
@@ -42,6 +42,14 @@ bench: $(STAMP)
 
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load_memory.py
+
+# JupyterLab from the project's venv, on this machine only; double-click a notebook to open it
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# after editing a notebook's .py (or its .ipynb outside JupyterLab): bring its twin up to date
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9]*.py
 
 toy: $(STAMP)
 	$(BIN)/python -m interp.toy.train

@@ -16,8 +16,19 @@
 # %% [markdown]
 # # Activation patching on IOI: residual stream, heads, paths
 #
-# Clean prompts make the model say the indirect object; corrupted prompts repeat the other name.
-# Denoising patches clean activations into the corrupted run: 1 = clean behaviour restored.
+# **Task.** Clean prompts ("When Mary and John went to the store, John gave a drink to") make the
+# model say the indirect object (" Mary"); corrupted prompts change the names so that the same
+# continuation is wrong. The metric is logit(answer) − logit(wrong).
+#
+# **Patching** copies one activation from one run into the other and measures the metric:
+# - *denoising* (the default of `interp.sweep`): clean activation into the corrupted run. An
+#   activation that carries the behaviour moves the metric towards the clean value.
+# - *noising* (path patching, as in Wang et al.): corrupted activation into the clean run. An
+#   activation the behaviour needs moves the metric towards the corrupted value.
+#
+# Every figure here plots the **effect**: the metric's change from the run that was patched, as a
+# fraction of the clean − corrupted gap. 0 (white) is no effect; +1 restores the clean behaviour
+# fully (denoising); −1 destroys it fully (noising). Red is positive, blue negative.
 
 # %% tags=["parameters"]
 MODEL = "toy"  # or "microsoft/phi-2"
@@ -33,24 +44,44 @@ from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 
 model = interp.load_model(MODEL)
 pairs = build_pairs(TaskConfig(name="ioi", n_pairs=N_PAIRS), model, seed=0)
-one_length = pairs.select(max(pairs.length_groups(), key=len))  # position sweeps need one token length
+one_length = pairs.select(max(pairs.length_groups(), key=len))  # a position sweep needs one token length
 tokens = str_tokens(model.tokenizer, one_length.clean_tokens[0])
-len(pairs), len(one_length)
+print(f"{len(pairs)} prompt pairs; the position sweep uses the {len(one_length)} of one token length ({len(tokens)} tokens)")
+
+# %% [markdown]
+# **Residual stream by layer and position** (denoising). Read each row left to right: where in the
+# prompt does the information that decides the answer sit at that depth? In IOI it moves from the
+# name tokens (early layers) to the final token (late layers).
 
 # %%
 resid = interp.sweep(model, one_length, "resid_pre")
-layer_pos_heatmap(resid.normalised(), tokens, "resid_pre patching (normalised)")
+layer_pos_heatmap(resid.effect(), tokens, "resid_pre, denoising: effect (+1 = clean restored, 0 = none)")
+
+# %% [markdown]
+# **Each head's output at every position** (denoising). A few cells should stand out: the heads that
+# move the name to the answer position.
 
 # %%
 heads = interp.sweep(model, pairs, "head_out")
-layer_head_heatmap(heads.normalised(), "head output patching (normalised)")
+layer_head_heatmap(heads.effect(), "head output, denoising: effect (+1 = clean restored, 0 = none)")
 
 # %%
-interp.top_heads(heads.normalised(), 3)
+heads.top(3)  # ranked by |effect|, the same ranking as the report's tables
 
 # %% [markdown]
-# Path patching (noising, as in Wang et al.): each head as the sender, to the logits directly.
+# **Path patching to the logits** (noising): only each head's *direct* path to the logits carries the
+# corrupted value. A head that writes the answer directly (a name mover) shows a large negative effect;
+# white means the head matters, if at all, through other heads.
 
 # %%
 paths = path_patch(model, pairs, "logits")
-layer_head_heatmap(paths.normalised(), "path patching to the logits (normalised)")
+layer_head_heatmap(paths.effect(), "path patching to the logits, noising: effect (−1 = behaviour gone, 0 = none)")
+
+# %%
+paths.top(3)
+
+# %% [markdown]
+# **What the toy shows**: L3H2 is the name mover (largest direct effect) and L1H0 moves name
+# information earlier (see `05_circuit_discovery` for the edge between them). **On Phi-2**: set
+# `MODEL = "microsoft/phi-2"` and compare the head sweep with the path patching: heads with a large
+# total but a small direct effect work through later heads.

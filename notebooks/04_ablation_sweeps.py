@@ -15,6 +15,11 @@
 
 # %% [markdown]
 # # Ablations and a scripted experiment
+#
+# An ablation replaces a component's output with something that carries no information about the
+# prompt (zeros, its mean over reference prompts, or its value on a resampled prompt) and measures what
+# the metric loses. Unlike patching it needs no corrupted run to compare against, but what "no
+# information" means is a choice: mean ablation over the corrupted prompts is the usual one for IOI.
 
 # %% tags=["parameters"]
 MODEL = "toy"  # or "microsoft/phi-2"
@@ -48,7 +53,7 @@ float(clean), float(ablated)
 # %%
 sweep = ablation_sweep(model, pairs, "mean")
 ranked = interp.top_heads(-sweep.values, 6)
-ranked_bars([f"L{layer}H{head}" for layer, head, _ in ranked], [-v for *_, v in ranked], "mean ablation", "change")
+ranked_bars([f"L{layer}H{head}" for layer, head, _ in ranked], [-v for *_, v in ranked], "mean ablation: metric change (negative = the head is needed)", "change")
 
 # %% [markdown]
 # The same analyses as a scripted, resumable experiment (what `interp run` does):
@@ -65,4 +70,13 @@ config = parse_config(
     }
 )
 results = run_experiment(config, OUT, resume=True, progress=False)
-print(f"report: {OUT}/report.html")
+
+# %% [markdown]
+# `resume=True` reuses the finished units of the same config; after changing the config, pass
+# `force=True` (or another `OUT`) to start again. The report is one self-contained HTML file: open it
+# in a web browser (JupyterLab shows HTML files in a sandbox; click *Trust HTML* to see its figures).
+
+# %%
+from IPython.display import Markdown
+
+Markdown(f"Report: [{OUT}/report.html]({OUT}/report.html)")

@@ -1,0 +1,201 @@
+"""The notebooks as a new user meets them: JupyterLab started from this venv on 127.0.0.1, Debian's Chromium
+(Playwright) double-clicks each notebook in the file browser, runs all cells, and waits for the kernel.
+
+Per notebook: it opens as a notebook with the Python kernel chosen (no kernel dialog) and nothing to
+save; every cell runs; no output is an error or stderr; every plotly figure draws its SVG and every
+attention widget its canvas; the browser logs no console error and requests nothing from any host but
+the local server. Screenshots and the counts go to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server of this venv over a copy of the notebooks; yields (url, token, root)."""
+    root = tmp_path_factory.mktemp("lab")
+    for notebook in NOTEBOOKS:
+        shutil.copy(notebook, root)
+        shutil.copy(notebook.with_suffix(".py"), root)
+    home = tmp_path_factory.mktemp("jupyter-home")
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the server answers its status API once it is up (or the test fails after 2 min)
+            if server.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {(home / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield url, token, root
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def code_cells(notebook: Path) -> int:
+    return sum(c["cell_type"] == "code" for c in json.loads(notebook.read_text())["cells"])
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
+    url, token, _ = lab
+    host = url.split("//", 1)[1]
+    errors, external = [], []
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        target = r.request.url.split("//", 1)[-1]
+        if target.startswith(host) or r.request.url.startswith(("data:", "blob:")):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    try:
+        page.goto(f"{url}/lab?reset&token={token}", wait_until="domcontentloaded")  # a fresh layout
+        # JupyterLab is ready once its launcher lists the Python kernel: a notebook opened before the
+        # kernel specs arrive gets its kernel metadata rewritten, and shows unsaved changes at once
+        page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=120_000)
+        page.locator(".jp-LauncherCard[data-category='Notebook']").first.wait_for(timeout=120_000)
+        item = page.locator(".jp-DirListing-itemName", has_text=notebook.name)
+        item.wait_for(timeout=120_000)
+        item.dblclick()
+        panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+        panel.locator(".jp-Notebook-cell").first.wait_for(timeout=60_000)
+        # the kernel starts by itself: idle, with no "Select Kernel" dialog, and nothing to save yet
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=120_000)
+        assert page.locator(".jp-Dialog").count() == 0, page.inner_text(".jp-Dialog")
+        # the notebook settles with nothing to save (the kernel's language_info equals the stored one)
+        page.wait_for_function(
+            "() => !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')", timeout=60_000
+        )
+
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        n_code = code_cells(notebook)
+        # done when every code cell shows an execution count and the kernel is idle again
+        page.wait_for_function(
+            """(n) => {
+                const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+                const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+                const done = prompts.filter(p => /\\[\\d+\\]/.test(p.textContent)).length;
+                const idle = panel.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
+                return done >= n && idle !== null;
+            }""",
+            arg=n_code,
+            timeout=300_000,
+        )
+        # and what they drew has drawn (plotly and circuitsvis render asynchronously)
+        page.wait_for_function(
+            """() => {
+                const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+                const figures = panel.querySelectorAll('.js-plotly-plot');
+                const drawn = panel.querySelectorAll('.js-plotly-plot .main-svg');
+                const widgets = [...panel.querySelectorAll('.interp-attention')];
+                return drawn.length >= figures.length && widgets.every(w => w.querySelector('canvas'));
+            }""",
+            timeout=120_000,
+        )
+        counts = panel.evaluate(
+            """(panel) => ({
+                cells: panel.querySelectorAll('.jp-Notebook-cell').length,
+                code_cells: panel.querySelectorAll('.jp-CodeCell').length,
+                figures: panel.querySelectorAll('.js-plotly-plot').length,
+                figures_drawn: panel.querySelectorAll('.js-plotly-plot .main-svg').length > 0
+                    ? [...panel.querySelectorAll('.js-plotly-plot')].filter(f => f.querySelector('.main-svg')).length : 0,
+                widgets: panel.querySelectorAll('.interp-attention').length,
+                widgets_drawn: [...panel.querySelectorAll('.interp-attention')].filter(w => w.querySelector('canvas')).length,
+                stderr: panel.querySelectorAll(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").length,
+                outputs: panel.querySelectorAll('.jp-OutputArea-output').length,
+            })"""
+        )
+        counts.update({"console_errors": len(errors), "external_requests": len(external)})
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{notebook.stem}.png"))
+        (ARTIFACTS / f"jupyterlab-{notebook.stem}.json").write_text(json.dumps(counts, indent=1))
+        print(notebook.stem, counts)
+        assert counts["stderr"] == 0, panel.inner_text()
+        assert counts["figures"] + counts["widgets"] >= 1
+        assert counts["figures_drawn"] == counts["figures"] and counts["widgets_drawn"] == counts["widgets"]
+        assert errors == [] and external == []
+    finally:
+        context.close()
