@@ -50,3 +50,14 @@ layer_head_heatmap(scores["induction"], "induction score", diverging=False)
 
 # %%
 layer_head_heatmap(scores["previous_token"], "previous-token score", diverging=False)
+
+# %% [markdown]
+# **The head explorer.** Every head in one grid, coloured by its direct logit attribution; click a head
+# to see its attention on the first prompt, its DLA and what the metric loses when it alone is mean
+# ablated; click a row (a token) to see where it attends. On the toy, L3H2 (the name mover) attends
+# from the final token to the indirect object. The same explorer opens in every run's report.
+
+# %%
+from interp.viz.explorer import head_explorer
+
+head_explorer(model, pairs)

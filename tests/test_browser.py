@@ -3,6 +3,7 @@ no console errors, no request leaves file://, and hostile token strings show lit
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -151,5 +152,47 @@ def test_blocked_scripts_get_a_notice_instead_of_a_blank_page(tmp_path):
                 assert text.index("Summary") < text.index("Contents") < text.index("what heads do")
                 assert "heads: L1H0 (-0.9)" in text and page.locator("a[href='#section-0']").count() == 2
                 assert page.locator("#section-0 table").count() == 1
+        finally:
+            browser.close()
+
+
+def test_head_explorer_clicks_through_heads_and_tokens(tmp_path):
+    """Click a head: its pattern and its values; click a row: where that token attends. Hostile tokens
+    stay text."""
+    from playwright.sync_api import sync_playwright
+
+    from interp.viz.explorer import HeadExplorer
+
+    n = len(HOSTILE)
+    patterns = torch.zeros(2, 3, n, n)
+    patterns[..., 0] = 1.0  # every head attends to the first token ...
+    patterns[1, 2] = torch.eye(n)  # ... except L1H2, which attends to the token itself
+    grid = torch.tensor([[0.1, -0.2, 0.0], [0.3, 0.05, -0.9]])
+    explorer = HeadExplorer("effects", "how to read", "effect", grid, {"dla": grid * 2}, HOSTILE, patterns)
+    report = Report(title="explorer").add(Section("explorer", "click", widgets=[explorer]))
+    path = report.write(tmp_path / "explorer.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            assert page.locator(".interp-explorer-head").count() == 6
+            # the head with the largest |value| (L1H2) is selected first: it attends to itself
+            assert page.inner_text(".interp-explorer-selected") == "L1H2"
+            page.locator(".interp-explorer-pattern tr").nth(3).click()
+            assert page.inner_text(".interp-explorer-position").startswith(
+                f"position 3 {json.dumps(HOSTILE[3])} attends to: 3 "
+            )
+            page.locator(".interp-explorer-head[data-layer='0'][data-head='1']").click()
+            assert page.inner_text(".interp-explorer-selected") == "L0H1"
+            facts = page.inner_text(".interp-explorer-facts")
+            assert "effect\t-0.2000" in facts and "dla\t-0.4000" in facts
+            page.locator(".interp-explorer-pattern tr").nth(4).click()
+            assert page.inner_text(".interp-explorer-position").startswith(
+                f"position 4 {json.dumps(HOSTILE[4])} attends to: 0 "
+            )
+            assert page.locator("img[src='x']").count() == 0 and errors == []
         finally:
             browser.close()

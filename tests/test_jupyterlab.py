@@ -113,6 +113,8 @@ def code_cells(notebook: Path) -> int:
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     url, token, _ = lab
     host = url.split("//", 1)[1]
     errors, external = [], []
@@ -149,8 +151,18 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
             "() => !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')", timeout=60_000
         )
 
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        panel.locator(".jp-InputPrompt").first.click()  # the notebook has the focus the menu acts on
+        queued = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt')]
+                         .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+        for attempt in range(3):  # a Run All that reaches a kernel still connecting queues nothing: ask again
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            try:
+                page.wait_for_function(queued, timeout=30_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
         n_code = code_cells(notebook)
         # done when every code cell shows an execution count and the kernel is idle again
         page.wait_for_function(
@@ -162,7 +174,7 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
                 return done >= n && idle !== null;
             }""",
             arg=n_code,
-            timeout=300_000,
+            timeout=120_000,
         )
         # and what they drew has drawn (plotly and circuitsvis render asynchronously)
         page.wait_for_function(
@@ -171,7 +183,10 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
                 const figures = panel.querySelectorAll('.js-plotly-plot');
                 const drawn = panel.querySelectorAll('.js-plotly-plot .main-svg');
                 const widgets = [...panel.querySelectorAll('.interp-attention')];
-                return drawn.length >= figures.length && widgets.every(w => w.querySelector('canvas'));
+                const explorers = [...panel.querySelectorAll('.jp-OutputArea-output')].filter(
+                    o => o.querySelector('.jupyter-widgets, .interp-explorer'));
+                return drawn.length >= figures.length && widgets.every(w => w.querySelector('canvas'))
+                    && explorers.every(o => o.querySelector('.interp-explorer-pattern'));
             }""",
             timeout=120_000,
         )
@@ -184,6 +199,11 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
                     ? [...panel.querySelectorAll('.js-plotly-plot')].filter(f => f.querySelector('.main-svg')).length : 0,
                 widgets: panel.querySelectorAll('.interp-attention').length,
                 widgets_drawn: [...panel.querySelectorAll('.interp-attention')].filter(w => w.querySelector('canvas')).length,
+                explorers: panel.querySelectorAll('.interp-explorer').length,
+                explorers_drawn: [...panel.querySelectorAll('.interp-explorer')].filter(
+                    e => e.querySelectorAll('.interp-explorer-head').length > 0 && e.querySelector('.interp-explorer-pattern')).length,
+                widget_errors: [...panel.querySelectorAll('.jp-OutputArea-output')].filter(
+                    o => /Error displaying widget|Loading widget/.test(o.textContent)).length,
                 stderr: panel.querySelectorAll(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").length,
                 outputs: panel.querySelectorAll('.jp-OutputArea-output').length,
             })"""
@@ -196,6 +216,13 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
         assert counts["stderr"] == 0, panel.inner_text()
         assert counts["figures"] + counts["widgets"] >= 1
         assert counts["figures_drawn"] == counts["figures"] and counts["widgets_drawn"] == counts["widgets"]
+        assert counts["explorers_drawn"] == counts["explorers"] and counts["widget_errors"] == 0
+        if notebook.stem == "03_head_attribution":
+            assert counts["explorers"] == 1
         assert errors == [] and external == []
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{notebook.stem}-failed.png"), full_page=True)
+        raise
     finally:
         context.close()

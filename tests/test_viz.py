@@ -55,3 +55,29 @@ def test_static_export_uses_the_system_browser(tmp_path, monkeypatch):
     png = save_figure(figure, tmp_path / "f.png")
     svg = save_figure(figure, tmp_path / "f.svg")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:500]
+
+
+def test_head_explorer_carries_each_heads_numbers(toy_model):
+    """The explorer's grid is DLA, its columns the ablation effects, its patterns the model's own."""
+    from helpers import ioi_pairs
+
+    from interp.methods.ablation import ablation_sweep
+    from interp.methods.direct_logit_attribution import direct_logit_attribution
+    from interp.viz.explorer import NOT_DISPLAYED, head_explorer
+
+    pairs = ioi_pairs(toy_model.tokenizer, 6, seed=1)
+    explorer = head_explorer(toy_model, pairs)
+    data = explorer.data
+    dla = direct_logit_attribution(toy_model, pairs).heads.mean(-1)
+    assert torch.allclose(torch.tensor(data["grid"]["values"]), dla, atol=1e-5)
+    ablated = ablation_sweep(toy_model, pairs, "mean").values
+    assert data["columns"][0]["name"] == "mean ablation: metric change"
+    assert torch.allclose(torch.tensor(data["columns"][0]["values"]), ablated.float(), atol=1e-5)
+    _, cache = toy_model.run_with_cache(pairs.clean_tokens[:1, : int(pairs.lengths[0])])
+    assert torch.allclose(
+        torch.tensor(data["patterns"][3][2]), cache["blocks.3.attn.hook_pattern"][0, 2], atol=1e-4
+    )
+    assert data["start"] == list(divmod(int(dla.abs().flatten().argmax()), toy_model.cfg.n_heads))
+    bundle = explorer._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["text/plain"] == NOT_DISPLAYED

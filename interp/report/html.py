@@ -96,10 +96,14 @@ class Report:
             )
             + "<li><a href='#run-details'>Run details</a></li></ol></nav>",
         ]
-        if any(section.widgets for section in self.sections):
-            from interp.viz.attention import circuitsvis_bundle
+        from interp.viz.attention import AttentionPatterns, circuitsvis_bundle
+        from interp.viz.explorer import HeadExplorer, explorer_js
 
+        widgets = [widget for section in self.sections for widget in section.widgets]
+        if any(isinstance(widget, AttentionPatterns) for widget in widgets):
             parts.insert(3, f"<script>{circuitsvis_bundle()}</script>")  # once, in <head>
+        if any(isinstance(widget, HeadExplorer) for widget in widgets):
+            parts.insert(3, f"<script>{explorer_js()}</script>")
         figure_specs = []
         for s_index, section in enumerate(self.sections):
             parts.append(f"<section id='section-{s_index}'><h2>{html.escape(section.title)}</h2>")

@@ -123,6 +123,19 @@ def build_report(results: dict) -> Report:
                 widgets=[AttentionPatterns(patterns, attention["tokens"], names)],
             )
         )
+    explorer = _explorer(results)
+    if explorer is not None:
+        report.add(
+            Section(
+                title="Head explorer",
+                explanation=(
+                    "Every head of the model in one grid, coloured by the first per-head analysis; click a head "
+                    "for its attention pattern on the example clean prompt and its value in every per-head "
+                    "analysis of this run, and a row of the pattern for where that token attends."
+                ),
+                widgets=[explorer],
+            )
+        )
     for entry in results["analyses"]:
         values = torch.tensor(entry["values"], dtype=torch.float32)
         rows = _top_rows(entry, values)
@@ -137,6 +150,33 @@ def build_report(results: dict) -> Report:
             )
         )
     return report
+
+
+def _explorer(results: dict):
+    """The head explorer of a run: its per-head analyses and, if stored, every head's pattern."""
+    from interp.viz.explorer import HeadExplorer
+
+    grids = [entry for entry in results["analyses"] if entry["dims"] == ["layer", "head"]]
+    attention = results.get("attention_example") or {}
+    if not grids or "all" not in attention:
+        return None
+
+    def values(entry: dict) -> torch.Tensor:
+        return torch.tensor(entry["values"], dtype=torch.float32)
+
+    first = grids[0]
+    return HeadExplorer(
+        title=f"{first['name']}: click a head",
+        reading=(
+            f"Colour: {first['name']} ({first['kind']}; red positive, blue negative, white 0). The selected "
+            "head's attention on the example prompt is on the right."
+        ),
+        grid_name=first["name"],
+        grid=values(first),
+        columns={entry["name"]: values(entry) for entry in grids[1:]},
+        tokens=attention["tokens"],
+        patterns=torch.tensor(attention["all"]),
+    )
 
 
 def write_report(run_dir: str | Path) -> Path:

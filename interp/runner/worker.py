@@ -165,10 +165,16 @@ def _baseline(model: HookedPhi, pairs: PromptPairs, metric: MetricKind) -> Compu
     return Computed(("which",), torch.stack([core.clean_values, core.corrupted_values]))
 
 
+# every head's pattern on the example prompt goes into results.json up to this many numbers (Phi-2: 1,024
+# heads x 40 tokens^2 = 1.6M, ~10 MB of JSON); beyond it, only the top heads' patterns
+ALL_PATTERNS_LIMIT = 2_000_000
+
+
 def _attention_example(
     model: HookedPhi, example: PromptPairs, analyses: list[dict], n_heads: int = 4
 ) -> dict:
-    """Attention patterns on the first clean prompt for the heads the first head analysis ranks highest."""
+    """Attention patterns on the first clean prompt: the heads the first head analysis ranks highest
+    (the report's attention section) and, when small enough, every head (the report's explorer)."""
     from interp.methods.head_scores import top_heads
     from interp.model.cache import cache_activations
 
@@ -179,17 +185,20 @@ def _attention_example(
     heads = [(layer, head) for layer, head, _ in top_heads(values, n_heads)]
     length = int(example.lengths[0])
     tokens = example.clean_tokens[:, :length]
-    names = sorted({f"blocks.{layer}.attn.hook_pattern" for layer, _ in heads})
-    cache = cache_activations(model, tokens, names)
-    return {
+    every = model.cfg.n_layers * model.cfg.n_heads * length**2 <= ALL_PATTERNS_LIMIT
+    layers = range(model.cfg.n_layers) if every else sorted({layer for layer, _ in heads})
+    cache = cache_activations(model, tokens, [f"blocks.{layer}.attn.hook_pattern" for layer in layers])
+
+    def pattern(layer: int) -> list:  # [head][dest][src]
+        return cache[f"blocks.{layer}.attn.hook_pattern"][0].float().tolist()
+
+    out = {
         "ranked_by": grid["name"],
         "tokens": str_tokens(model.tokenizer, tokens[0]),
-        "heads": [
-            {
-                "layer": layer,
-                "head": head,
-                "pattern": cache[f"blocks.{layer}.attn.hook_pattern"][0, head].float().tolist(),
-            }
-            for layer, head in heads
-        ],
+        "heads": [{"layer": layer, "head": head, "pattern": pattern(layer)[head]} for layer, head in heads],
     }
+    if every:
+        out["all"] = [
+            [[[round(w, 4) for w in row] for row in head] for head in pattern(layer)] for layer in layers
+        ]
+    return out

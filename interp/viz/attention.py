@@ -31,7 +31,6 @@ from interp.base.html import script_json
 from interp.data.tokens import str_tokens
 from interp.model.loading import HookedPhi
 
-
 NEEDS_SCRIPTS = (
     "Attention viewer: its JavaScript has not run here. In JupyterLab, run this cell again or trust the "
     "notebook (command palette: Trust Notebook); for a report, open the file in a web browser."
