@@ -1,0 +1,221 @@
+"""Steering vectors: a direction in the residual stream, read from contrasting prompts, added back in.
+
+- `steering_vector(model, pairs, layer)`: the mean over pairs of (clean - corrupted) residual stream
+  entering block `layer` at each prompt's final token (contrastive activation addition, Rimsky et al.
+  2024); with one pair it is ActAdd (Turner et al. 2023). `steering_vector_from_prompts` takes explicit
+  positive and negative prompts instead.
+- `steer_sweep(model, pairs, layers, multipliers)`: for each layer a vector from the pairs, added with
+  each multiplier to the corrupted prompts (positions `"all"` by default); scored by the metric
+  (logit difference by default) and the KL divergence from the unsteered run at the final position,
+  with greedy samples of steered and unsteered text.
+- `projection(model, text, vector, layer)`: each token's residual stream projected on the vector's
+  direction: where the model already "reads" it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.base.errors import InputError
+from interp.data.metrics import MetricKind, resolve_metric
+from interp.data.prompts import PromptPairs
+from interp.data.tokens import str_tokens
+from interp.engine.forward import PhiWeights
+from interp.engine.incremental import IncrementalRun
+from interp.methods.contrastive import check_inputs
+from interp.methods.generation import Steer, Where, generate, intervention_edits
+from interp.model.loading import HookedPhi
+
+
+@dataclass
+class SteeringVector:
+    """A direction to add to the residual stream entering block `layer`."""
+
+    layer: int
+    vector: Float[Tensor, " d_model"]
+    n_pairs: int
+
+    def steer(self, multiplier: float = 1.0, positions: Where = "all") -> Steer:
+        """The intervention `generate` applies."""
+        return Steer(self.layer, self.vector, multiplier, positions)
+
+
+def _check_layer(model: HookedPhi, layer: int) -> None:
+    if not 0 <= layer <= model.cfg.n_layers:
+        raise InputError(
+            f"layer {layer} is not allowed; use 0 .. {model.cfg.n_layers} ({model.cfg.n_layers}: the final residual)."
+        )
+
+
+def _final_residuals(w: PhiWeights, tokens: Tensor, lengths: Tensor, layer: int) -> Tensor:
+    """[batch d_model]: the residual entering block `layer` at each prompt's final token."""
+    name = "resid_final" if layer == w.n_layers else f"resid_pre.{layer}"
+    out = torch.empty(tokens.shape[0], w.W_E.shape[1], dtype=torch.float32, device=tokens.device)
+    for length in torch.unique(lengths).tolist():
+        rows = torch.nonzero(lengths == length).flatten()
+        _, kept = IncrementalRun(w, keep=(name,)).extend(tokens[rows, :length].to(tokens.device))
+        out[rows] = kept[name][:, -1].float()
+    return out
+
+
+@torch.no_grad()
+def steering_vector(model: HookedPhi, pairs: PromptPairs, layer: int) -> SteeringVector:
+    """Mean over `pairs` of clean minus corrupted residual stream entering `layer` at the final token."""
+    check_inputs(model, pairs, "steering_vector")
+    _check_layer(model, layer)
+    w = PhiWeights.from_model(model)
+    device = model.cfg.device
+    clean = _final_residuals(w, pairs.clean_tokens.to(device), pairs.lengths, layer)
+    corrupted = _final_residuals(w, pairs.corrupted_tokens.to(device), pairs.lengths, layer)
+    return SteeringVector(layer, (clean - corrupted).mean(0), len(pairs))
+
+
+@torch.no_grad()
+def steering_vector_from_prompts(
+    model: HookedPhi, positive: Sequence[str], negative: Sequence[str], layer: int
+) -> SteeringVector:
+    """Mean residual at the final token of `positive` prompts minus that of `negative` ones (ActAdd
+    with one of each). The two lists may differ in length and their prompts in token count."""
+    _check_layer(model, layer)
+    if not positive or not negative:
+        raise InputError("steering_vector_from_prompts needs at least one positive and one negative prompt.")
+    w = PhiWeights.from_model(model)
+    device = model.cfg.device
+
+    def mean(prompts: Sequence[str]) -> Tensor:
+        rows = [
+            model.tokenizer(p, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for p in prompts
+        ]
+        if any(len(r) == 0 for r in rows):
+            raise InputError("a steering prompt is empty; every prompt needs at least one token.")
+        lengths = torch.tensor([len(r) for r in rows])
+        tokens = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = r
+        return _final_residuals(w, tokens.to(device), lengths, layer).mean(0)
+
+    return SteeringVector(layer, mean(positive) - mean(negative), min(len(positive), len(negative)))
+
+
+@dataclass
+class SteerSweep:
+    """Scores of a multiplier x layer sweep and the text it produced."""
+
+    layers: list[int]
+    multipliers: list[float]
+    metric: str
+    scores: Float[Tensor, "layer multiplier"]  # mean metric of the steered prompts
+    kl: Float[Tensor, "layer multiplier"]  # mean KL(unsteered || steered) at the final position
+    unsteered: float  # the metric with no vector
+    clean: float  # the metric of the clean prompts, for scale
+    samples: list[dict] = field(default_factory=list)  # {"prompt", "layer", "multiplier", "text"}
+
+    def _repr_html_(self) -> str:
+        from interp.base.html import html_table
+
+        rows = [
+            [str(layer), f"{m:g}", f"{self.scores[i, j]:+.3f}", f"{self.kl[i, j]:.3f}"]
+            for i, layer in enumerate(self.layers)
+            for j, m in enumerate(self.multipliers)
+        ]
+        head = (
+            f"<b>steering sweep</b> ({self.metric}): unsteered {self.unsteered:+.3f}, clean {self.clean:+.3f}"
+        )
+        return head + html_table(["layer", "multiplier", self.metric, "KL"], rows)
+
+
+@torch.no_grad()
+def steer_sweep(
+    model: HookedPhi,
+    pairs: PromptPairs,
+    layers: Sequence[int],
+    multipliers: Sequence[float],
+    metric: MetricKind = "logit_diff",
+    *,
+    positions: Where = "all",
+    n_samples: int = 2,
+    max_new_tokens: int = 8,
+) -> SteerSweep:
+    """Add each layer's clean - corrupted vector (from `pairs`) to the corrupted prompts with each
+    multiplier; score the final position, and generate `n_samples` greedy continuations per cell."""
+    check_inputs(model, pairs, "steer_sweep")
+    if not layers or not multipliers:
+        raise InputError("steer_sweep needs at least one layer and one multiplier.")
+    for layer in layers:
+        _check_layer(model, layer)
+    w = PhiWeights.from_model(model)
+    device = model.cfg.device
+    everyone = torch.arange(len(pairs))
+    base_logits = _final_logits(w, pairs.corrupted_tokens.to(device), pairs.lengths, ())
+    clean_logits = _final_logits(w, pairs.clean_tokens.to(device), pairs.lengths, ())
+    measure = resolve_metric(metric, pairs, clean_logits)
+    scores = torch.zeros(len(layers), len(multipliers))
+    kl = torch.zeros(len(layers), len(multipliers))
+    prompts = [
+        model.tokenizer.decode(pairs.corrupted_tokens[i, : int(pairs.lengths[i])])
+        for i in range(min(n_samples, len(pairs)))
+    ]
+    samples = []
+    if prompts:
+        plain = generate(model, prompts, max_new_tokens, stop_at_eos=False)
+        samples += [
+            {"prompt": p, "layer": None, "multiplier": 0.0, "text": t}
+            for p, t in zip(prompts, plain.texts, strict=True)
+        ]
+    base_logprobs = base_logits.float().log_softmax(-1)
+    for i, layer in enumerate(layers):
+        vector = steering_vector(model, pairs, layer)
+        for j, multiplier in enumerate(multipliers):
+            steer = vector.steer(multiplier, positions)
+            logits = _final_logits(w, pairs.corrupted_tokens.to(device), pairs.lengths, (steer,))
+            scores[i, j] = measure(logits, everyone).float().mean().cpu()
+            logprobs = logits.float().log_softmax(-1)
+            kl[i, j] = (base_logprobs.exp() * (base_logprobs - logprobs)).sum(-1).mean().cpu()
+            if prompts:
+                out = generate(model, prompts, max_new_tokens, interventions=[steer], stop_at_eos=False)
+                samples += [
+                    {"prompt": p, "layer": layer, "multiplier": float(multiplier), "text": t}
+                    for p, t in zip(prompts, out.texts, strict=True)
+                ]
+    return SteerSweep(
+        list(layers),
+        [float(m) for m in multipliers],
+        measure.kind,
+        scores,
+        kl,
+        measure(base_logits, everyone).float().mean().item(),
+        measure(clean_logits, everyone).float().mean().item(),
+        samples,
+    )
+
+
+def _final_logits(w: PhiWeights, tokens: Tensor, lengths: Tensor, interventions) -> Tensor:
+    """[batch d_vocab] final-token logits with `interventions` (their positions relative to the prompt)."""
+    out = torch.empty(tokens.shape[0], w.W_U.shape[0], device=tokens.device)
+    for length in torch.unique(lengths).tolist():
+        rows = torch.nonzero(lengths == length).flatten()
+        edit_resid, edit_z = intervention_edits(w, interventions, length)
+        logits, _ = IncrementalRun(w, edit_resid, edit_z).extend(tokens[rows, :length])
+        out[rows] = logits[:, -1].float()
+    return out
+
+
+@torch.no_grad()
+def projection(
+    model: HookedPhi, text: str, vector: SteeringVector
+) -> tuple[list[str], Float[Tensor, " pos"]]:
+    """Each token of `text` and its residual stream (entering `vector.layer`) projected on the vector's
+    unit direction."""
+    w = PhiWeights.from_model(model)
+    tokens = model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
+        model.cfg.device
+    )
+    name = "resid_final" if vector.layer == w.n_layers else f"resid_pre.{vector.layer}"
+    _, kept = IncrementalRun(w, keep=(name,)).extend(tokens)
+    unit = vector.vector.float() / vector.vector.float().norm().clamp_min(1e-12)
+    return str_tokens(model.tokenizer, tokens[0]), (kept[name][0].float() @ unit.to(kept[name].device)).cpu()

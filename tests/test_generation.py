@@ -1,0 +1,139 @@
+"""Hooked generation (interp.methods.generation): greedy tokens equal Hugging Face `generate`; with an
+intervention, the cached path equals recomputing the whole sequence every step; padding-free batching;
+activations gathered while generating equal a forward over the generated text; steering by construction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import hf_reference
+
+from interp.base.errors import InputError
+from interp.engine.forward import PhiWeights
+from interp.methods.generation import AblateHeads, Steer, generate
+from interp.model.loading import load_model
+from interp.model.sources import TOY_DIR
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_phi_dir):
+    return load_model(tiny_phi_dir)
+
+
+def hf_greedy(directory, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """A plain Hugging Face model from the same directory (not the bridge's wrapped copy)."""
+    hf = hf_reference(directory)
+    out = hf.generate(
+        tokens[None], attention_mask=torch.ones_like(tokens)[None], max_new_tokens=n, do_sample=False,
+        eos_token_id=None, pad_token_id=0,
+    )  # fmt: skip
+    return out[0]
+
+
+@pytest.mark.parametrize("which", ["tiny", "toy"])
+def test_greedy_equals_hugging_face_generate(which, tiny, toy_model, tiny_phi_dir):
+    model, directory = (tiny, tiny_phi_dir) if which == "tiny" else (toy_model, TOY_DIR)
+    g = torch.Generator().manual_seed(0)
+    for length in (3, 9):
+        tokens = torch.randint(5, min(model.cfg.d_vocab, 300), (length,), generator=g)
+        ours = generate(model, tokens[None], 12, stop_at_eos=False)
+        assert torch.equal(ours.tokens[0], hf_greedy(directory, tokens, 12))
+
+
+def test_toy_text_matches_hugging_face(toy_model):
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    tokens = toy_model.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    ours = generate(toy_model, prompt, 6, stop_at_eos=False)
+    assert torch.equal(ours.tokens[0], hf_greedy(TOY_DIR, tokens, 6))
+    assert ours.texts[0] == toy_model.tokenizer.decode(ours.new_tokens[0])
+
+
+@pytest.mark.parametrize("where", ["all", "prompt", "generated"])
+def test_cached_generation_equals_recomputing_every_step(tiny, where):
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(5, 300, (2, 6), generator=g)
+    vector = torch.randn(tiny.cfg.d_model, generator=g)
+    interventions = [Steer(1, vector, 3.0, where), AblateHeads([(0, 1), (1, 0)], where)]
+    cached = generate(tiny, tokens, 8, interventions=interventions, stop_at_eos=False, return_logits=True)
+    full = generate(
+        tiny, tokens, 8, interventions=interventions, stop_at_eos=False, return_logits=True, use_cache=False
+    )
+    plain = generate(tiny, tokens, 8, stop_at_eos=False, return_logits=True)
+    for a, b, c in zip(cached.step_logits, full.step_logits, plain.step_logits, strict=True):
+        assert (a - b).abs().max() <= 1e-4
+        assert (a - c).abs().max() > 1e-3  # the intervention does something
+    assert all(torch.equal(a, b) for a, b in zip(cached.tokens, full.tokens, strict=True))
+
+
+def test_multiplier_zero_changes_nothing(tiny):
+    tokens = torch.randint(5, 300, (2, 5), generator=torch.Generator().manual_seed(2))
+    vector = torch.randn(tiny.cfg.d_model)
+    plain = generate(tiny, tokens, 6, stop_at_eos=False, return_logits=True)
+    zero = generate(
+        tiny, tokens, 6, interventions=[Steer(1, vector, 0.0)], stop_at_eos=False, return_logits=True
+    )
+    for a, b in zip(plain.step_logits, zero.step_logits, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_steering_along_a_tokens_unembedding_makes_the_model_say_it(toy_model):
+    """By construction: at the final residual, a large multiple of W_U[X] / ln_f.w (the direction whose
+    LayerNorm output is W_U[X]'s own) makes X the greedy token at every generated step."""
+    w = PhiWeights.from_model(toy_model)
+    prompt = "When Mary and John went to the store, John gave a drink to"
+    for token in toy_model.tokenizer([" store", " drink", " John"], add_special_tokens=False)["input_ids"]:
+        x = token[0]
+        direction = (w.W_U[x] / w.ln_f_w).detach().float()
+        steer = Steer(toy_model.cfg.n_layers, direction / direction.norm(), 500.0, "generated")
+        out = generate(
+            toy_model,
+            prompt,
+            4,
+            interventions=[Steer(steer.layer, steer.vector, 500.0, "all")],
+            stop_at_eos=False,
+        )
+        assert out.new_tokens[0].tolist() == [x] * 4, out.texts
+
+
+def test_prompts_of_different_lengths_give_each_prompts_own_text(toy_model):
+    prompts = [
+        "When Mary and John went to the store, John gave a drink to",
+        "Then, Anna and Tom had a long argument. Afterwards Tom said to",
+        "The cat",
+    ]
+    together = generate(toy_model, prompts, 5, stop_at_eos=False)
+    for i, prompt in enumerate(prompts):
+        alone = generate(toy_model, prompt, 5, stop_at_eos=False)
+        assert torch.equal(together.tokens[i], alone.tokens[0]) and together.texts[i] == alone.texts[0]
+
+
+def test_activations_of_generated_tokens_equal_a_forward_over_the_text(toy_model):
+    out = generate(toy_model, "When Mary and John went to the store, John gave a drink to", 5,
+                   keep=["resid_pre.2", "resid_final"], stop_at_eos=False)  # fmt: skip
+    _, cache = toy_model.run_with_cache(out.tokens[0][None])
+    assert out.activations["resid_pre.2"][0].shape[0] == len(out.tokens[0])
+    assert torch.allclose(out.activations["resid_pre.2"][0], cache["blocks.2.hook_resid_pre"][0], atol=1e-4)
+    final = cache[f"blocks.{toy_model.cfg.n_layers - 1}.hook_resid_post"][0]
+    assert torch.allclose(out.activations["resid_final"][0], final, atol=1e-4)
+
+
+def test_sampling_is_seeded_and_stops_at_eos(toy_model):
+    a = generate(toy_model, "The", 8, temperature=1.0, seed=3)
+    b = generate(toy_model, "The", 8, temperature=1.0, seed=3)
+    assert a.texts == b.texts
+    eos = toy_model.tokenizer.eos_token_id
+    for tokens in a.new_tokens:
+        assert eos not in tokens[:-1].tolist()
+
+
+def test_bad_interventions_are_refused(tiny):
+    with pytest.raises(InputError, match=r"shape \(.*\)"):
+        generate(tiny, torch.tensor([[5, 6]]), 2, interventions=[Steer(0, torch.zeros(3))])
+    later = AblateHeads([(0, 0)])
+    later.positions = "later"  # as from an untyped caller
+    with pytest.raises(InputError, match="positions='later'"):
+        generate(tiny, torch.tensor([[5, 6]]), 2, interventions=[later])
+    with pytest.raises(InputError, match=r"heads \[\(9, 0\)\]"):
+        generate(tiny, torch.tensor([[5, 6]]), 2, interventions=[AblateHeads([(9, 0)])])
+    with pytest.raises(InputError, match="keep"):
+        generate(tiny, torch.tensor([[5, 6]]), 2, keep=["blocks.0.hook_resid_pre"])

@@ -1,0 +1,68 @@
+"""Steering vectors (interp.methods.steering): the vector is the mean clean - corrupted residual at the
+final token (checked against the bridge's cache), multiplier 0 is the unsteered run, and on the toy a
+vector from IOI pairs flips the IOI answer at some layer (the sweep is printed as measured)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import ioi_pairs
+
+from interp.base.errors import InputError
+from interp.data.tasks import build_pairs
+from interp.data.tasks.options import TaskConfig
+from interp.methods.steering import projection, steer_sweep, steering_vector, steering_vector_from_prompts
+
+
+def test_vector_is_the_mean_final_token_difference(toy_model):
+    pairs = ioi_pairs(toy_model.tokenizer, 6, seed=2)
+    vector = steering_vector(toy_model, pairs, 2)
+    expected = []
+    for i in range(len(pairs)):
+        n = int(pairs.lengths[i])
+        _, clean = toy_model.run_with_cache(pairs.clean_tokens[i : i + 1, :n])
+        _, corrupted = toy_model.run_with_cache(pairs.corrupted_tokens[i : i + 1, :n])
+        name = "blocks.2.hook_resid_pre"
+        expected.append(clean[name][0, -1] - corrupted[name][0, -1])
+    assert torch.allclose(vector.vector, torch.stack(expected).mean(0), atol=1e-4)
+    one = steering_vector_from_prompts(
+        toy_model, ["Mary and John. John gave it to"], ["Mary and John. Mary gave it to"], 2
+    )
+    assert one.vector.shape == (toy_model.cfg.d_model,) and one.vector.norm() > 0
+
+
+def test_projection_reads_each_tokens_residual(toy_model):
+    pairs = ioi_pairs(toy_model.tokenizer, 4, seed=1)
+    vector = steering_vector(toy_model, pairs, 3)
+    text = "When Mary and John went to the store, John gave a drink to"
+    tokens, values = projection(toy_model, text, vector)
+    _, cache = toy_model.run_with_cache(text)
+    unit = vector.vector / vector.vector.norm()
+    assert len(tokens) == len(values) and torch.allclose(
+        values, cache["blocks.3.hook_resid_pre"][0] @ unit, atol=1e-4
+    )
+
+
+def test_ioi_vector_flips_the_answer_at_some_layer(toy_model):
+    """IOI pairs whose answer is ' Mary' (names Mary and John only): the clean - corrupted vector added to
+    the corrupted prompts. Measured: mid layers (vector at every position) push further from the
+    answer; the final residual flips it at multiplier 1 (-9.6 -> +10.6, the clean value is +10.6)."""
+    pairs = build_pairs(TaskConfig(name="ioi", n_pairs=64, names=["Mary", "John"]), toy_model, seed=0)
+    mary = toy_model.tokenizer(" Mary", add_special_tokens=False)["input_ids"][0]
+    pairs = pairs.select(torch.nonzero(pairs.answer == mary).flatten())
+    layers = list(range(toy_model.cfg.n_layers + 1))
+    sweep = steer_sweep(toy_model, pairs, layers, [0.0, 1.0, 4.0], n_samples=1, max_new_tokens=4)
+    print("steering sweep (layer x multiplier 0, 1, 4):", sweep.scores.tolist(), "unsteered", sweep.unsteered)
+    assert sweep.unsteered < 0 < sweep.clean
+    assert torch.allclose(sweep.scores[:, 0], torch.full((len(layers),), sweep.unsteered), atol=1e-4)
+    assert sweep.kl[:, 0].abs().max() < 1e-6
+    assert (sweep.scores > 0).any()  # flipped somewhere
+    assert {s["layer"] for s in sweep.samples} == {None, *layers}
+
+
+def test_bad_layers_are_refused(toy_model):
+    pairs = ioi_pairs(toy_model.tokenizer, 2, seed=1)
+    with pytest.raises(InputError, match="layer 9 is not allowed"):
+        steering_vector(toy_model, pairs, 9)
+    with pytest.raises(InputError, match="at least one layer"):
+        steer_sweep(toy_model, pairs, [], [1.0])
