@@ -132,6 +132,7 @@ class PromptPairs:
         *,
         prepend_bos: bool = False,
         pad_id: int | None = None,
+        labels: list[str] | None = None,
     ) -> PromptPairs:
         """Tokenise and validate pairs given as `PromptPair`s or dicts with the same four keys.
 
@@ -146,7 +147,8 @@ class PromptPairs:
             )
         bos = [tokenizer.bos_token_id] if prepend_bos else []
         rows_clean, rows_corrupted, answers, wrongs = [], [], [], []
-        for i, pair in enumerate(items):
+        for index, pair in enumerate(items):
+            i = index if labels is None else f"{index} ({labels[index]})"
             clean = bos + tokenizer(pair.clean, add_special_tokens=False)["input_ids"]
             corrupted = bos + tokenizer(pair.corrupted, add_special_tokens=False)["input_ids"]
             if len(clean) != len(corrupted):

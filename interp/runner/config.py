@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from interp.base.errors import InterpError
+from interp.base.errors import InputError, InterpError
 from interp.base.schema import Strict
 from interp.data.tasks.options import TaskConfig
 from interp.runner.options import AnalysisOptions
@@ -124,8 +124,28 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict, source: str = "config") -> ExperimentConfig:
-    """Validate a config given as a dict (parsed TOML); a `ConfigError` lists every bad field."""
+def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".") -> ExperimentConfig:
+    """Validate a config given as a dict (parsed TOML); a `ConfigError` lists every bad field.
+
+    A `task.pairs_file` (relative to `base_dir`, the config file's folder) is read into `task.pairs`, so
+    the resolved config, and its hash, hold the pairs themselves."""
+    task = data.get("task") if isinstance(data, dict) else None
+    if isinstance(task, dict) and task.get("pairs_file") is not None:
+        from interp.data.tasks.custom import read_pairs_file
+
+        if task.get("pairs"):
+            raise ConfigError(
+                f"{source}: give the pairs inline (`pairs`) or in a file (`pairs_file`), not both."
+            )
+        if not isinstance(task["pairs_file"], str):
+            raise ConfigError(
+                f"{source}: task.pairs_file must be a path (a string), not {task['pairs_file']!r}."
+            )
+        try:
+            pairs = read_pairs_file(Path(base_dir) / task["pairs_file"])
+        except InputError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        data = {**data, "task": {**task, "pairs": pairs}}
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as error:
@@ -145,7 +165,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), path.parent)
 
 
 def to_toml(config: ExperimentConfig) -> str:
@@ -157,6 +177,9 @@ def to_toml(config: ExperimentConfig) -> str:
         lines.append(f"\n[{table}]")
         for key, value in data[table].items():
             if key == "pairs":
+                continue
+            if key == "pairs_file":  # its pairs are written out below; reading the file again is not needed
+                lines.append(f"# pairs read from pairs_file = {_toml_value(value)}")
                 continue
             lines.append(f"{key} = {_toml_value(value)}")
         for pair in data[table].get("pairs", []):

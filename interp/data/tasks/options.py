@@ -20,6 +20,7 @@ class PairConfig(Strict):
     corrupted: str = Field(description="same-length prompt on which it should not")
     answer: str = Field(description="the correct next token (single token, usually with a leading space)")
     wrong: str = Field(description="the competing next token")
+    line: str | None = Field(None, description="where the pair came from in `pairs_file` (set when read)")
 
 
 class TaskConfig(Strict):
@@ -29,6 +30,9 @@ class TaskConfig(Strict):
         "ioi", description="which task builds the prompt pairs"
     )
     pairs: list[PairConfig] = Field(default_factory=list, description="inline pairs (task 'custom' only)")
+    pairs_file: str | None = Field(
+        None, description="task 'custom': a .jsonl or .csv file of pairs, relative to the config file"
+    )
     n_pairs: int = Field(32, ge=1, le=100_000, description="number of pairs generated (ioi, induction)")
     metric: MetricKind = Field("logit_diff", description="patching metric")
     names: list[str] | None = Field(None, description="ioi: names to use (each must be one token)")
@@ -38,7 +42,7 @@ class TaskConfig(Strict):
     @model_validator(mode="after")
     def _pairs_only_for_custom(self) -> TaskConfig:
         if self.name == "custom" and not self.pairs:
-            raise ValueError("task 'custom' needs at least one entry in `pairs`")
-        if self.name != "custom" and self.pairs:
-            raise ValueError(f"`pairs` is only for task 'custom', not {self.name!r}")
+            raise ValueError("task 'custom' needs at least one entry in `pairs`, or a `pairs_file`")
+        if self.name != "custom" and (self.pairs or self.pairs_file):
+            raise ValueError(f"`pairs` and `pairs_file` are only for task 'custom', not {self.name!r}")
         return self
