@@ -29,17 +29,27 @@ from interp.methods.activation_patching import sweep
 from interp.methods.attribution_patching import agreement, attribution_patch
 from interp.methods.contrastive import Contrast, contrast
 from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
+from interp.methods.generation import AblateHeads, Generation, Steer, generate
 from interp.methods.head_scores import head_scores, top_heads
 from interp.methods.joint_patching import Patch, run_patched
 from interp.methods.logit_lens import logit_lens
 from interp.methods.path_patching import path_patch
 from interp.methods.result import EffectResult, PatchResult
+from interp.methods.steering import SteeringVector, projection, steer_sweep, steering_vector
 from interp.model.cache import cache_activations
 from interp.model.hooks import hook_names, validate_hook_names
 from interp.model.loading import HookedPhi, ModelInfo, load_model
 from interp.runner.config import load_config, parse_config
 
 __all__ = [
+    "AblateHeads",
+    "Generation",
+    "Steer",
+    "SteeringVector",
+    "generate",
+    "projection",
+    "steer_sweep",
+    "steering_vector",
     "Component",
     "Contrast",
     "EffectResult",

@@ -29,15 +29,20 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
     sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2, "edge": 463}
-    sizes |= {"ranking": 2, "fraction": 10}
+    sizes |= {"ranking": 2, "fraction": 10, "multiplier": 4, "sample": 2}
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers
+    if kind == "steer":
+        expected_shape = (5, 4)  # every layer and the final residual x the default multipliers
+    if kind == "generate":
+        expected_shape = (2,)  # the default two samples
     assert tuple(computed.values.shape) == expected_shape
     mean = computed.values.mean(-1) if spec.per_prompt else computed.values
     finished = spec.finish(options, mean, 5.0, -1.0)
     assert torch.isfinite(finished.values).all() and finished.description
-    assert spec.explanation and spec.summary and spec.figures
+    assert spec.explanation and spec.summary
+    assert spec.figures or computed.extra.get("samples")  # generate shows its text as a table
 
 
 def test_noising_patches_mean_no_effect_at_one():

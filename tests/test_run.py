@@ -180,3 +180,36 @@ def test_edge_analyses_in_results(tmp_path):
     assert faithfulness["dims"] == ["ranking", "fraction"] and len(faithfulness["fractions"]) == 10
     assert faithfulness["values"][0][-1] == pytest.approx(1.0, abs=1e-4)  # 100% of edges: the full model
     assert 0 <= faithfulness["cmd"] and faithfulness["cpr"] <= 1.1
+
+
+def test_steer_and_generate_write_samples_that_survive_a_resume(tmp_path):
+    config = parse_config(
+        {
+            "seed": 0,
+            "task": {"name": "ioi", "n_pairs": 4},
+            "analysis": [
+                {
+                    "kind": "steer",
+                    "layers": [2, 4],
+                    "multipliers": [0.0, 1.0],
+                    "n_samples": 1,
+                    "max_new_tokens": 3,
+                },
+                {"kind": "generate", "heads": [[3, 2]], "n_samples": 2, "max_new_tokens": 3},
+            ],
+        }
+    )
+    results = experiment.run_experiment(config, tmp_path, progress=False)
+    steer, generated = results["analyses"]
+    assert steer["dims"] == ["layer", "multiplier"] and steer["labels"]["layer"] == ["L2", "L4"]
+    assert steer["values"][0][0] == pytest.approx(
+        results["baseline"]["corrupted"], abs=1e-4
+    )  # x0 = unsteered
+    assert {"prompt", "layer", "multiplier", "text"} <= set(steer["samples"][0])
+    assert {s["layer"] for s in steer["samples"]} == {None, 2, 4}
+    assert len(generated["samples"]) == 4 and generated["dims"] == ["sample"]
+    report = (tmp_path / "report.html").read_text()
+    assert "steer: generated text" in report and "generate: generated text" in report
+    # the samples come back from the stored units, not from recomputing
+    again = experiment.run_experiment(config, tmp_path, resume=True, progress=False)
+    assert again["analyses"][0]["samples"] == steer["samples"]

@@ -30,6 +30,8 @@ DIMS: dict[str, str] = {
     "sender": "nodes of a circuit graph that write to the residual stream (input, heads, MLPs)",
     "receiver": "inputs of a circuit graph that read it (each head's q, k, v; each MLP; the logits)",
     "edge": "edges of a circuit graph (sender -> receiver input)",
+    "multiplier": "steering: the multipliers a vector is added with",
+    "sample": "generation: the prompts continued as text samples",
     "dims": "the axes of a result, whatever they are (layer head, layer pos, ...)",
 }
 

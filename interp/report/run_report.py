@@ -78,6 +78,14 @@ def _figures(
         elif name == "faithfulness_curve" and dims == ["ranking", "fraction"]:
             curves = dict(zip(entry["labels"]["ranking"], values.tolist(), strict=True))
             figures.append(faithfulness_chart(entry.get("fractions", []), curves, title))
+        elif name == "steer_heatmap" and dims == ["layer", "multiplier"]:
+            labels = entry.get("labels", {})
+            figures.append(
+                layer_pos_heatmap(
+                    values, labels.get("multiplier", []), f"{title}: metric of the steered corrupted prompts",
+                    row_labels=labels.get("layer"),
+                )
+            )  # fmt: skip
         elif name == "ranked_bars" and rows:
             names, numbers = [r[0] for r in rows], [float(r[1]) for r in rows]
             figures.append(ranked_bars(names, numbers, f"{title}: largest changes", "change"))
@@ -149,7 +157,26 @@ def build_report(results: dict) -> Report:
                 finding=_finding(entry, rows),
             )
         )
+        if entry.get("samples"):
+            report.add(_samples_section(entry))
     return report
+
+
+def _samples_section(entry: dict) -> Section:
+    """Generated text side by side: each prompt's text without the intervention, then with each one."""
+    samples = entry["samples"]
+    plain = {s["prompt"]: s["text"] for s in samples if s["layer"] is None}
+    rows = [
+        [s["prompt"], str(s["layer"]), f"{s['multiplier']:g}", plain.get(s["prompt"], ""), s["text"]]
+        for s in samples
+        if s["layer"] is not None
+    ]
+    return Section(
+        title=f"{entry['name']}: generated text",
+        explanation="Greedy continuations of the same prompts, without the intervention and with it.",
+        table_header=["prompt", "layer / intervention", "multiplier", "without", "with"],
+        table_rows=rows,
+    )
 
 
 def _explorer(results: dict):

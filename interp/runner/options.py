@@ -52,6 +52,23 @@ class AnalysisOptions(Strict):
         "counterfactual", description="circuit_faithfulness: what edges left out of a circuit carry"
     )
     top_k: int = Field(10, ge=1, le=1000, description="rows in the report's top-k table")
+    layers: list[NonNegativeInt] | None = Field(
+        None,
+        description="steer: layers whose residual stream is steered (default: every layer and the final residual)",
+    )
+    multipliers: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0, 2.0, 4.0],
+        min_length=1,
+        description="steer: multipliers of the vector",
+    )
+    positions: Literal["all", "prompt", "generated"] = Field(
+        "all", description="steer, generate: where the intervention acts"
+    )
+    heads: list[tuple[NonNegativeInt, NonNegativeInt]] = Field(
+        default_factory=list, description="generate: [[layer, head], ...] zero-ablated while generating"
+    )
+    n_samples: int = Field(2, ge=0, le=64, description="steer, generate: prompts continued as samples")
+    max_new_tokens: int = Field(12, ge=1, le=512, description="steer, generate: tokens generated per sample")
 
     @field_validator("name")
     @classmethod

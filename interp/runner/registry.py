@@ -32,9 +32,11 @@ from interp.methods.circuits.circuit import MIB_FRACTIONS, faithfulness_curve, t
 from interp.methods.circuits.edge_attribution import eap, eap_ig
 from interp.methods.circuits.edge_patching import edge_patch
 from interp.methods.direct_logit_attribution import direct_logit_attribution
+from interp.methods.generation import AblateHeads, generate
 from interp.methods.head_scores import head_scores
 from interp.methods.logit_lens import logit_lens
 from interp.methods.path_patching import path_patch
+from interp.methods.steering import steer_sweep
 from interp.model.loading import HookedPhi
 from interp.runner.options import AnalysisOptions
 
@@ -55,6 +57,7 @@ class Computed:
     dims: tuple[str, ...]
     values: Tensor  # [...dims, batch] for per-prompt kinds, [...dims] otherwise
     labels: dict[str, list[str]] | None = None
+    extra: dict | None = None  # JSON-able fields for results.json (e.g. generated samples); not per prompt
 
 
 @dataclass(frozen=True)
@@ -484,5 +487,99 @@ register(
         finish=_faithfulness_finish,
         figures=("faithfulness_curve",),
         defaults={"direction": "noising"},
+    )
+)
+
+
+# --- generation and steering: text as well as numbers ---
+
+
+def _steer(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    layers = options.layers if options.layers is not None else list(range(model.cfg.n_layers + 1))
+    result = steer_sweep(
+        model, pairs, layers, options.multipliers, ctx.metric, positions=options.positions,
+        n_samples=options.n_samples, max_new_tokens=options.max_new_tokens,
+    )  # fmt: skip
+    labels = {
+        "layer": [f"L{layer}" for layer in layers],
+        "multiplier": [f"x{m:g}" for m in options.multipliers],
+    }
+    extra = {"samples": result.samples, "kl": result.kl.tolist(), "unsteered": result.unsteered}
+    return Computed(("layer", "multiplier"), result.scores, labels, extra)
+
+
+def _steer_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
+    return Finished(
+        mean,
+        f"mean metric of the corrupted prompts with the layer's clean - corrupted vector added (positions: "
+        f"{options.positions}); unsteered {corrupted:.4f}, clean {clean:.4f}",
+        corrupted,
+    )
+
+
+register(
+    AnalysisSpec(
+        kind="steer",
+        summary="steering vectors from the pairs (clean - corrupted), a layer x multiplier sweep with samples",
+        explanation=(
+            "Steering: at each layer, the mean over pairs of the clean minus corrupted residual stream at the "
+            "final token is added, times each multiplier, to the corrupted prompts. A value near the clean "
+            "metric means the vector moves the model to the clean behaviour; the samples show the text it "
+            "then writes (greedy), beside the unsteered text."
+        ),
+        per_prompt=False,
+        options=COMMON_OPTIONS | {"layers", "multipliers", "positions", "n_samples", "max_new_tokens"},
+        dims=_fixed("layer", "multiplier"),
+        compute=_steer,
+        finish=_steer_finish,
+        figures=("steer_heatmap",),
+    )
+)
+
+
+def _generate(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
+    n = min(options.n_samples, len(pairs))
+    prompts = [model.tokenizer.decode(pairs.clean_tokens[i, : int(pairs.lengths[i])]) for i in range(n)]
+    interventions = (
+        [AblateHeads([tuple(h) for h in options.heads], options.positions)] if options.heads else []
+    )
+    plain = generate(model, prompts, options.max_new_tokens, stop_at_eos=True)
+    changed = generate(model, prompts, options.max_new_tokens, interventions=interventions, stop_at_eos=True)
+    label = (
+        "heads " + ", ".join(f"L{la}H{h}" for la, h in options.heads) + " zero-ablated"
+        if options.heads
+        else "no intervention"
+    )
+    samples = [
+        {"prompt": p, "layer": None, "multiplier": 0.0, "text": t}
+        for p, t in zip(prompts, plain.texts, strict=True)
+    ]
+    samples += [
+        {"prompt": p, "layer": label, "multiplier": 1.0, "text": t}
+        for p, t in zip(prompts, changed.texts, strict=True)
+    ]
+    same = torch.tensor([float(a == b) for a, b in zip(plain.texts, changed.texts, strict=True)])
+    return Computed(
+        ("sample",), 1 - same, {"sample": [f"prompt {i}" for i in range(n)]}, {"samples": samples}
+    )
+
+
+register(
+    AnalysisSpec(
+        kind="generate",
+        summary="greedy text of the clean prompts, with and without the given heads zero-ablated",
+        explanation=(
+            "Generation: the model continues the first clean prompts (greedy, with a key/value cache), once as it "
+            "is and once with the heads in `heads` zero-ablated at `positions`; a value of 1 marks a prompt whose "
+            "text changed."
+        ),
+        per_prompt=False,
+        options=COMMON_OPTIONS | {"heads", "positions", "n_samples", "max_new_tokens"},
+        dims=_fixed("sample"),
+        compute=_generate,
+        finish=lambda options, mean, clean, corrupted: Finished(
+            mean, "1 = the text changed with the intervention", 0.0
+        ),
+        figures=(),
     )
 )

@@ -166,6 +166,7 @@ def write_results(
                 "figures": list(spec.figures),
                 "top_k": analysis.top_k,
                 "options": analysis.model_dump(mode="json", include=set(spec.options) - {"name", "top_k"}),
+                **(computed.extra or {}),
                 **(finished.extra or {}),
             }
         )

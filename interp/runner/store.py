@@ -245,6 +245,7 @@ class RunDirectory:
         meta = {
             "dims": json.dumps(list(computed.dims)),
             "labels": json.dumps(computed.labels or {}),
+            "extra": json.dumps(computed.extra or {}),
             "config_hash": digest,
             "sha256": _checksum(values),
         }
@@ -265,7 +266,12 @@ class RunDirectory:
             elif meta.get("sha256") != _checksum(values):
                 problem = "its values do not match their checksum (damaged)"
             else:
-                return Computed(tuple(json.loads(meta["dims"])), values, json.loads(meta["labels"]) or None)
+                return Computed(
+                    tuple(json.loads(meta["dims"])),
+                    values,
+                    json.loads(meta["labels"]) or None,
+                    json.loads(meta.get("extra", "{}")) or None,
+                )
         except Exception as error:  # truncated or foreign files fail in many ways inside safetensors
             problem = f"it cannot be read ({type(error).__name__})"
         self.warn(f"recomputing {path}: {problem}")
