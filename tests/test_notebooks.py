@@ -52,6 +52,7 @@ def test_notebooks_are_present():
         "03_head_attribution",
         "04_ablation_sweeps",
         "05_circuit_discovery",
+        "06_steering_and_generation",
     ]
 
 

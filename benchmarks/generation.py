@@ -1,0 +1,111 @@
+"""Tokens per second of `interp.generate` vs Hugging Face `generate` on the same model and batch, greedy,
+with and without an intervention (a steering vector at a middle layer; HF gets the same one through a
+forward pre-hook on that layer), side by side in one process. Target: <= 1.3x HF's time.
+
+    python benchmarks/generation.py                     # mid config, CPU, float32
+    python benchmarks/generation.py --config phi2 --device cuda --dtype bfloat16 --batch 8 --new 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import save_phi_dir  # noqa: E402
+from patching import CONFIGS, WEIGHT_STD  # noqa: E402
+
+from interp.methods.generation import Steer, generate  # noqa: E402
+from interp.model.loading import load_model  # noqa: E402
+
+
+def best(fn, sync, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="mid", choices=list(CONFIGS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
+    parser.add_argument("--new", type=int, default=32, help="new tokens")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    cfg = CONFIGS[args.config]
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = (args.keep or Path(tmp)) / args.config
+        if not (directory / "config.json").exists():
+            save_phi_dir(directory, weight_std=WEIGHT_STD[args.config], **cfg)
+        model = load_model(directory, device=args.device, dtype=args.dtype)
+        from transformers import PhiForCausalLM
+
+        # a plain Hugging Face model of the same weights (the bridge's wrapped copy does not generate right)
+        hf = PhiForCausalLM.from_pretrained(
+            directory, attn_implementation="eager", dtype=model.original_model.dtype
+        )
+        hf = hf.to(args.device).eval()
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(2, min(cfg["vocab_size"], 1000), (args.batch, args.prompt), generator=g).to(
+        args.device
+    )
+    layer = model.cfg.n_layers // 2
+    vector = torch.randn(model.cfg.d_model, generator=g).to(args.device) * 0.1
+
+    def ours(steer: bool):
+        interventions = [Steer(layer, vector, 1.0)] if steer else []
+        generate(model, tokens, args.new, interventions=interventions, stop_at_eos=False)
+
+    def theirs(steer: bool):
+        handle = None
+        if steer:
+            block = hf.model.layers[layer]
+            handle = block.register_forward_pre_hook(
+                lambda module, args_, kwargs: ((args_[0] + vector.to(args_[0].dtype),) + args_[1:], kwargs)
+                if args_ else (args_, {**kwargs, "hidden_states": kwargs["hidden_states"] + vector.to(kwargs["hidden_states"].dtype)}),
+                with_kwargs=True,
+            )  # fmt: skip
+        try:
+            with torch.no_grad():
+                hf.generate(tokens, attention_mask=torch.ones_like(tokens), max_new_tokens=args.new,
+                            min_new_tokens=args.new, do_sample=False, pad_token_id=0)  # fmt: skip
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    print(f"torch {torch.__version__}, {args.device} {torch.cuda.get_device_name() if cuda else ''}, {args.dtype}, "
+          f"config {args.config}, batch {args.batch}, prompt {args.prompt}, {args.new} new tokens", flush=True)  # fmt: skip
+    for steer in (False, True):
+        ours(steer), theirs(steer)  # warm-up
+        a = best(lambda s=steer: ours(s), sync, args.repeat)
+        b = best(lambda s=steer: theirs(s), sync, args.repeat)
+        n = args.batch * args.new
+        label = "with a steering vector" if steer else "no intervention"
+        print(
+            f"{label:<24} interp {n / a:9.1f} tok/s   HF {n / b:9.1f} tok/s   interp / HF time {a / b:5.2f}x",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
