@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -25,8 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import save_phi_dir  # noqa: E402
-from patching import CONFIGS, WEIGHT_STD, random_pairs  # noqa: E402
+from patching import CONFIGS, best_of, random_pairs, random_phi_dir  # noqa: E402
 
 from interp.engine.forward import PhiWeights, run_with_cache  # noqa: E402
 from interp.engine.receiver_gradients import sender_run  # noqa: E402
@@ -34,20 +32,6 @@ from interp.methods.circuits.edge_attribution import eap, eap_ig  # noqa: E402
 from interp.methods.circuits.edge_patching import edge_patch, sender_outputs  # noqa: E402
 from interp.methods.contrastive import contrast  # noqa: E402
 from interp.model.loading import load_model  # noqa: E402
-
-REPEAT = 3
-
-
-def timed(fn, sync, repeat: int | None = None) -> tuple[float, object]:
-    """The best of `repeat` timed calls (machines are noisy; the best is the least disturbed)."""
-    best, out = float("inf"), None
-    for _ in range(repeat or REPEAT):
-        sync()
-        start = time.perf_counter()
-        out = fn()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def eap_floor(model, pairs, core):
@@ -141,24 +125,20 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the random model in this directory")
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per row (the best is kept)")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     cfg = CONFIGS[args.config]
     with tempfile.TemporaryDirectory() as tmp:
-        directory = (args.keep or Path(tmp)) / args.config
-        if not (directory / "config.json").exists():
-            save_phi_dir(directory, weight_std=WEIGHT_STD[args.config], **cfg)
+        directory = random_phi_dir(args.keep or Path(tmp), args.config)
         model = load_model(directory, device=args.device, dtype=args.dtype)
     pairs = random_pairs(args.prompts, args.pos, cfg["vocab_size"])
     print(f"torch {torch.__version__}, device {args.device} {torch.cuda.get_device_name() if cuda else ''}, "
           f"{args.dtype}, config {args.config}, batch {args.prompts} x {args.pos} tokens", flush=True)  # fmt: skip
     core = contrast(model, pairs, keep="logits")
     forward_backward(model, pairs, core)  # warm-up
-    base_s, _ = timed(lambda: forward_backward(model, pairs, core), sync)
+    base_s, _ = best_of(lambda: forward_backward(model, pairs, core), sync, args.repeat)
     print(f"forward + backward      {base_s:8.3f} s", flush=True)
-    floor_s, _ = timed(lambda: eap_floor(model, pairs, core), sync)
+    floor_s, _ = best_of(lambda: eap_floor(model, pairs, core), sync, args.repeat)
     print(
         f"eap floor               {floor_s:8.3f} s  = {floor_s / base_s:5.2f} x  (source forward + the above)"
     )
@@ -168,14 +148,14 @@ def main() -> None:
     ):
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        seconds, scores = timed(fn, sync)
+        seconds, scores = best_of(fn, sync, args.repeat)
         memory = f"  peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
         print(f"{name:<22} {seconds:8.3f} s  = {seconds / base_s:5.2f} x forward+backward  "
               f"({scores.graph.n_edges:,} edges){memory}", flush=True)  # fmt: skip
     edges = None if args.exact_edges == 0 else [n for n, _ in scores.top(args.exact_edges)]
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    seconds, exact = timed(lambda: edge_patch(model, pairs, edges=edges), sync, 1)
+    seconds, exact = best_of(lambda: edge_patch(model, pairs, edges=edges), sync, 1)
     n = exact.graph.n_edges if edges is None else len(edges)
     memory = f"  peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
     print(
@@ -183,7 +163,7 @@ def main() -> None:
         flush=True,
     )
     loop_names = exact.graph.edge_names[:: max(1, exact.graph.n_edges // args.loop_edges)][: args.loop_edges]
-    loop_s, _ = timed(lambda: hook_loop(model, pairs, loop_names), sync, 1)
+    loop_s, _ = best_of(lambda: hook_loop(model, pairs, loop_names), sync, 1)
     loop_rate = len(loop_names) / loop_s
     print(f"hook loop              {loop_s:8.3f} s  {loop_rate:10.1f} edges/s ({len(loop_names)} edges)")
     print(f"edge_patch / hook loop  {n / seconds / loop_rate:8.1f} x edges per second")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -19,22 +18,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import save_phi_dir  # noqa: E402
-from patching import CONFIGS, WEIGHT_STD  # noqa: E402
+from patching import CONFIGS, best_of, random_phi_dir  # noqa: E402
 
 from interp.methods.generation import Steer, generate  # noqa: E402
 from interp.model.loading import load_model  # noqa: E402
-
-
-def best(fn, sync, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -54,9 +41,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     cfg = CONFIGS[args.config]
     with tempfile.TemporaryDirectory() as tmp:
-        directory = (args.keep or Path(tmp)) / args.config
-        if not (directory / "config.json").exists():
-            save_phi_dir(directory, weight_std=WEIGHT_STD[args.config], **cfg)
+        directory = random_phi_dir(args.keep or Path(tmp), args.config)
         model = load_model(directory, device=args.device, dtype=args.dtype)
         from transformers import PhiForCausalLM
 
@@ -97,8 +82,8 @@ def main() -> None:
           f"config {args.config}, batch {args.batch}, prompt {args.prompt}, {args.new} new tokens", flush=True)  # fmt: skip
     for steer in (False, True):
         ours(steer), theirs(steer)  # warm-up
-        a = best(lambda s=steer: ours(s), sync, args.repeat)
-        b = best(lambda s=steer: theirs(s), sync, args.repeat)
+        a, _ = best_of(lambda s=steer: ours(s), sync, args.repeat)
+        b, _ = best_of(lambda s=steer: theirs(s), sync, args.repeat)
         n = args.batch * args.new
         label = "with a steering vector" if steer else "no intervention"
         print(

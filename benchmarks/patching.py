@@ -65,6 +65,26 @@ TL_SWEEPS = {
 }
 
 
+def random_phi_dir(root: Path, config: str) -> Path:
+    """`root/config`: a random Phi of that config (init std as WEIGHT_STD), written once and reused."""
+    directory = root / config
+    if not (directory / "config.json").exists():
+        save_phi_dir(directory, weight_std=WEIGHT_STD[config], **CONFIGS[config])
+    return directory
+
+
+def best_of(fn, sync, repeat: int) -> tuple[float, object]:
+    """The best time of `repeat` calls (the least disturbed on a noisy machine) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        out = fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
 def random_pairs(n: int, n_pos: int, vocab: int, seed: int = 0) -> PromptPairs:
     g = torch.Generator().manual_seed(seed)
     clean = torch.randint(2, min(vocab, 140), (n, n_pos), generator=g)

@@ -4,17 +4,16 @@ no console errors, no request leaves file://, and hostile token strings show lit
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import CHROMIUM, launch_chromium
 
 from interp.report.html import Report, Section
 from interp.viz.attention import AttentionPatterns
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 HOSTILE = ["<script>alert(1)</script>", "</script>", "<img src=x onerror=alert(1)>", "&amp;", "plain"]
 
@@ -29,11 +28,7 @@ def open_offline(path: Path, screenshot: Path | None = None) -> dict:
 
     errors, external = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1600})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -140,7 +135,7 @@ def test_blocked_scripts_get_a_notice_instead_of_a_blank_page(tmp_path):
     report.add(Section("attention", "patterns", widgets=[AttentionPatterns(patterns, ["a", "b", "c"])]))
     path = report.write(tmp_path / "blocked.html")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(p)
         try:
             for scripts in (False, True):
                 page = browser.new_context(java_script_enabled=scripts).new_page()
@@ -172,7 +167,7 @@ def test_head_explorer_clicks_through_heads_and_tokens(tmp_path):
     report = Report(title="explorer").add(Section("explorer", "click", widgets=[explorer]))
     path = report.write(tmp_path / "explorer.html")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             errors = []

@@ -1,4 +1,4 @@
-"""The Phi forward with one input per receiver: what edge-level methods intervene on and differentiate.
+"""The Phi forward with one input per receiver: what circuit evaluation intervenes on.
 
 In a normal forward every head's q, k and v and the block's MLP read the same residual stream. Here
 each receiver of layer L (the q, k and v input of every head, then the MLP; `3 * head + 1` of them)
@@ -7,9 +7,10 @@ callback. Each copy goes through its own LayerNorm (Phi's one LayerNorm per bloc
 receiver input, so an edge changes only what that receiver sees). With every copy equal to the
 residual stream this is exactly `interp.engine.forward` (tested), so:
 
-- edge attribution differentiates the metric with respect to each copy;
 - circuit evaluation builds each copy from the senders the circuit keeps and ablated values for the
-  rest, with the senders' outputs taken from this same forward.
+  rest, with the senders' outputs taken from this same forward;
+- with a leaf per copy, autograd gives each receiver input's gradient directly: the slow reference that
+  `interp.engine.receiver_gradients` (EAP, EAP-IG) is tested equal to.
 """
 
 from __future__ import annotations

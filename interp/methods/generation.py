@@ -252,11 +252,9 @@ def _generate_group(
     new = prompt
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
-        if not use_cache:
-            run = IncrementalRun(w, edit_resid, edit_z, keep)
-            for name in keep:
-                kept[name] = []
-            new = sequence
+        if not use_cache:  # the reference: the whole sequence again, from an empty cache
+            run, new = IncrementalRun(w, edit_resid, edit_z, keep), sequence
+            kept = {name: [] for name in keep}
         logits, activations = run.extend(new)
         for name in keep:
             kept[name].append(activations[name])
@@ -272,15 +270,10 @@ def _generate_group(
             bar.update(1)
         if eos is not None and bool(finished.all()):
             break
-    if keep and len(sequence[0]) > 0:  # the last token chosen has not been run: run it for its activations
-        if use_cache:
-            _, activations = run.extend(new)
-            for name in keep:
-                kept[name].append(activations[name])
-        else:
-            run = IncrementalRun(w, edit_resid, edit_z, keep)
-            _, activations = run.extend(sequence)
-            kept = {name: [activations[name]] for name in keep}
+    if keep:  # the last token chosen has not been run: run it for its activations
+        _, activations = run.extend(new)
+        for name in keep:
+            kept[name].append(activations[name])
     return (
         sequence,
         torch.stack(steps, dim=1),
