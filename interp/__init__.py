@@ -29,8 +29,9 @@ from interp.methods.activation_patching import sweep
 from interp.methods.attribution_patching import agreement, attribution_patch
 from interp.methods.contrastive import Contrast, contrast
 from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
-from interp.methods.generation import AblateHeads, Generation, Steer, generate
+from interp.methods.generation import Generation, generate
 from interp.methods.head_scores import head_scores, top_heads
+from interp.methods.interventions import AblateHeads, Hook, PatchFrom, Steer
 from interp.methods.joint_patching import Patch, run_patched
 from interp.methods.logit_lens import logit_lens
 from interp.methods.path_patching import path_patch
@@ -44,6 +45,8 @@ from interp.runner.config import load_config, parse_config
 __all__ = [
     "AblateHeads",
     "Generation",
+    "Hook",
+    "PatchFrom",
     "Steer",
     "SteeringVector",
     "generate",

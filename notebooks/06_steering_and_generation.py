@@ -46,6 +46,34 @@ interp.generate(model, [PROMPT, "The cat"], 8)
 interp.generate(model, PROMPT, 8, interventions=[interp.AblateHeads([(3, 2)])])
 
 # %% [markdown]
+# **Any hook point, and patches from another run.** `Hook(name, fn)` takes a TransformerLens hook
+# name and a function `fn(activation, site)`; `PatchFrom(name, source)` puts in an activation cached
+# from another prompt. Here the name mover's output at the prompt's positions comes from a prompt where
+# the other name was repeated, so it now points at the other name. `keep` returns activations of the
+# generated tokens as they were computed, interventions included: below, where the name mover attends
+# while the model writes.
+
+# %%
+from interp.data.tokens import str_tokens
+from interp.viz.attention import AttentionPatterns
+
+CORRUPTED = PROMPT.replace("store, John", "store, Mary")
+corrupted_tokens = model.tokenizer(CORRUPTED, add_special_tokens=False, return_tensors="pt")["input_ids"]
+_, cache = model.run_with_cache(corrupted_tokens)
+patched = interp.generate(
+    model, PROMPT, 6,
+    interventions=[interp.PatchFrom("blocks.3.attn.hook_z", cache["blocks.3.attn.hook_z"], "prompt", heads=[2])],
+    keep=["blocks.3.attn.hook_pattern"],
+)  # fmt: skip
+print("plain:  ", interp.generate(model, PROMPT, 6).texts[0])
+print("patched:", patched.texts[0])
+AttentionPatterns(
+    patched.activations["blocks.3.attn.hook_pattern"][0],
+    str_tokens(model.tokenizer, patched.tokens[0]),
+    [f"L3H{h}" for h in range(model.cfg.n_heads)],
+)
+
+# %% [markdown]
 # **A steering vector from IOI pairs.** Pairs whose answer is " Mary" (names Mary and John only): the
 # vector points from "answer John" to "answer Mary". The sweep adds it at each layer (the last row is
 # the final residual, just before the unembedding) with each multiplier to the corrupted prompts, and

@@ -10,7 +10,8 @@ from helpers import hf_reference
 
 from interp.base.errors import InputError
 from interp.engine.forward import PhiWeights
-from interp.methods.generation import AblateHeads, Steer, generate
+from interp.methods.generation import generate
+from interp.methods.interventions import AblateHeads, Steer
 from interp.model.loading import load_model
 from interp.model.sources import TOY_DIR
 
@@ -135,5 +136,5 @@ def test_bad_interventions_are_refused(tiny):
         generate(tiny, torch.tensor([[5, 6]]), 2, interventions=[later])
     with pytest.raises(InputError, match=r"heads \[\(9, 0\)\]"):
         generate(tiny, torch.tensor([[5, 6]]), 2, interventions=[AblateHeads([(9, 0)])])
-    with pytest.raises(InputError, match="keep"):
-        generate(tiny, torch.tensor([[5, 6]]), 2, keep=["blocks.0.hook_resid_pre"])
+    with pytest.raises(InputError, match="keep='resid_pre.9'"):
+        generate(tiny, torch.tensor([[5, 6]]), 2, keep=["resid_pre.9"])

@@ -110,7 +110,7 @@ def layer_norm(x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
     return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
 
 
-def _gelu(x: Tensor, act: str) -> Tensor:
+def gelu(x: Tensor, act: str) -> Tensor:
     if act == "gelu_new":
         return torch.nn.functional.gelu(x, approximate="tanh")
     if act == "gelu":
@@ -196,7 +196,7 @@ def head_out(w: PhiWeights, layer: int, z: Float[Tensor, "... pos head d_head"])
 
 def mlp(w: PhiWeights, layer: int, h: Tensor) -> Tensor:
     """Block `layer`'s MLP on the LayerNorm output `h` (gelu_new, biases included)."""
-    hidden = _gelu(torch.nn.functional.linear(h, w.W_in[layer], w.b_in[layer]), w.act)
+    hidden = gelu(torch.nn.functional.linear(h, w.W_in[layer], w.b_in[layer]), w.act)
     return torch.nn.functional.linear(hidden, w.W_out[layer], w.b_out[layer])
 
 

@@ -4,11 +4,19 @@
                    interventions=[Steer(layer=2, vector=v, multiplier=4.0, positions="generated")])
     out.texts[0]
 
+    # any TransformerLens hook point, and patches from another run's cache
+    _, cache = model.run_with_cache(corrupted_tokens)
+    generate(model, prompt, 10, interventions=[
+        Hook("blocks.1.attn.hook_pattern", lambda pattern, site: pattern * 0.5),
+        PatchFrom("blocks.0.attn.hook_z", cache["blocks.0.attn.hook_z"], positions="prompt", heads=[3]),
+    ])
+
 Each step runs only the new position through the model (`interp.engine.incremental`), attending to
-the cached keys and values, so a step costs one position, not the whole sequence. Interventions act at
-chosen positions: the prompt's, the generated ones, or all; since each position runs once, "all" is
-exactly what a full forward over the whole sequence with the same intervention computes (tested
-against recomputing the whole sequence every step). Prompts of different token lengths are generated
+the cached keys and values, so a step costs one position, not the whole sequence. Interventions
+(`interp.methods.interventions`) act at chosen positions: the prompt's, the generated ones, all, or a
+list; since each position runs once, "all" is exactly what a full forward over the whole sequence
+with the same intervention computes (tested against recomputing the whole sequence every step, and
+against TransformerLens's `run_with_hooks` over the generated text, hook point by hook point). Prompts of different token lengths are generated
 in groups of equal length, so there is no padding that could change any prompt's text. Greedy by
 default; `temperature > 0` samples, seeded. Generation stops at `max_new_tokens` or, per sequence,
 at the tokenizer's end-of-text token.
@@ -18,42 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 from interp.base.errors import InputError
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun
-from interp.model.hooks import refuse_user_hooks
+from interp.methods.interventions import Intervention, check_interventions, compile_edits, resolve_point
+from interp.model.hooks import pos_axis, refuse_user_hooks
 from interp.model.loading import HookedPhi
-
-Where = Literal["all", "prompt", "generated"]
-
-
-@dataclass
-class Steer:
-    """Add `multiplier * vector` to the residual stream entering block `layer` at `positions`
-    (`layer == n_layers`: the final residual, just before the unembedding)."""
-
-    layer: int
-    vector: Float[Tensor, " d_model"]
-    multiplier: float = 1.0
-    positions: Where = "all"
-
-
-@dataclass
-class AblateHeads:
-    """Zero the `z` of each (layer, head) in `heads` at `positions` (its write to the residual goes)."""
-
-    heads: list[tuple[int, int]]
-    positions: Where = "all"
-
-
-Intervention = Steer | AblateHeads
 
 
 @dataclass
@@ -64,7 +48,8 @@ class Generation:
     tokens: list[Tensor]  # per prompt [pos]: prompt and continuation
     new_tokens: list[Tensor]  # per prompt [pos]: the continuation
     texts: list[str]  # the continuations, decoded
-    activations: dict[str, list[Tensor]] = field(default_factory=dict)  # name -> per prompt [pos, d_model]
+    # name -> per prompt, TransformerLens's layout without the batch axis (e.g. [pos d_model])
+    activations: dict[str, list[Tensor]] = field(default_factory=dict)
     step_logits: list[Tensor] | None = None  # per prompt [new_pos, d_vocab], with return_logits=True
 
     def _repr_html_(self) -> str:
@@ -74,65 +59,24 @@ class Generation:
         return html_table(["prompt", "continuation"], rows)
 
 
-def _mask(where: Where, positions: Tensor, n_prompt: int) -> Tensor:
-    if where == "all":
-        return torch.ones_like(positions, dtype=torch.bool)
-    return positions < n_prompt if where == "prompt" else positions >= n_prompt
-
-
-def _check(model: HookedPhi, interventions: Sequence[Intervention]) -> None:
-    cfg = model.cfg
-    for item in interventions:
-        if item.positions not in ("all", "prompt", "generated"):
-            raise InputError(
-                f"positions={item.positions!r} is not allowed; use 'all', 'prompt' or 'generated'."
-            )
-        if isinstance(item, Steer):
-            if not 0 <= item.layer <= cfg.n_layers:
+def _keep_points(model: HookedPhi, keep: Sequence[str]) -> dict[str, str]:
+    """Each name in `keep` -> the engine point it names ("resid_pre.3" and "resid_final" accepted)."""
+    n_layers = model.cfg.n_layers
+    out = {}
+    for name in keep:
+        if name == "resid_final":
+            out[name] = f"blocks.{n_layers - 1}.hook_resid_post"
+        elif name.startswith("resid_pre.") and name[len("resid_pre.") :].isdigit():
+            layer = int(name[len("resid_pre.") :])
+            if layer >= n_layers:
                 raise InputError(
-                    f"Steer layer {item.layer} is not allowed; use 0 .. {cfg.n_layers} ({cfg.n_layers}: the final residual)."
+                    f"keep={name!r} is not allowed; use 'resid_pre.0' .. 'resid_pre.{n_layers - 1}', "
+                    "'resid_final' or a TransformerLens hook name."
                 )
-            if tuple(item.vector.shape) != (cfg.d_model,):
-                raise InputError(
-                    f"a steering vector must have shape ({cfg.d_model},), not {tuple(item.vector.shape)}."
-                )
-        elif isinstance(item, AblateHeads):
-            bad = [(la, h) for la, h in item.heads if not (0 <= la < cfg.n_layers and 0 <= h < cfg.n_heads)]
-            if bad:
-                raise InputError(
-                    f"heads {bad} are not heads of this model ({cfg.n_layers} layers x {cfg.n_heads} heads)."
-                )
+            out[name] = f"blocks.{layer}.hook_resid_pre"
         else:
-            raise InputError(f"{item!r} is not an intervention; use Steer or AblateHeads.")
-
-
-def intervention_edits(w: PhiWeights, interventions: Sequence[Intervention], n_prompt: int):
-    steers = [i for i in interventions if isinstance(i, Steer)]
-    ablations = [i for i in interventions if isinstance(i, AblateHeads)]
-
-    def edit_resid(layer: int, x: Tensor, positions: Tensor) -> Tensor:
-        for steer in steers:
-            if steer.layer == layer:
-                at = _mask(steer.positions, positions, n_prompt).to(x.dtype)[:, None]  # pos 1
-                x = x + steer.multiplier * at * steer.vector.to(x.device, x.dtype)
-        return x
-
-    def edit_z(layer: int, z: Tensor, positions: Tensor) -> Tensor:  # z: batch pos head d_head
-        for ablation in ablations:
-            heads = [h for la, h in ablation.heads if la == layer]
-            if heads:
-                keep = torch.ones(z.shape[-3:-1], dtype=z.dtype, device=z.device)  # pos head
-                keep[_mask(ablation.positions, positions, n_prompt)[:, None] & _head_mask(heads, z)] = 0
-                z = z * keep[..., None]
-        return z
-
-    return (edit_resid if steers else None), (edit_z if ablations else None)
-
-
-def _head_mask(heads: list[int], z: Tensor) -> Tensor:
-    mask = torch.zeros(z.shape[-2], dtype=torch.bool, device=z.device)
-    mask[heads] = True
-    return mask[None, :]
+            out[name] = resolve_point(model, name)
+    return out
 
 
 def _tokenize(model: HookedPhi, prompts) -> tuple[list[str], list[Tensor]]:
@@ -172,21 +116,17 @@ def generate(
     """Continue each prompt by up to `max_new_tokens` tokens with `interventions` applied.
 
     `temperature` 0: greedy; else sample from softmax(logits / temperature), top-`top_k` if given, with
-    a generator seeded by `seed`. `keep`: residual streams to return for every position (prompt and
-    generated), e.g. "resid_pre.3" or "resid_final", gathered while generating. `use_cache=False`
-    recomputes the whole sequence each step (the reference the cached path is tested against)."""
+    a generator seeded by `seed`. `keep`: hook points whose activations to return for every position
+    (prompt and generated), gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
+    "blocks.1.attn.hook_pattern") or "resid_pre.3" / "resid_final". `use_cache=False` recomputes the
+    whole sequence each step (the reference the cached path is tested against)."""
     refuse_user_hooks(model, "generate")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens={max_new_tokens} is not allowed; use 1 or more.")
     if temperature < 0:
         raise InputError(f"temperature={temperature} is not allowed; use 0 (greedy) or more.")
-    _check(model, interventions)
-    allowed = {f"resid_pre.{layer}" for layer in range(model.cfg.n_layers)} | {"resid_final"}
-    unknown = [name for name in keep if name not in allowed]
-    if unknown:
-        raise InputError(
-            f"keep={unknown} is not allowed; use 'resid_pre.0' .. 'resid_pre.{model.cfg.n_layers - 1}' or 'resid_final'."
-        )
+    check_interventions(model, interventions)
+    keep_points = _keep_points(model, keep)
     w = PhiWeights.from_model(model)
     device = model.cfg.device
     texts, token_lists = _tokenize(model, prompts)
@@ -207,16 +147,16 @@ def generate(
         bar = tqdm(total=max_new_tokens * len(groups), desc="generate", leave=False)
     for rows in groups:
         prompt = torch.stack([token_lists[i] for i in rows]).to(device)
-        edit_resid, edit_z = intervention_edits(w, interventions, prompt.shape[1])
+        edits = compile_edits(model, interventions, prompt.shape[1], rows, n, w.W_E.dtype, w.W_E.device)
         sequence, logits_seen, kept = _generate_group(
-            w, prompt, max_new_tokens, edit_resid, edit_z, tuple(keep), use_cache,
+            w, prompt, max_new_tokens, edits, sorted(set(keep_points.values())), use_cache,
             temperature, top_k, generator, eos, bar,
         )  # fmt: skip
         for j, i in enumerate(rows):
             out_tokens[i] = sequence[j].cpu()
             out_logits[i] = logits_seen[j].cpu()
-            for name in keep:
-                out_kept[name][i] = kept[name][j].cpu()
+            for name, point in keep_points.items():
+                out_kept[name][i] = kept[point][j].cpu()
     if bar is not None:
         bar.close()
     new_tokens = []
@@ -227,8 +167,8 @@ def generate(
             new = new[:stop]
             out_tokens[i] = tokens[: len(token_lists[i]) + stop]
             out_logits[i] = out_logits[i][:stop]
-            for name in keep:
-                out_kept[name][i] = out_kept[name][i][: len(token_lists[i]) + stop]
+            for name, point in keep_points.items():
+                out_kept[name][i] = _first_positions(out_kept[name][i], point, len(token_lists[i]) + stop)
         new_tokens.append(new)
     return Generation(
         texts,
@@ -240,22 +180,30 @@ def generate(
     )
 
 
+def _first_positions(t: Tensor, point: str, length: int) -> Tensor:
+    """A kept activation (no batch axis) cut to its first `length` positions (both axes of a pattern)."""
+    axis = pos_axis(point) - 1
+    t = t.narrow(axis, 0, length)
+    return t[..., :length] if axis == 1 else t
+
+
 def _generate_group(
-    w, prompt, max_new_tokens, edit_resid, edit_z, keep, use_cache, temperature, top_k, generator, eos, bar
+    w, prompt, max_new_tokens, edits, keep, use_cache, temperature, top_k, generator, eos, bar
 ):
     """One batch of equal-length prompts: (sequences, per-step final logits, kept activations)."""
     batch = prompt.shape[0]
     sequence = prompt
     steps = []
     kept: dict[str, list[Tensor]] = {name: [] for name in keep}
-    run = IncrementalRun(w, edit_resid, edit_z, keep)
+    all_logits = "hook_unembed" in keep
+    run = IncrementalRun(w, edits, keep)
     new = prompt
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
         if not use_cache:  # the reference: the whole sequence again, from an empty cache
-            run, new = IncrementalRun(w, edit_resid, edit_z, keep), sequence
+            run, new = IncrementalRun(w, edits, keep), sequence
             kept = {name: [] for name in keep}
-        logits, activations = run.extend(new)
+        logits, activations = run.extend(new, all_logits=all_logits)
         for name in keep:
             kept[name].append(activations[name])
         last = logits[:, -1].float()
@@ -271,14 +219,26 @@ def _generate_group(
         if eos is not None and bool(finished.all()):
             break
     if keep:  # the last token chosen has not been run: run it for its activations
-        _, activations = run.extend(new)
+        _, activations = run.extend(new, all_logits=all_logits)
         for name in keep:
             kept[name].append(activations[name])
     return (
         sequence,
         torch.stack(steps, dim=1),
-        {name: torch.cat(parts, dim=1) for name, parts in kept.items()},
+        {name: _concat(name, parts) for name, parts in kept.items()},
     )
+
+
+def _concat(point: str, parts: list[Tensor]) -> Tensor:
+    """One point's activations from each call, joined along positions; scores and patterns (whose
+    source axis grows every step) are first widened to the final length, as the causal mask fills:
+    pattern 0, scores the dtype's minimum."""
+    axis = pos_axis(point)
+    if axis == 2:
+        length = parts[-1].shape[-1]
+        fill = 0.0 if point.endswith("hook_pattern") else torch.finfo(parts[-1].dtype).min
+        parts = [torch.nn.functional.pad(t, (0, length - t.shape[-1]), value=fill) for t in parts]
+    return torch.cat(parts, dim=axis)
 
 
 def _choose(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> Tensor:

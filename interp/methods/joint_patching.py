@@ -20,7 +20,7 @@ from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.methods.contrastive import Direction, base_and_source, contrast
 from interp.model.cache import cache_activations
-from interp.model.hooks import validate_hook_names
+from interp.model.hooks import head_axis, pos_axis, validate_hook_names
 from interp.model.loading import HookedPhi
 
 
@@ -33,23 +33,10 @@ class Patch:
     head: Sequence[int] | None = None
 
 
-def _head_axis(hook: str) -> int | None:
-    """Axis of the head index in a hook's activation: [batch pos head d] or [batch head dest src]."""
-    if hook.endswith(("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_result")):
-        return 2
-    if hook.endswith(("hook_pattern", "hook_attn_scores")):
-        return 1
-    return None
-
-
-def _pos_axis(hook: str) -> int:
-    return 2 if hook.endswith(("hook_pattern", "hook_attn_scores")) else 1  # dest_pos for patterns
-
-
 def _mask(hook: str, shape: torch.Size, pos: Sequence[int] | None, head: Sequence[int] | None) -> Tensor:
     """Boolean mask (broadcastable to `shape`) of the entries a patch replaces."""
     mask = torch.ones((1,) * len(shape), dtype=torch.bool)
-    for axis, chosen in ((_pos_axis(hook), pos), (_head_axis(hook), head)):
+    for axis, chosen in ((pos_axis(hook), pos), (head_axis(hook), head)):
         if chosen is None:
             continue
         if axis is None:

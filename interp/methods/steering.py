@@ -28,7 +28,8 @@ from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun
 from interp.methods.contrastive import check_inputs
-from interp.methods.generation import Steer, Where, generate, intervention_edits
+from interp.methods.generation import generate
+from interp.methods.interventions import Steer, Where, compile_edits
 from interp.model.loading import HookedPhi
 
 
@@ -52,9 +53,14 @@ def _check_layer(model: HookedPhi, layer: int) -> None:
         )
 
 
+def _residual_point(layer: int, n_layers: int) -> str:
+    """The hook point of the residual stream entering block `layer` (`n_layers`: the final one)."""
+    return f"blocks.{n_layers - 1}.hook_resid_post" if layer == n_layers else f"blocks.{layer}.hook_resid_pre"
+
+
 def _final_residuals(w: PhiWeights, tokens: Tensor, lengths: Tensor, layer: int) -> Tensor:
     """[batch d_model]: the residual entering block `layer` at each prompt's final token."""
-    name = "resid_final" if layer == w.n_layers else f"resid_pre.{layer}"
+    name = _residual_point(layer, w.n_layers)
     out = torch.empty(tokens.shape[0], w.W_E.shape[1], dtype=torch.float32, device=tokens.device)
     for length in torch.unique(lengths).tolist():
         rows = torch.nonzero(lengths == length).flatten()
@@ -151,8 +157,8 @@ def steer_sweep(
     w = PhiWeights.from_model(model)
     device = model.cfg.device
     everyone = torch.arange(len(pairs))
-    base_logits = _final_logits(w, pairs.corrupted_tokens.to(device), pairs.lengths, ())
-    clean_logits = _final_logits(w, pairs.clean_tokens.to(device), pairs.lengths, ())
+    base_logits = _final_logits(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, ())
+    clean_logits = _final_logits(model, w, pairs.clean_tokens.to(device), pairs.lengths, ())
     measure = resolve_metric(metric, pairs, clean_logits)
     scores = torch.zeros(len(layers), len(multipliers))
     kl = torch.zeros(len(layers), len(multipliers))
@@ -172,7 +178,7 @@ def steer_sweep(
         vector = steering_vector(model, pairs, layer)
         for j, multiplier in enumerate(multipliers):
             steer = vector.steer(multiplier, positions)
-            logits = _final_logits(w, pairs.corrupted_tokens.to(device), pairs.lengths, (steer,))
+            logits = _final_logits(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, (steer,))
             scores[i, j] = measure(logits, everyone).float().mean().cpu()
             logprobs = logits.float().log_softmax(-1)
             kl[i, j] = (base_logprobs.exp() * (base_logprobs - logprobs)).sum(-1).mean().cpu()
@@ -194,13 +200,15 @@ def steer_sweep(
     )
 
 
-def _final_logits(w: PhiWeights, tokens: Tensor, lengths: Tensor, interventions) -> Tensor:
+def _final_logits(model: HookedPhi, w: PhiWeights, tokens: Tensor, lengths: Tensor, interventions) -> Tensor:
     """[batch d_vocab] final-token logits with `interventions` (their positions relative to the prompt)."""
     out = torch.empty(tokens.shape[0], w.W_U.shape[0], device=tokens.device)
     for length in torch.unique(lengths).tolist():
         rows = torch.nonzero(lengths == length).flatten()
-        edit_resid, edit_z = intervention_edits(w, interventions, length)
-        logits, _ = IncrementalRun(w, edit_resid, edit_z).extend(tokens[rows, :length])
+        edits = compile_edits(
+            model, interventions, length, rows.tolist(), len(tokens), w.W_E.dtype, w.W_E.device
+        )
+        logits, _ = IncrementalRun(w, edits).extend(tokens[rows, :length])
         out[rows] = logits[:, -1].float()
     return out
 
@@ -215,7 +223,7 @@ def projection(
     tokens = model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
         model.cfg.device
     )
-    name = "resid_final" if vector.layer == w.n_layers else f"resid_pre.{vector.layer}"
+    name = _residual_point(vector.layer, w.n_layers)
     _, kept = IncrementalRun(w, keep=(name,)).extend(tokens)
     unit = vector.vector.float() / vector.vector.float().norm().clamp_min(1e-12)
     return str_tokens(model.tokenizer, tokens[0]), (kept[name][0].float() @ unit.to(kept[name].device)).cpu()

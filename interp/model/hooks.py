@@ -66,3 +66,31 @@ def active_hook_count(model: HookedPhi) -> int:
     """How many forward/backward hook functions are attached to the model's hook points."""
     points = {id(hp): hp for hp in model.hook_dict.values()}  # aliases share a hook point
     return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in points.values())
+
+
+def hook_aliases(model: HookedPhi, name: str) -> list[str]:
+    """Every name of the hook point `name` names (the bridge gives some points two names, e.g.
+    `blocks.0.hook_resid_pre` and `blocks.0.hook_in`), `name` first; validated."""
+    validate_hook_names(model, [name])
+    point = model.hook_dict[name]
+    return [name] + [other for other, hp in model.hook_dict.items() if hp is point and other != name]
+
+
+_PATTERN_POINTS = ("attn.hook_attn_scores", "attn.hook_pattern")
+_PER_HEAD_POINTS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
+                    "attn.hook_z", "attn.hook_result")  # fmt: skip
+
+
+def pos_axis(name: str) -> int:
+    """The position axis of a hook point's activation (batch first; dest_pos for scores and patterns)."""
+    return 2 if name.endswith(_PATTERN_POINTS) else 1
+
+
+def head_axis(name: str) -> int | None:
+    """The head axis of a hook point's activation ([batch pos head d_head] or [batch head dest_pos
+    src_pos]), or None where it has none."""
+    if name.endswith(_PER_HEAD_POINTS):
+        return 2
+    if name.endswith(_PATTERN_POINTS):
+        return 1
+    return None

@@ -32,8 +32,9 @@ from interp.methods.circuits.circuit import MIB_FRACTIONS, faithfulness_curve, t
 from interp.methods.circuits.edge_attribution import eap, eap_ig
 from interp.methods.circuits.edge_patching import edge_patch
 from interp.methods.direct_logit_attribution import direct_logit_attribution
-from interp.methods.generation import AblateHeads, generate
+from interp.methods.generation import generate
 from interp.methods.head_scores import head_scores
+from interp.methods.interventions import AblateHeads
 from interp.methods.logit_lens import logit_lens
 from interp.methods.path_patching import path_patch
 from interp.methods.steering import steer_sweep
