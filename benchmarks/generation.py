@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from patching import CONFIGS, best_of, random_phi_dir  # noqa: E402
 
-from interp.methods.generation import Steer, generate  # noqa: E402
+from interp.methods.generation import generate  # noqa: E402
+from interp.methods.interventions import Steer  # noqa: E402
 from interp.model.loading import load_model  # noqa: E402
 
 
