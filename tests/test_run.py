@@ -213,3 +213,29 @@ def test_steer_and_generate_write_samples_that_survive_a_resume(tmp_path):
     # the samples come back from the stored units, not from recomputing
     again = experiment.run_experiment(config, tmp_path, resume=True, progress=False)
     assert again["analyses"][0]["samples"] == steer["samples"]
+
+
+def test_generate_with_heads_from_the_corrupted_prompt_matches_patching_each_prompt_alone(
+    tmp_path, toy_model
+):
+    from interp.data.tasks import build_pairs
+    from interp.methods.generation import generate
+    from interp.methods.interventions import PatchFrom
+
+    analysis = {"kind": "generate", "heads": [[3, 2], [2, 1]], "head_source": "corrupted", "n_samples": 3}
+    config = parse_config({"seed": 0, "task": {"name": "ioi", "n_pairs": 6}, "analysis": [analysis]})
+    samples = experiment.run_experiment(config, tmp_path, progress=False)["analyses"][0]["samples"]
+    patched = [s for s in samples if s["layer"] is not None]
+    assert patched[0]["layer"] == "heads L3H2, L2H1 from the corrupted prompt"
+    pairs = build_pairs(config.task, toy_model, seed=0)
+    for i, sample in enumerate(patched):
+        n = int(pairs.lengths[i])
+        _, cache = toy_model.run_with_cache(pairs.corrupted_tokens[i : i + 1, :n])
+        alone = generate(toy_model, pairs.clean_tokens[i, :n], 12, interventions=[
+            PatchFrom("blocks.3.attn.hook_z", cache["blocks.3.attn.hook_z"], "prompt", heads=[2]),
+            PatchFrom("blocks.2.attn.hook_z", cache["blocks.2.attn.hook_z"], "prompt", heads=[1]),
+        ])  # fmt: skip
+        assert sample["text"] == alone.texts[0]
+    assert any(p["text"] != s["text"] for p, s in zip(patched, samples, strict=False))  # it changes text
+    with pytest.raises(Exception, match="corrupted counterpart"):
+        parse_config({"task": {"name": "ioi"}, "analysis": [{**analysis, "positions": "generated"}]})

@@ -100,7 +100,7 @@ def _tokenize(model: HookedPhi, prompts) -> tuple[list[str], list[Tensor]]:
 @torch.no_grad()
 def generate(
     model: HookedPhi,
-    prompts: str | Sequence[str] | Int[Tensor, "batch pos"],
+    prompts: str | Sequence[str] | Int[Tensor, "batch pos"] | Int[Tensor, " pos"],
     max_new_tokens: int = 20,
     *,
     interventions: Sequence[Intervention] = (),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from annotated_types import Len
-from pydantic import Field, NonNegativeInt, field_validator
+from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
 from interp.base.schema import Strict
 from interp.methods.ablation import Method
@@ -65,10 +65,24 @@ class AnalysisOptions(Strict):
         "all", description="steer, generate: where the intervention acts"
     )
     heads: list[tuple[NonNegativeInt, NonNegativeInt]] = Field(
-        default_factory=list, description="generate: [[layer, head], ...] zero-ablated while generating"
+        default_factory=list, description="generate: [[layer, head], ...] changed while generating"
+    )
+    head_source: Literal["zero", "corrupted"] = Field(
+        "zero",
+        description="generate: what the heads write: nothing (zero), or what they write on the pair's "
+        "corrupted prompt (at the prompt's positions; generated tokens have no corrupted counterpart)",
     )
     n_samples: int = Field(2, ge=0, le=64, description="steer, generate: prompts continued as samples")
     max_new_tokens: int = Field(12, ge=1, le=512, description="steer, generate: tokens generated per sample")
+
+    @model_validator(mode="after")
+    def _corrupted_heads_at_prompt_positions(self):
+        if self.head_source == "corrupted" and self.positions == "generated":
+            raise ValueError(
+                'head_source = "corrupted" patches the prompt\'s positions only (generated tokens have no '
+                'corrupted counterpart); use positions = "prompt" or "all", or head_source = "zero"'
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -34,10 +34,11 @@ from interp.methods.circuits.edge_patching import edge_patch
 from interp.methods.direct_logit_attribution import direct_logit_attribution
 from interp.methods.generation import generate
 from interp.methods.head_scores import head_scores
-from interp.methods.interventions import AblateHeads
+from interp.methods.interventions import AblateHeads, PatchFrom
 from interp.methods.logit_lens import logit_lens
 from interp.methods.path_patching import path_patch
 from interp.methods.steering import steer_sweep
+from interp.model.cache import cache_activations
 from interp.model.loading import HookedPhi
 from interp.runner.options import AnalysisOptions
 
@@ -541,13 +542,12 @@ register(
 def _generate(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
     n = min(options.n_samples, len(pairs))
     prompts = [model.tokenizer.decode(pairs.clean_tokens[i, : int(pairs.lengths[i])]) for i in range(n)]
-    interventions = (
-        [AblateHeads([tuple(h) for h in options.heads], options.positions)] if options.heads else []
-    )
+    interventions = _head_interventions(options, model, pairs, n)
     plain = generate(model, prompts, options.max_new_tokens, stop_at_eos=True)
     changed = generate(model, prompts, options.max_new_tokens, interventions=interventions, stop_at_eos=True)
+    done = " zero-ablated" if options.head_source == "zero" else " from the corrupted prompt"
     label = (
-        "heads " + ", ".join(f"L{la}H{h}" for la, h in options.heads) + " zero-ablated"
+        "heads " + ", ".join(f"L{la}H{h}" for la, h in options.heads) + done
         if options.heads
         else "no intervention"
     )
@@ -565,17 +565,36 @@ def _generate(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ct
     )
 
 
+def _head_interventions(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, n: int) -> list:
+    """`heads` zero-ablated at `positions`, or their z patched from each pair's corrupted prompt at the
+    prompt's positions (right padding leaves every prompt's own positions as they are)."""
+    heads = [tuple(h) for h in options.heads]
+    if not heads:
+        return []
+    if options.head_source == "zero":
+        return [AblateHeads(heads, options.positions)]
+    names = sorted({f"blocks.{layer}.attn.hook_z" for layer, _ in heads})
+    source = cache_activations(model, pairs.corrupted_tokens[:n].to(model.cfg.device), names)
+    return [
+        PatchFrom(
+            name, source[name], "prompt", heads=[h for la, h in heads if f"blocks.{la}.attn.hook_z" == name]
+        )
+        for name in names
+    ]
+
+
 register(
     AnalysisSpec(
         kind="generate",
-        summary="greedy text of the clean prompts, with and without the given heads zero-ablated",
+        summary="greedy text of the clean prompts, with and without the given heads zero-ablated or patched",
         explanation=(
             "Generation: the model continues the first clean prompts (greedy, with a key/value cache), once as it "
-            "is and once with the heads in `heads` zero-ablated at `positions`; a value of 1 marks a prompt whose "
-            "text changed."
+            'is and once with the heads in `heads` zero-ablated at `positions` (head_source = "zero") or writing '
+            "what they write on the pair's corrupted prompt (\"corrupted\", at the prompt's positions); a value "
+            "of 1 marks a prompt whose text changed."
         ),
         per_prompt=False,
-        options=COMMON_OPTIONS | {"heads", "positions", "n_samples", "max_new_tokens"},
+        options=COMMON_OPTIONS | {"heads", "head_source", "positions", "n_samples", "max_new_tokens"},
         dims=_fixed("sample"),
         compute=_generate,
         finish=lambda options, mean, clean, corrupted: Finished(
