@@ -58,14 +58,27 @@ def _residual_point(layer: int, n_layers: int) -> str:
     return f"blocks.{n_layers - 1}.hook_resid_post" if layer == n_layers else f"blocks.{layer}.hook_resid_pre"
 
 
-def _final_residuals(w: PhiWeights, tokens: Tensor, lengths: Tensor, layer: int) -> Tensor:
-    """[batch d_model]: the residual entering block `layer` at each prompt's final token."""
-    name = _residual_point(layer, w.n_layers)
-    out = torch.empty(tokens.shape[0], w.W_E.shape[1], dtype=torch.float32, device=tokens.device)
+def _final_position(
+    model: HookedPhi,
+    w: PhiWeights,
+    tokens: Tensor,
+    lengths: Tensor,
+    interventions=(),
+    keep: str | None = None,
+) -> Tensor:
+    """[batch d_model or d_vocab] at each prompt's final token: the hook point `keep`'s activation, or
+    the logits; with `interventions` (their positions relative to each prompt). One run per length."""
+    out = None
     for length in torch.unique(lengths).tolist():
         rows = torch.nonzero(lengths == length).flatten()
-        _, kept = IncrementalRun(w, keep=(name,)).extend(tokens[rows, :length].to(tokens.device))
-        out[rows] = kept[name][:, -1].float()
+        edits = compile_edits(
+            model, interventions, length, rows.tolist(), len(tokens), w.W_E.dtype, w.W_E.device
+        )
+        logits, kept = IncrementalRun(w, edits, keep=(keep,) if keep else ()).extend(tokens[rows, :length])
+        value = (kept[keep] if keep else logits)[:, -1].float()
+        if out is None:
+            out = torch.empty(len(tokens), value.shape[-1], device=value.device)
+        out[rows] = value
     return out
 
 
@@ -76,8 +89,9 @@ def steering_vector(model: HookedPhi, pairs: PromptPairs, layer: int) -> Steerin
     _check_layer(model, layer)
     w = PhiWeights.from_model(model)
     device = model.cfg.device
-    clean = _final_residuals(w, pairs.clean_tokens.to(device), pairs.lengths, layer)
-    corrupted = _final_residuals(w, pairs.corrupted_tokens.to(device), pairs.lengths, layer)
+    point = _residual_point(layer, w.n_layers)
+    clean = _final_position(model, w, pairs.clean_tokens.to(device), pairs.lengths, keep=point)
+    corrupted = _final_position(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, keep=point)
     return SteeringVector(layer, (clean - corrupted).mean(0), len(pairs))
 
 
@@ -92,6 +106,7 @@ def steering_vector_from_prompts(
         raise InputError("steering_vector_from_prompts needs at least one positive and one negative prompt.")
     w = PhiWeights.from_model(model)
     device = model.cfg.device
+    point = _residual_point(layer, w.n_layers)
 
     def mean(prompts: Sequence[str]) -> Tensor:
         rows = [
@@ -103,7 +118,7 @@ def steering_vector_from_prompts(
         tokens = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
         for i, r in enumerate(rows):
             tokens[i, : len(r)] = r
-        return _final_residuals(w, tokens.to(device), lengths, layer).mean(0)
+        return _final_position(model, w, tokens.to(device), lengths, keep=point).mean(0)
 
     return SteeringVector(layer, mean(positive) - mean(negative), min(len(positive), len(negative)))
 
@@ -157,8 +172,8 @@ def steer_sweep(
     w = PhiWeights.from_model(model)
     device = model.cfg.device
     everyone = torch.arange(len(pairs))
-    base_logits = _final_logits(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, ())
-    clean_logits = _final_logits(model, w, pairs.clean_tokens.to(device), pairs.lengths, ())
+    base_logits = _final_position(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, ())
+    clean_logits = _final_position(model, w, pairs.clean_tokens.to(device), pairs.lengths, ())
     measure = resolve_metric(metric, pairs, clean_logits)
     scores = torch.zeros(len(layers), len(multipliers))
     kl = torch.zeros(len(layers), len(multipliers))
@@ -178,7 +193,7 @@ def steer_sweep(
         vector = steering_vector(model, pairs, layer)
         for j, multiplier in enumerate(multipliers):
             steer = vector.steer(multiplier, positions)
-            logits = _final_logits(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, (steer,))
+            logits = _final_position(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, (steer,))
             scores[i, j] = measure(logits, everyone).float().mean().cpu()
             logprobs = logits.float().log_softmax(-1)
             kl[i, j] = (base_logprobs.exp() * (base_logprobs - logprobs)).sum(-1).mean().cpu()
@@ -198,19 +213,6 @@ def steer_sweep(
         measure(clean_logits, everyone).float().mean().item(),
         samples,
     )
-
-
-def _final_logits(model: HookedPhi, w: PhiWeights, tokens: Tensor, lengths: Tensor, interventions) -> Tensor:
-    """[batch d_vocab] final-token logits with `interventions` (their positions relative to the prompt)."""
-    out = torch.empty(tokens.shape[0], w.W_U.shape[0], device=tokens.device)
-    for length in torch.unique(lengths).tolist():
-        rows = torch.nonzero(lengths == length).flatten()
-        edits = compile_edits(
-            model, interventions, length, rows.tolist(), len(tokens), w.W_E.dtype, w.W_E.device
-        )
-        logits, _ = IncrementalRun(w, edits).extend(tokens[rows, :length])
-        out[rows] = logits[:, -1].float()
-    return out
 
 
 @torch.no_grad()
