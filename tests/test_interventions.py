@@ -11,7 +11,7 @@ import torch
 from interp.base.errors import HookNameError, InputError
 from interp.engine.incremental import Site, points
 from interp.methods.generation import generate
-from interp.methods.interventions import AblateHeads, Hook, PatchFrom
+from interp.methods.interventions import AblateHeads, Hook, PatchFrom, Steer
 from interp.model.hooks import head_axis, pos_axis
 from interp.model.loading import load_model
 
@@ -211,3 +211,25 @@ class TestRefusals:
     def test_bad_positions(self, tiny, prompts):
         with pytest.raises(InputError, match="integers >= 0"):
             generate(tiny, prompts, 2, interventions=[Hook("blocks.0.attn.hook_z", wobble, [-1])])
+
+
+def test_steering_at_listed_positions_equals_adding_the_vector_there_with_transformer_lens(tiny, prompts):
+    """Steer's token positions (ActAdd-style `token_indices`): the vector goes in at those absolute
+    positions only, prompt or generated, as a TransformerLens hook adding it there."""
+    vector = torch.randn(tiny.cfg.d_model, generator=torch.Generator().manual_seed(8))
+    gen = generate(
+        tiny,
+        prompts,
+        N_NEW,
+        interventions=[Steer(1, vector, 2.0, [2, 7])],
+        stop_at_eos=False,
+        return_logits=True,
+    )
+
+    def add(resid, hook):
+        resid = resid.clone()
+        resid[:, [2, 7]] += 2.0 * vector
+        return resid
+
+    reference = tiny.run_with_hooks(torch.stack(gen.tokens), fwd_hooks=[("blocks.1.hook_resid_pre", add)])
+    assert (step_logits(gen) - reference[:, prompts.shape[1] - 1 : -1]).abs().max() <= 1e-4
