@@ -215,6 +215,26 @@ def test_steer_and_generate_write_samples_that_survive_a_resume(tmp_path):
     assert again["analyses"][0]["samples"] == steer["samples"]
 
 
+def test_steer_from_explicit_prompts_in_a_config(tmp_path, toy_model):
+    from interp.data.tasks import build_pairs
+    from interp.methods.steering import steer_sweep
+
+    analysis = {"kind": "steer", "layers": [1, 3], "multipliers": [1.0, 3.0], "n_samples": 0,
+                "positive": ["Mary and John. John gave it to"], "negative": ["Mary and John. Mary gave it to"]}  # fmt: skip
+    config = parse_config({"seed": 0, "task": {"name": "ioi", "n_pairs": 4}, "analysis": [analysis]})
+    result = experiment.run_experiment(config, tmp_path, progress=False)["analyses"][0]
+    pairs = build_pairs(config.task, toy_model, seed=0)
+    direct = steer_sweep(toy_model, pairs, [1, 3], [1.0, 3.0], n_samples=0,
+                         positive=analysis["positive"], negative=analysis["negative"])  # fmt: skip
+    assert torch.allclose(torch.tensor(result["values"]), direct.scores, atol=1e-4)
+    assert "positive - negative prompts' (1 / 1)" in result["description"]
+    with pytest.raises(Exception, match="both positive and negative"):
+        parse_config({"task": {"name": "ioi"}, "analysis": [{"kind": "steer", "positive": ["a b"]}]})
+    with pytest.raises(Exception, match="does not read negative, positive"):
+        parse_config({"task": {"name": "ioi"}, "analysis": [{**analysis, "kind": "generate", "layers": None,
+                                                              "multipliers": [0.5, 1.0, 2.0, 4.0]}]})  # fmt: skip
+
+
 def test_generate_with_heads_from_the_corrupted_prompt_matches_patching_each_prompt_alone(
     tmp_path, toy_model
 ):

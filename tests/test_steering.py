@@ -66,3 +66,28 @@ def test_bad_layers_are_refused(toy_model):
         steering_vector(toy_model, pairs, 9)
     with pytest.raises(InputError, match="at least one layer"):
         steer_sweep(toy_model, pairs, [], [1.0])
+
+
+def test_a_sweep_with_explicit_prompts_scores_their_vector_as_transformer_lens_hooks_do(toy_model):
+    """ActAdd-style: the vector from one positive and one negative prompt, added at every position of
+    the corrupted prompts; each cell equals the metric of a TransformerLens run with a hook adding it."""
+    pairs = ioi_pairs(toy_model.tokenizer, 4, seed=3)
+    positive, negative = ["Mary and John. John gave it to"], ["Mary and John. Mary gave it to"]
+    sweep = steer_sweep(toy_model, pairs, [1], [2.0], positive=positive, negative=negative, n_samples=0)
+    vector = steering_vector_from_prompts(toy_model, positive, negative, 1).vector
+
+    def add(resid, hook):
+        return resid + 2.0 * vector
+
+    diffs = []
+    for i in range(len(pairs)):
+        n = int(pairs.lengths[i])
+        logits = toy_model.run_with_hooks(
+            pairs.corrupted_tokens[i : i + 1, :n], fwd_hooks=[("blocks.1.hook_resid_pre", add)]
+        )[0, -1]
+        diffs.append(logits[pairs.answer[i]] - logits[pairs.wrong[i]])
+    assert sweep.scores[0, 0] == pytest.approx(torch.stack(diffs).mean().item(), abs=1e-4)
+    from_pairs = steer_sweep(toy_model, pairs, [1], [2.0], n_samples=0)
+    assert abs(from_pairs.scores[0, 0] - sweep.scores[0, 0]) > 1e-3  # a different vector
+    with pytest.raises(InputError, match="both positive and negative"):
+        steer_sweep(toy_model, pairs, [1], [1.0], positive=positive)

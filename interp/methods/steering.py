@@ -4,8 +4,9 @@
   entering block `layer` at each prompt's final token (contrastive activation addition, Rimsky et al.
   2024); with one pair it is ActAdd (Turner et al. 2023). `steering_vector_from_prompts` takes explicit
   positive and negative prompts instead.
-- `steer_sweep(model, pairs, layers, multipliers)`: for each layer a vector from the pairs, added with
-  each multiplier to the corrupted prompts (positions `"all"` by default); scored by the metric
+- `steer_sweep(model, pairs, layers, multipliers)`: for each layer a vector from the pairs (or from
+  explicit `positive` / `negative` prompts), added with each multiplier to the corrupted prompts
+  (positions `"all"` by default); scored by the metric
   (logit difference by default) and the KL divergence from the unsteered run at the final position,
   with greedy samples of steered and unsteered text.
 - `projection(model, text, vector, layer)`: each token's residual stream projected on the vector's
@@ -161,12 +162,20 @@ def steer_sweep(
     positions: Where = "all",
     n_samples: int = 2,
     max_new_tokens: int = 8,
+    positive: Sequence[str] | None = None,
+    negative: Sequence[str] | None = None,
 ) -> SteerSweep:
-    """Add each layer's clean - corrupted vector (from `pairs`) to the corrupted prompts with each
-    multiplier; score the final position, and generate `n_samples` greedy continuations per cell."""
+    """Add each layer's vector to the corrupted prompts with each multiplier; score the final
+    position, and generate `n_samples` greedy continuations per cell. The vector is the pairs' clean -
+    corrupted (CAA), or, given `positive` and `negative` prompts, theirs (`steering_vector_from_prompts`),
+    still scored on the pairs."""
     check_inputs(model, pairs, "steer_sweep")
     if not layers or not multipliers:
         raise InputError("steer_sweep needs at least one layer and one multiplier.")
+    if (positive is None) != (negative is None):
+        raise InputError(
+            "steer_sweep takes both positive and negative prompts, or neither (then the pairs')."
+        )
     for layer in layers:
         _check_layer(model, layer)
     w = PhiWeights.from_model(model)
@@ -190,7 +199,11 @@ def steer_sweep(
         ]
     base_logprobs = base_logits.float().log_softmax(-1)
     for i, layer in enumerate(layers):
-        vector = steering_vector(model, pairs, layer)
+        vector = (
+            steering_vector(model, pairs, layer)
+            if positive is None
+            else steering_vector_from_prompts(model, positive, negative, layer)
+        )
         for j, multiplier in enumerate(multipliers):
             steer = vector.steer(multiplier, positions)
             logits = _final_position(model, w, pairs.corrupted_tokens.to(device), pairs.lengths, (steer,))

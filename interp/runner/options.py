@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from annotated_types import Len
-from pydantic import Field, NonNegativeInt, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, StringConstraints, field_validator, model_validator
 
 from interp.base.schema import Strict
 from interp.methods.ablation import Method
@@ -72,8 +72,23 @@ class AnalysisOptions(Strict):
         description="generate: what the heads write: nothing (zero), or what they write on the pair's "
         "corrupted prompt (at the prompt's positions; generated tokens have no corrupted counterpart)",
     )
+    positive: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        description="steer: prompts whose mean final-token residual, minus the negative prompts', is the "
+        "vector (ActAdd with one of each; default: the pairs' clean - corrupted)",
+    )
+    negative: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None, min_length=1, description="steer: the prompts subtracted (with positive)"
+    )
     n_samples: int = Field(2, ge=0, le=64, description="steer, generate: prompts continued as samples")
     max_new_tokens: int = Field(12, ge=1, le=512, description="steer, generate: tokens generated per sample")
+
+    @model_validator(mode="after")
+    def _positive_with_negative(self):
+        if (self.positive is None) != (self.negative is None):
+            raise ValueError("steer takes both positive and negative prompts, or neither (then the pairs')")
+        return self
 
     @model_validator(mode="after")
     def _corrupted_heads_at_prompt_positions(self):

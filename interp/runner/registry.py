@@ -501,6 +501,7 @@ def _steer(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: 
     result = steer_sweep(
         model, pairs, layers, options.multipliers, ctx.metric, positions=options.positions,
         n_samples=options.n_samples, max_new_tokens=options.max_new_tokens,
+        positive=options.positive, negative=options.negative,
     )  # fmt: skip
     labels = {
         "layer": [f"L{layer}" for layer in layers],
@@ -510,11 +511,17 @@ def _steer(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: 
     return Computed(("layer", "multiplier"), result.scores, labels, extra)
 
 
+def _vector_source(options: AnalysisOptions) -> str:
+    if options.positive is None:
+        return "clean - corrupted"
+    return f"positive - negative prompts' ({len(options.positive)} / {len(options.negative)})"
+
+
 def _steer_finish(options: AnalysisOptions, mean: Tensor, clean: float, corrupted: float) -> Finished:
     return Finished(
         mean,
-        f"mean metric of the corrupted prompts with the layer's clean - corrupted vector added (positions: "
-        f"{options.positions}); unsteered {corrupted:.4f}, clean {clean:.4f}",
+        f"mean metric of the corrupted prompts with the layer's {_vector_source(options)} vector added "
+        f"(positions: {options.positions}); unsteered {corrupted:.4f}, clean {clean:.4f}",
         corrupted,
     )
 
@@ -525,12 +532,14 @@ register(
         summary="steering vectors from the pairs (clean - corrupted), a layer x multiplier sweep with samples",
         explanation=(
             "Steering: at each layer, the mean over pairs of the clean minus corrupted residual stream at the "
-            "final token is added, times each multiplier, to the corrupted prompts. A value near the clean "
+            "final token (or, with `positive` and `negative`, the mean over those prompts) is added, times each "
+            "multiplier, to the corrupted prompts. A value near the clean "
             "metric means the vector moves the model to the clean behaviour; the samples show the text it "
             "then writes (greedy), beside the unsteered text."
         ),
         per_prompt=False,
-        options=COMMON_OPTIONS | {"layers", "multipliers", "positions", "n_samples", "max_new_tokens"},
+        options=COMMON_OPTIONS
+        | {"layers", "multipliers", "positions", "n_samples", "max_new_tokens", "positive", "negative"},
         dims=_fixed("layer", "multiplier"),
         compute=_steer,
         finish=_steer_finish,
