@@ -96,11 +96,11 @@ class PhiWeights:
             act=hf.config.hidden_act,
         )
 
-    def rotary(self, positions: Int[Tensor, " pos"], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """cos, sin of shape [pos, rotary_dim], as Hugging Face's default rotary embedding."""
+    def rotary(self, positions: Int[Tensor, "*batch pos"], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """cos, sin of shape [*batch, pos, rotary_dim], as Hugging Face's default rotary embedding."""
         dim = self.rotary_dim
         inv_freq = 1.0 / (self.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-        freqs = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]
+        freqs = positions.float()[..., None] * inv_freq.to(positions.device)
         emb = torch.cat([freqs, freqs], dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
@@ -164,12 +164,14 @@ def attend(
     q_start: int,
     k_prefix: Tensor | None = None,
     v_prefix: Tensor | None = None,
+    key_valid: Tensor | None = None,  # bool [batch, prefix + src positions]
 ) -> tuple[Tensor, Tensor]:
     """Causal attention; query i sits at absolute position q_start + i. Returns (z, pattern).
 
     `k`/`v` are the keys/values of positions `len(prefix) ..`; `k_prefix`/`v_prefix` (positions
     `0 .. len(prefix)`) broadcast against the leading dims of `q`, so many patched variants of the
-    same prompts share one copy of the unchanged prefix.
+    same prompts share one copy of the unchanged prefix. `key_valid` (q of shape [batch head dest_pos
+    d_head]) masks keys no query may see: a left-padded batch's padding.
     """
     scale = q.shape[-1] ** -0.5
     n_prefix = 0 if k_prefix is None else k_prefix.shape[-2]
@@ -180,6 +182,8 @@ def attend(
     q_pos = torch.arange(q_start, q_start + q.shape[-2], device=q.device)
     k_pos = torch.arange(n_prefix + k.shape[-2], device=q.device)
     scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], torch.finfo(scores.dtype).min)
+    if key_valid is not None:
+        scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     z = torch.matmul(pattern[..., n_prefix:], v)
     if v_prefix is not None:

@@ -16,6 +16,9 @@ that writes the masked (future) entries of a score or pattern row, which a full 
 look ahead, has nothing to write here. `keep` names points whose (edited) values to
 return for the new positions: activations of generated tokens without a second forward pass.
 
+`pad` runs a left-padded batch: row b's first `pad[b]` positions are masked as keys, and its rotary
+positions count from its first real token; sites and kept activations stay in padded coordinates.
+
 Attention internals (q, k, v, rotated q/k, scores, pattern) and the MLP's hidden layer are computed
 separately only in blocks where an edit or `keep` asks for them; elsewhere the fused fast path runs.
 """
@@ -86,8 +89,12 @@ class IncrementalRun:
         w: PhiWeights,
         edits: Mapping[str, Sequence[EditFn]] | None = None,
         keep: Collection[str] = (),
+        pad: Int[Tensor, " batch"] | None = None,
     ):
         self.w = w
+        # left padding: row b's first pad[b] positions are padding, masked as keys; its real
+        # positions count from the first real token (rotary); sites stay in padded coordinates
+        self.pad = pad
         self.edits = {name: list(fns) for name, fns in (edits or {}).items() if fns}
         self.keep = frozenset(keep)
         unknown = (set(self.edits) | self.keep) - set(points(w.n_layers))
@@ -122,7 +129,14 @@ class IncrementalRun:
         start = self.length
         n_new = tokens.shape[1]
         positions = torch.arange(start, start + n_new, device=tokens.device)
+        self._key_valid = None
+        if self.pad is not None:
+            pad = self.pad.to(tokens.device)
+            positions = (positions[None, :] - pad[:, None]).clamp_min(0)  # batch pos
+            self._key_valid = torch.arange(start + n_new, device=tokens.device)[None, :] >= pad[:, None]
         cos, sin = w.rotary(positions, w.W_E.dtype)
+        if self.pad is not None:  # batch pos rot -> batch 1 pos rot, against [batch head pos d_head]
+            cos, sin = cos[:, None], sin[:, None]
         kept: dict[str, Tensor] = {}
         x = w.W_E[tokens]
         if "hook_embed" in self._global:
@@ -157,7 +171,7 @@ class IncrementalRun:
             z = self._attention_hooked(layer, h, start, cos, sin, at)
         else:
             q, k, v = qkv(w, layer, h, cos, sin)
-            z, _ = attend(q, k, v, start, self.k[layer], self.v[layer])
+            z, _ = attend(q, k, v, start, self.k[layer], self.v[layer], self._key_valid)
             self._append_kv(layer, k, v)
         z = at("attn.hook_z", z)
         attn_out = at("hook_attn_out", head_out(w, layer, z))
@@ -198,6 +212,8 @@ class IncrementalRun:
         q_pos = torch.arange(start, start + q.shape[-2], device=q.device)
         k_pos = torch.arange(keys.shape[-2], device=q.device)
         scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], torch.finfo(scores.dtype).min)
+        if self._key_valid is not None:
+            scores = scores.masked_fill(~self._key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
         scores = at("attn.hook_attn_scores", scores)
         pattern = at("attn.hook_pattern", torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
         return einops.rearrange(torch.matmul(pattern, values), "b h p d -> b p h d")

@@ -16,9 +16,10 @@ the cached keys and values, so a step costs one position, not the whole sequence
 (`interp.methods.interventions`) act at chosen positions: the prompt's, the generated ones, all, or a
 list; since each position runs once, "all" is exactly what a full forward over the whole sequence
 with the same intervention computes (tested against recomputing the whole sequence every step, and
-against TransformerLens's `run_with_hooks` over the generated text, hook point by hook point). Prompts of different token lengths are generated
-in groups of equal length, so there is no padding that could change any prompt's text. Greedy by
-default; `temperature > 0` samples, seeded. Generation stops at `max_new_tokens` or, per sequence,
+against TransformerLens's `run_with_hooks` over the generated text, hook point by hook point).
+Prompts of different token lengths run as one left-padded batch (padding masked, each row's rotary
+positions counted from its first real token; tested equal to each prompt alone) or, where an
+intervention names absolute positions, in one batch per length. Greedy by default; `temperature > 0` samples, seeded. Generation stops at `max_new_tokens` or, per sequence,
 at the tokenizer's end-of-text token.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from jaxtyping import Int
@@ -35,9 +37,18 @@ from interp.base.errors import InputError
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun
-from interp.methods.interventions import Intervention, check_interventions, compile_edits, resolve_point
+from interp.methods.interventions import (
+    AblateHeads,
+    Intervention,
+    Steer,
+    check_interventions,
+    compile_edits,
+    resolve_point,
+)
 from interp.model.hooks import pos_axis, refuse_user_hooks
 from interp.model.loading import HookedPhi
+
+Batching = Literal["auto", "padded", "by_length"]
 
 
 @dataclass
@@ -87,9 +98,13 @@ def _tokenize(model: HookedPhi, prompts) -> tuple[list[str], list[Tensor]]:
         token_lists = [row.long() for row in rows]
         return [model.tokenizer.decode(t) for t in token_lists], token_lists
     texts = list(prompts)
+    if texts and all(isinstance(t, Tensor) and t.dim() == 1 and len(t) > 0 for t in texts):
+        token_lists = [t.long().cpu() for t in texts]  # token ids, one tensor per prompt, any lengths
+        return [model.tokenizer.decode(t) for t in token_lists], token_lists
     if not texts or not all(isinstance(t, str) and t for t in texts):
         raise InputError(
-            "prompts must be a non-empty string, a list of non-empty strings, or a tensor of token ids."
+            "prompts must be a non-empty string, a list of non-empty strings, a tensor of token ids, or a "
+            "list of 1-d token-id tensors."
         )
     token_lists = [
         model.tokenizer(t, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for t in texts
@@ -100,7 +115,7 @@ def _tokenize(model: HookedPhi, prompts) -> tuple[list[str], list[Tensor]]:
 @torch.no_grad()
 def generate(
     model: HookedPhi,
-    prompts: str | Sequence[str] | Int[Tensor, "batch pos"] | Int[Tensor, " pos"],
+    prompts: str | Sequence[str] | Int[Tensor, "batch pos"] | Int[Tensor, " pos"] | Sequence[Tensor],
     max_new_tokens: int = 20,
     *,
     interventions: Sequence[Intervention] = (),
@@ -112,6 +127,7 @@ def generate(
     use_cache: bool = True,
     return_logits: bool = False,
     progress: bool = False,
+    batching: Batching = "auto",
 ) -> Generation:
     """Continue each prompt by up to `max_new_tokens` tokens with `interventions` applied.
 
@@ -119,7 +135,13 @@ def generate(
     a generator seeded by `seed`. `keep`: hook points whose activations to return for every position
     (prompt and generated), gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
     "blocks.1.attn.hook_pattern") or "resid_pre.3" / "resid_final". `use_cache=False` recomputes the
-    whole sequence each step (the reference the cached path is tested against)."""
+    whole sequence each step (the reference the cached path is tested against).
+
+    `batching`: prompts of different token lengths run as one left-padded batch ("padded": padding is
+    masked and each row's positions count from its first real token) or in one batch per length
+    ("by_length"); "auto" pads when every intervention is a Steer or AblateHeads at "all", "prompt"
+    or "generated" (Hook, PatchFrom and listed positions name absolute positions, which differ row
+    by row under padding) and otherwise groups by length."""
     refuse_user_hooks(model, "generate")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens={max_new_tokens} is not allowed; use 1 or more.")
@@ -137,26 +159,39 @@ def generate(
     out_logits: list[Tensor | None] = [None] * n
     out_kept: dict[str, list[Tensor | None]] = {name: [None] * n for name in keep}
     lengths = torch.tensor([len(t) for t in token_lists])
-    groups = [
-        torch.nonzero(lengths == length).flatten().tolist() for length in torch.unique(lengths).tolist()
-    ]
+    padded = _padded(batching, interventions, lengths)
+    groups = (
+        [list(range(n))]
+        if padded
+        else [
+            torch.nonzero(lengths == length).flatten().tolist() for length in torch.unique(lengths).tolist()
+        ]
+    )
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_new_tokens * len(groups), desc="generate", leave=False)
     for rows in groups:
-        prompt = torch.stack([token_lists[i] for i in rows]).to(device)
-        edits = compile_edits(model, interventions, prompt.shape[1], rows, n, w.W_E.dtype, w.W_E.device)
+        width = int(lengths[rows].max())
+        pad = width - lengths[rows]  # 0 everywhere unless padded
+        prompt = torch.stack(
+            [
+                torch.cat([token_lists[i].new_zeros(int(p)), token_lists[i]])
+                for i, p in zip(rows, pad, strict=True)
+            ]
+        ).to(device)
+        edits = compile_edits(model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device)
         sequence, logits_seen, kept = _generate_group(
             w, prompt, max_new_tokens, edits, sorted(set(keep_points.values())), use_cache,
-            temperature, top_k, generator, eos, bar,
+            temperature, top_k, generator, eos, bar, pad if padded else None,
         )  # fmt: skip
         for j, i in enumerate(rows):
-            out_tokens[i] = sequence[j].cpu()
+            p = int(pad[j])
+            out_tokens[i] = sequence[j, p:].cpu()
             out_logits[i] = logits_seen[j].cpu()
             for name, point in keep_points.items():
-                out_kept[name][i] = kept[point][j].cpu()
+                out_kept[name][i] = _drop_padding(kept[point][j], point, p).cpu()
     if bar is not None:
         bar.close()
     new_tokens = []
@@ -180,6 +215,29 @@ def generate(
     )
 
 
+def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: Tensor) -> bool:
+    """Whether to run the prompts as one left-padded batch."""
+    if batching not in ("auto", "padded", "by_length"):
+        raise InputError(f"batching={batching!r} is not allowed; use 'auto', 'padded' or 'by_length'.")
+    fits = all(isinstance(i, Steer | AblateHeads) and isinstance(i.positions, str) for i in interventions)
+    if batching == "padded" and not fits:
+        raise InputError(
+            "batching='padded' takes Steer and AblateHeads at 'all', 'prompt' or 'generated' only: Hook, "
+            "PatchFrom and listed positions name absolute positions, which padding shifts row by row. "
+            "Use batching='by_length' (or 'auto')."
+        )
+    return batching == "padded" or (batching == "auto" and fits and len(set(lengths.tolist())) > 1)
+
+
+def _drop_padding(t: Tensor, point: str, pad: int) -> Tensor:
+    """A kept activation (no batch axis) without its row's first `pad` positions (both axes of a pattern)."""
+    if pad == 0:
+        return t
+    axis = pos_axis(point) - 1
+    t = t.narrow(axis, pad, t.shape[axis] - pad)
+    return t[..., pad:] if axis == 1 else t
+
+
 def _first_positions(t: Tensor, point: str, length: int) -> Tensor:
     """A kept activation (no batch axis) cut to its first `length` positions (both axes of a pattern)."""
     axis = pos_axis(point) - 1
@@ -188,20 +246,21 @@ def _first_positions(t: Tensor, point: str, length: int) -> Tensor:
 
 
 def _generate_group(
-    w, prompt, max_new_tokens, edits, keep, use_cache, temperature, top_k, generator, eos, bar
+    w, prompt, max_new_tokens, edits, keep, use_cache, temperature, top_k, generator, eos, bar, pad
 ):
-    """One batch of equal-length prompts: (sequences, per-step final logits, kept activations)."""
+    """One batch of prompts, equal-length or left-padded by `pad`: (sequences, per-step final logits,
+    kept activations)."""
     batch = prompt.shape[0]
     sequence = prompt
     steps = []
     kept: dict[str, list[Tensor]] = {name: [] for name in keep}
     all_logits = "hook_unembed" in keep
-    run = IncrementalRun(w, edits, keep)
+    run = IncrementalRun(w, edits, keep, pad)
     new = prompt
     finished = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
         if not use_cache:  # the reference: the whole sequence again, from an empty cache
-            run, new = IncrementalRun(w, edits, keep), sequence
+            run, new = IncrementalRun(w, edits, keep, pad), sequence
             kept = {name: [] for name in keep}
         logits, activations = run.extend(new, all_logits=all_logits)
         for name in keep:
