@@ -4,6 +4,10 @@ forward pre-hook on that layer), side by side in one process. Target: <= 1.3x HF
 
     python benchmarks/generation.py                     # mid config, CPU, float32
     python benchmarks/generation.py --config phi2 --device cuda --dtype bfloat16 --batch 8 --new 64
+    python benchmarks/generation.py --ragged            # prompts of different lengths: padded vs by length
+
+With `--ragged` the prompts' lengths spread evenly from half of `--prompt` to `--prompt`; interp runs
+them as one left-padded batch and as one batch per length, HF as a left-padded batch with a mask.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=32, help="new tokens")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--ragged", action="store_true", help="prompts of different lengths")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -55,6 +60,9 @@ def main() -> None:
     tokens = torch.randint(2, min(cfg["vocab_size"], 1000), (args.batch, args.prompt), generator=g).to(
         args.device
     )
+    if args.ragged:
+        ragged(args, model, hf, tokens, sync)
+        return
     layer = model.cfg.n_layers // 2
     vector = torch.randn(model.cfg.d_model, generator=g).to(args.device) * 0.1
 
@@ -91,6 +99,34 @@ def main() -> None:
             f"{label:<24} interp {n / a:9.1f} tok/s   HF {n / b:9.1f} tok/s   interp / HF time {a / b:5.2f}x",
             flush=True,
         )
+
+
+def ragged(args, model, hf, tokens, sync) -> None:
+    """Prompts of lengths prompt/2 .. prompt: interp padded, interp by length, HF padded."""
+    lengths = torch.linspace(args.prompt // 2, args.prompt, args.batch).round().long().tolist()
+    prompts = [tokens[i, :n].cpu() for i, n in enumerate(lengths)]
+    width = max(lengths)
+    ids = torch.stack([torch.cat([torch.zeros(width - len(t), dtype=torch.long), t]) for t in prompts])
+    mask = torch.stack([torch.cat([torch.zeros(width - len(t)), torch.ones(len(t))]) for t in prompts]).long()
+    ids, mask = ids.to(args.device), mask.to(args.device)
+
+    def ours(batching: str):
+        generate(model, prompts, args.new, stop_at_eos=False, batching=batching)
+
+    def theirs():
+        with torch.no_grad():
+            hf.generate(ids, attention_mask=mask, max_new_tokens=args.new, min_new_tokens=args.new,
+                        do_sample=False, pad_token_id=0)  # fmt: skip
+
+    ours("padded"), ours("by_length"), theirs()  # warm-up
+    padded, _ = best_of(lambda: ours("padded"), sync, args.repeat)
+    grouped, _ = best_of(lambda: ours("by_length"), sync, args.repeat)
+    reference, _ = best_of(theirs, sync, args.repeat)
+    n = args.batch * args.new
+    print(f"ragged prompts, lengths {lengths}")
+    print(f"interp padded     {n / padded:9.1f} tok/s   interp / HF time {padded / reference:5.2f}x")
+    print(f"interp by length  {n / grouped:9.1f} tok/s   interp / HF time {grouped / reference:5.2f}x")
+    print(f"HF padded         {n / reference:9.1f} tok/s")
 
 
 if __name__ == "__main__":
