@@ -64,6 +64,10 @@ def open_offline(path: Path, screenshot: Path | None = None) -> dict:
                     ".interp-attention",
                     "els => els.filter(e => e.querySelector('canvas')).length",
                 ),
+                "widget_sizes": page.eval_on_selector_all(
+                    ".interp-attention",
+                    "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])",
+                ),
                 "injected_images": page.locator("img[src='x']").count(),
                 "text": page.inner_text("body"),
                 "token_lists": page.eval_on_selector_all(
@@ -103,6 +107,10 @@ def test_hostile_tokens_render_literally(tmp_path):
     assert state["errors"] == [] and state["external"] == []
     assert state["drawn"] >= state["figures"] == 2
     assert state["widgets"] == 2 and state["widgets_drawn"] == 2  # each in its own container
+    print("attention widgets, width x height (px):", state["widget_sizes"])
+    # the enlarged head is square: held to 720 px wide, it and the selector row fit one screen (a
+    # 15-token prompt filled 1100 x 1190 px of a report before)
+    assert all(w <= 720 and h <= 900 for w, h in state["widget_sizes"])
     assert state["injected_images"] == 0
     for token in HOSTILE:
         assert token in state["text"], token

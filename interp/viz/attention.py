@@ -84,7 +84,7 @@ class AttentionPatterns:
             for i, t in enumerate(self.tokens)
         )
         return (
-            f"{bundle}<div class='interp-attention-block'><div id='{self.id}' class='interp-attention'>"
+            f"{bundle}<div class='interp-attention-block'><div id='{self.id}' class='interp-attention' style='max-width: 720px'>"
             f"<p class='interp-needs-js'>{html.escape(NEEDS_SCRIPTS)}</p></div>"
             f"<div class='interp-tokens'>tokens: {listed}</div></div>"
             f"<script>(() => {{ const el = document.getElementById({script_json(self.id)}); el.replaceChildren();"
