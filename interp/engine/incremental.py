@@ -64,6 +64,16 @@ def points(n_layers: int) -> list[str]:
     return ["hook_embed", *inner, "ln_final.hook_out", "hook_unembed"]
 
 
+def fit_src_pos(t: Tensor, length: int, point: str) -> Tensor:
+    """A score or pattern tensor's last (src_pos) axis cut or widened to `length`, the new entries
+    filled as the causal mask fills them: pattern 0, scores the dtype's minimum."""
+    have = t.shape[-1]
+    if have >= length:
+        return t[..., :length]
+    fill = 0.0 if point.endswith("hook_pattern") else torch.finfo(t.dtype).min
+    return torch.nn.functional.pad(t, (0, length - have), value=fill)
+
+
 @dataclass(frozen=True)
 class Site:
     """Where an edit function is called: the hook point and the absolute positions on its position axis."""

@@ -36,7 +36,7 @@ from torch import Tensor
 from interp.base.errors import InputError
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
-from interp.engine.incremental import IncrementalRun
+from interp.engine.incremental import IncrementalRun, fit_src_pos
 from interp.methods.interventions import (
     AblateHeads,
     Intervention,
@@ -191,7 +191,9 @@ def generate(
             out_tokens[i] = sequence[j, p:].cpu()
             out_logits[i] = logits_seen[j].cpu()
             for name, point in keep_points.items():
-                out_kept[name][i] = _drop_padding(kept[point][j], point, p).cpu()
+                out_kept[name][i] = _positions(
+                    kept[point][j], point, p, kept[point].shape[pos_axis(point)]
+                ).cpu()
     if bar is not None:
         bar.close()
     new_tokens = []
@@ -203,7 +205,7 @@ def generate(
             out_tokens[i] = tokens[: len(token_lists[i]) + stop]
             out_logits[i] = out_logits[i][:stop]
             for name, point in keep_points.items():
-                out_kept[name][i] = _first_positions(out_kept[name][i], point, len(token_lists[i]) + stop)
+                out_kept[name][i] = _positions(out_kept[name][i], point, 0, len(token_lists[i]) + stop)
         new_tokens.append(new)
     return Generation(
         texts,
@@ -229,20 +231,12 @@ def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: 
     return batching == "padded" or (batching == "auto" and fits and len(set(lengths.tolist())) > 1)
 
 
-def _drop_padding(t: Tensor, point: str, pad: int) -> Tensor:
-    """A kept activation (no batch axis) without its row's first `pad` positions (both axes of a pattern)."""
-    if pad == 0:
-        return t
+def _positions(t: Tensor, point: str, start: int, stop: int) -> Tensor:
+    """A kept activation (no batch axis) at positions `start .. stop` only (both axes of a pattern):
+    a padded row without its padding, or a sequence cut at its end-of-text token."""
     axis = pos_axis(point) - 1
-    t = t.narrow(axis, pad, t.shape[axis] - pad)
-    return t[..., pad:] if axis == 1 else t
-
-
-def _first_positions(t: Tensor, point: str, length: int) -> Tensor:
-    """A kept activation (no batch axis) cut to its first `length` positions (both axes of a pattern)."""
-    axis = pos_axis(point) - 1
-    t = t.narrow(axis, 0, length)
-    return t[..., :length] if axis == 1 else t
+    t = t.narrow(axis, start, stop - start)
+    return t[..., start:stop] if axis == 1 else t
 
 
 def _generate_group(
@@ -290,13 +284,10 @@ def _generate_group(
 
 def _concat(point: str, parts: list[Tensor]) -> Tensor:
     """One point's activations from each call, joined along positions; scores and patterns (whose
-    source axis grows every step) are first widened to the final length, as the causal mask fills:
-    pattern 0, scores the dtype's minimum."""
+    source axis grows every step) are first widened to the final length, as the causal mask fills."""
     axis = pos_axis(point)
     if axis == 2:
-        length = parts[-1].shape[-1]
-        fill = 0.0 if point.endswith("hook_pattern") else torch.finfo(parts[-1].dtype).min
-        parts = [torch.nn.functional.pad(t, (0, length - t.shape[-1]), value=fill) for t in parts]
+        parts = [fit_src_pos(t, parts[-1].shape[-1], point) for t in parts]
     return torch.cat(parts, dim=axis)
 
 

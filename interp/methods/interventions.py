@@ -27,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.base.errors import InputError
-from interp.engine.incremental import BLOCK_POINTS, EditFn, Site, points
+from interp.engine.incremental import BLOCK_POINTS, EditFn, Site, fit_src_pos, points
 from interp.model.hooks import head_axis, hook_aliases, pos_axis
 from interp.model.loading import HookedPhi
 
@@ -282,13 +282,16 @@ def _patch(
         heads = torch.tensor(sorted(set(item.heads)), device=device)
 
     def edit(x: Tensor, site: Site) -> Tensor:
-        limit = min(site.stop, n_source)
-        covered = [p for p in range(site.start, limit) if _in(item.positions, p, n_prompt)]
+        chosen = _selected(item.positions, site, n_prompt, x.device)
+        if chosen is None:
+            return x
+        offsets = range(site.n) if isinstance(chosen, str) else chosen.tolist()
+        covered = [site.start + i for i in offsets if site.start + i < n_source]  # absolute positions
         if not covered:
             return x
         src = source.index_select(axis, torch.tensor(covered, device=source.device))
         if axis == 2:  # scores / pattern: the source axis to the current length
-            src = _fit_source_axis(src, x.shape[-1], name)
+            src = fit_src_pos(src, x.shape[-1], name)
         expected = list(x.shape)
         expected[axis] = src.shape[axis]
         if list(src.shape[1:]) != expected[1:]:
@@ -304,24 +307,6 @@ def _patch(
         return x.index_copy(axis, index, src)
 
     return edit
-
-
-def _in(positions: Positions, p: int, n_prompt: int) -> bool:
-    if positions == "all":
-        return True
-    if positions == "prompt":
-        return p < n_prompt
-    if positions == "generated":
-        return p >= n_prompt
-    return p in positions
-
-
-def _fit_source_axis(src: Tensor, length: int, name: str) -> Tensor:
-    have = src.shape[-1]
-    if have >= length:
-        return src[..., :length]
-    fill = 0.0 if name.endswith("hook_pattern") else torch.finfo(src.dtype).min
-    return torch.nn.functional.pad(src, (0, length - have), value=fill)
 
 
 def _ndim(name: str) -> int:
