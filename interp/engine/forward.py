@@ -179,16 +179,26 @@ def attend(
     if k_prefix is not None:
         prefix_scores = torch.matmul(q, k_prefix.transpose(-1, -2)) * scale
         scores = torch.cat([prefix_scores, scores], dim=-1)
-    q_pos = torch.arange(q_start, q_start + q.shape[-2], device=q.device)
-    k_pos = torch.arange(n_prefix + k.shape[-2], device=q.device)
-    scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], torch.finfo(scores.dtype).min)
-    if key_valid is not None:
-        scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
+    scores = mask_scores(scores, q_start, key_valid)
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     z = torch.matmul(pattern[..., n_prefix:], v)
     if v_prefix is not None:
         z = z + torch.matmul(pattern[..., :n_prefix], v_prefix)
     return einops.rearrange(z, "... h p d -> ... p h d"), pattern
+
+
+def mask_scores(
+    scores: Float[Tensor, "... head dest_pos src_pos"], q_start: int, key_valid: Tensor | None = None
+) -> Tensor:
+    """Scores with what no query may see set to the dtype's minimum: later keys (query i sits at
+    absolute position q_start + i, key j at j) and, for a left-padded batch, the padding
+    (`key_valid`: bool [batch, src_pos])."""
+    q_pos = torch.arange(q_start, q_start + scores.shape[-2], device=scores.device)
+    k_pos = torch.arange(scores.shape[-1], device=scores.device)
+    scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], torch.finfo(scores.dtype).min)
+    if key_valid is not None:
+        scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
+    return scores
 
 
 def head_out(w: PhiWeights, layer: int, z: Float[Tensor, "... pos head d_head"]) -> Tensor:

@@ -33,7 +33,17 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.engine.forward import PhiWeights, attend, gelu, head_out, layer_norm, mlp, qkv, rotate
+from interp.engine.forward import (
+    PhiWeights,
+    attend,
+    gelu,
+    head_out,
+    layer_norm,
+    mask_scores,
+    mlp,
+    qkv,
+    rotate,
+)
 from interp.model.hooks import pos_axis
 
 # per block, in the order the block computes them (names after "blocks.{layer}.")
@@ -92,7 +102,8 @@ EditFn = Callable[[Tensor, Site], Tensor]
 
 
 class IncrementalRun:
-    """One batch of equal-length sequences being extended; holds each layer's keys and values."""
+    """One batch of sequences (equal-length, or left-padded by `pad`) being extended; holds each layer's
+    keys and values."""
 
     def __init__(
         self,
@@ -139,11 +150,11 @@ class IncrementalRun:
         start = self.length
         n_new = tokens.shape[1]
         positions = torch.arange(start, start + n_new, device=tokens.device)
-        self._key_valid = None
+        key_valid = None  # bool [batch, every position so far]: False at padding
         if self.pad is not None:
             pad = self.pad.to(tokens.device)
             positions = (positions[None, :] - pad[:, None]).clamp_min(0)  # batch pos
-            self._key_valid = torch.arange(start + n_new, device=tokens.device)[None, :] >= pad[:, None]
+            key_valid = torch.arange(start + n_new, device=tokens.device)[None, :] >= pad[:, None]
         cos, sin = w.rotary(positions, w.W_E.dtype)
         if self.pad is not None:  # batch pos rot -> batch 1 pos rot, against [batch head pos d_head]
             cos, sin = cos[:, None], sin[:, None]
@@ -152,22 +163,28 @@ class IncrementalRun:
         if "hook_embed" in self._global:
             x = self._at("hook_embed", None, x, start, kept)
         for layer in range(w.n_layers):
-            x = self._block(layer, x, start, cos, sin, kept)
+            x = self._block(layer, x, start, cos, sin, key_valid, kept)
         self.length += n_new
         if not all_logits:
             x, start = x[:, -1:], start + n_new - 1
+        normed = layer_norm(x, w.ln_f_w, w.ln_f_b, w.eps)
         if "ln_final.hook_out" in self._global:
-            normed = self._at(
-                "ln_final.hook_out", None, layer_norm(x, w.ln_f_w, w.ln_f_b, w.eps), start, kept
-            )
-            logits = torch.nn.functional.linear(normed, w.W_U, w.b_U)
-        else:
-            logits = torch.nn.functional.linear(layer_norm(x, w.ln_f_w, w.ln_f_b, w.eps), w.W_U, w.b_U)
+            normed = self._at("ln_final.hook_out", None, normed, start, kept)
+        logits = torch.nn.functional.linear(normed, w.W_U, w.b_U)
         if "hook_unembed" in self._global:
             logits = self._at("hook_unembed", None, logits, start, kept)
         return logits, kept
 
-    def _block(self, layer: int, x: Tensor, start: int, cos: Tensor, sin: Tensor, kept: dict) -> Tensor:
+    def _block(
+        self,
+        layer: int,
+        x: Tensor,
+        start: int,
+        cos: Tensor,
+        sin: Tensor,
+        key_valid: Tensor | None,
+        kept: dict,
+    ) -> Tensor:
         w = self.w
         wanted = self._wanted[layer]
         prefix = f"blocks.{layer}."
@@ -178,10 +195,10 @@ class IncrementalRun:
         x = at("hook_resid_pre", x)
         h = at("ln1.hook_out", layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps))
         if wanted & ATTENTION_INSIDE:
-            z = self._attention_hooked(layer, h, start, cos, sin, at)
+            z = self._attention_hooked(layer, h, start, cos, sin, key_valid, at)
         else:
             q, k, v = qkv(w, layer, h, cos, sin)
-            z, _ = attend(q, k, v, start, self.k[layer], self.v[layer], self._key_valid)
+            z, _ = attend(q, k, v, start, self.k[layer], self.v[layer], key_valid)
             self._append_kv(layer, k, v)
         z = at("attn.hook_z", z)
         attn_out = at("hook_attn_out", head_out(w, layer, z))
@@ -199,7 +216,7 @@ class IncrementalRun:
         self.v[layer] = v if self.v[layer] is None else torch.cat([self.v[layer], v], dim=-2)
 
     def _attention_hooked(
-        self, layer: int, h: Tensor, start: int, cos: Tensor, sin: Tensor, at
+        self, layer: int, h: Tensor, start: int, cos: Tensor, sin: Tensor, key_valid: Tensor | None, at
     ) -> Float[Tensor, "batch pos head d_head"]:
         """Attention step by step, each internal activation through its hook point."""
         w = self.w
@@ -219,11 +236,6 @@ class IncrementalRun:
         keys, values = self.k[layer], self.v[layer]  # [b h src d], every position so far
         q = einops.rearrange(q, "b p h d -> b h p d")
         scores = torch.matmul(q, keys.transpose(-1, -2)) * q.shape[-1] ** -0.5
-        q_pos = torch.arange(start, start + q.shape[-2], device=q.device)
-        k_pos = torch.arange(keys.shape[-2], device=q.device)
-        scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], torch.finfo(scores.dtype).min)
-        if self._key_valid is not None:
-            scores = scores.masked_fill(~self._key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
-        scores = at("attn.hook_attn_scores", scores)
+        scores = at("attn.hook_attn_scores", mask_scores(scores, start, key_valid))
         pattern = at("attn.hook_pattern", torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype))
         return einops.rearrange(torch.matmul(pattern, values), "b h p d -> b p h d")
