@@ -122,7 +122,7 @@ class PromptPairs:
 
     def length_groups(self) -> list[Tensor]:
         """Indices of prompts grouped by token length (each group can run unpadded)."""
-        return [torch.nonzero(self.lengths == n).flatten() for n in torch.unique(self.lengths)]
+        return length_groups(self.lengths)
 
     @classmethod
     def from_strings(
@@ -219,3 +219,8 @@ def _pad(rows: list[list[int]], pad: int) -> Tensor:
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.tensor(row)
     return out
+
+
+def length_groups(lengths: Int[Tensor, " batch"]) -> list[Tensor]:
+    """Indices of prompts grouped by token length, shortest first (each group can run unpadded)."""
+    return [torch.nonzero(lengths == n).flatten() for n in torch.unique(lengths)]

@@ -34,6 +34,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.base.errors import InputError
+from interp.data.prompts import length_groups
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun, fit_src_pos
@@ -160,13 +161,7 @@ def generate(
     out_kept: dict[str, list[Tensor | None]] = {name: [None] * n for name in keep}
     lengths = torch.tensor([len(t) for t in token_lists])
     padded = _padded(batching, interventions, lengths)
-    groups = (
-        [list(range(n))]
-        if padded
-        else [
-            torch.nonzero(lengths == length).flatten().tolist() for length in torch.unique(lengths).tolist()
-        ]
-    )
+    groups = [list(range(n))] if padded else [rows.tolist() for rows in length_groups(lengths)]
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from interp.base.errors import InputError
 from interp.data.metrics import MetricKind, resolve_metric
-from interp.data.prompts import PromptPairs
+from interp.data.prompts import PromptPairs, length_groups
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun
@@ -70,8 +70,8 @@ def _final_position(
     """[batch d_model or d_vocab] at each prompt's final token: the hook point `keep`'s activation, or
     the logits; with `interventions` (their positions relative to each prompt). One run per length."""
     out = None
-    for length in torch.unique(lengths).tolist():
-        rows = torch.nonzero(lengths == length).flatten()
+    for rows in length_groups(lengths):
+        length = int(lengths[rows[0]])
         edits = compile_edits(
             model, interventions, length, rows.tolist(), len(tokens), w.W_E.dtype, w.W_E.device
         )
