@@ -103,3 +103,91 @@ def test_the_activations_variant_agrees_with_exact_edge_patching(toy_model):
     pearson = float((a * b).sum() / (a.norm() * b.norm()))
     print("eap_ig activations vs exact, pearson:", pearson)
     assert pearson >= 0.8
+
+
+def riemann_reference(model, pairs, ts, direction):
+    """EAP-IG's inputs variant written out: the gradient of the summed logit difference with respect to
+    every receiver's own copy of its input (per-copy autograd) at each point
+    corrupted + t (clean - corrupted) of the embeddings, averaged over the points, dotted with what each
+    sender writes in the source run minus the base run; [edge] (mean over prompts)."""
+    from interp.engine.forward import PhiWeights
+    from interp.engine.receivers import copies, run_receivers
+    from interp.methods.circuits.graph import Graph
+
+    w = PhiWeights.from_model(model)
+    H, L = w.n_heads, w.n_layers
+    clean, corrupted = w.W_E[pairs.clean_tokens].detach(), w.W_E[pairs.corrupted_tokens].detach()
+    base, source = (clean, corrupted) if direction == "noising" else (corrupted, clean)
+    with torch.no_grad():
+        _, _, base_out = run_receivers(w, base, copies(w))
+        _, _, source_out = run_receivers(w, source, copies(w))
+    deltas = torch.stack(source_out, 1) - torch.stack(base_out, 1)  # batch sender pos d_model
+    rows = torch.arange(len(pairs))
+    out = torch.zeros(len(pairs), deltas.shape[1], (3 * H + 1) * L + 1)
+    for t in ts:
+
+        def leaves(layer, resid, outputs):
+            return copies(w)(layer, resid, outputs).requires_grad_(True)
+
+        with torch.enable_grad():
+            logits, inputs, _ = run_receivers(w, corrupted + t * (clean - corrupted), leaves)
+            diff = logits[rows, pairs.answer] - logits[rows, pairs.wrong]
+            grads = torch.autograd.grad(diff.sum(), inputs, allow_unused=True)
+        for layer, (x, g) in enumerate(zip(inputs, grads, strict=True)):
+            g = torch.zeros_like(x) if g is None else g
+            n, first = 1 + layer * (H + 1), layer * (3 * H + 1)
+            out[:, :n, first : first + g.shape[1]] += torch.einsum("bspd,brpd->bsr", deltas[:, :n], g)
+    return (out / len(ts)).mean(0)[Graph.of(L, H).mask]
+
+
+class TestIntegrationRule:
+    """`rule` places EAP-IG's points: left is the EAP-IG library's `corrupted + (k/m)(clean - corrupted)`."""
+
+    @pytest.mark.parametrize("direction", ["noising", "denoising"])
+    @pytest.mark.parametrize(
+        ("rule", "offset"), [("left", 0.0), ("right", 1.0), ("midpoint", 0.5)], ids=["left", "right", "mid"]
+    )
+    def test_each_rule_equals_the_hand_written_riemann_sum(self, built, direction, rule, offset):
+        model, pairs = built
+        steps = 3
+        expected = riemann_reference(model, pairs, [(k + offset) / steps for k in range(steps)], direction)
+        got = eap_ig(model, pairs, steps=steps, rule=rule, direction=direction)
+        assert got.extra["rule"] == rule and got.extra["steps"] == steps
+        scale = expected.abs().max()
+        assert scale > 1e-2
+        assert (got.values - expected).abs().max() <= 1e-4 * scale, (got.values - expected).abs().max()
+
+    def test_left_differs_from_midpoint_and_midpoint_is_the_default(self, built):
+        model, pairs = built
+        mid, left = eap_ig(model, pairs, steps=2), eap_ig(model, pairs, steps=2, rule="left")
+        assert torch.equal(mid.values, eap_ig(model, pairs, steps=2, rule="midpoint").values)
+        assert (mid.values - left.values).abs().max() > 1e-2 * mid.values.abs().max()
+        activations = eap_ig(model, pairs, steps=2, variant="activations", rule="right")
+        assert not torch.allclose(
+            activations.values, eap_ig(model, pairs, steps=2, variant="activations").values
+        )
+
+    def test_midpoints_converge_faster_than_the_library_points(self, toy_model):
+        """With many steps all rules agree; at few steps the midpoint sum is the closer one."""
+        pairs = ioi_pairs(toy_model.tokenizer, 4, seed=2)
+        fine = eap_ig(toy_model, pairs, steps=64).values
+        errors = {
+            r: (eap_ig(toy_model, pairs, steps=4, rule=r).values - fine).norm() for r in ("midpoint", "left")
+        }
+        assert errors["midpoint"] < errors["left"], errors
+
+    def test_bad_rules_and_steps_are_refused_by_name(self, built):
+        import inspect
+
+        from interp.methods.circuits.edge_attribution import integration_points
+
+        model, pairs = built
+        with pytest.raises((ValueError, TypeError), match="trapezoid"):
+            eap_ig(model, pairs, rule="trapezoid")
+        # past the test suite's runtime type checks: the messages users get
+        with pytest.raises(
+            ValueError, match="rule='trapezoid' is not allowed; use 'midpoint', 'left' or 'right'"
+        ):
+            inspect.unwrap(integration_points)(3, "trapezoid", "noising")
+        with pytest.raises(ValueError, match="steps=2.5 is not allowed"):
+            inspect.unwrap(eap_ig)(model, pairs, steps=2.5)

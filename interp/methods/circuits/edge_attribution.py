@@ -8,8 +8,9 @@ summed over positions and the residual width, where `input_r` is what receiver r
 stream before its LayerNorm; the gradient of each receiver is split out of one plain backward,
 `interp.engine.receiver_gradients`). EAP-IG (Hanna et al. 2024, the "inputs" variant)
 replaces the gradient at the base run by its mean along the straight line from the base run's input
-embeddings to the source run's, at `steps` points (midpoints), which follows nonlinear effects much
-better. The "activations" variant (as EAP-IG's `ig-activations`, used in MIB) instead interpolates one
+embeddings to the source run's, at `steps` points (`rule`: midpoints by default, or the library's
+left (inputs) or right (activations) Riemann points, `integration_points`), which follows nonlinear
+effects much better. The "activations" variant (as EAP-IG's `ig-activations`, used in MIB) instead interpolates one
 node group at a time (the embedding, a layer's heads, a layer's MLP) between its base and source
 outputs, the rest of the run computed normally, and averages the gradients over every group and step
 (`steps` x (1 + 2 x n_layers) passes). Scores use the sign convention of exact edge patching (patched
@@ -45,6 +46,9 @@ from interp.methods.contrastive import (
 )
 from interp.model.loading import HookedPhi
 
+Rule = Literal["midpoint", "left", "right"]
+RULES: tuple[Rule, ...] = ("midpoint", "left", "right")
+
 
 def eap(
     model: HookedPhi,
@@ -66,16 +70,37 @@ def eap_ig(
     direction: Direction = "noising",
     steps: int = 5,
     variant: Literal["inputs", "activations"] = "inputs",
+    rule: Rule = "midpoint",
     reduce: Literal["mean", "none"] = "mean",
 ) -> EdgeScores:
-    """EAP-IG: gradients averaged at `steps` points between the base and source runs (module docstring)."""
-    if steps < 1:
-        raise InputError(f"steps={steps} is not allowed; use 1 or more (the method's default is 5).")
+    """EAP-IG: gradients averaged at `steps` points between the base and source runs (module docstring);
+    `rule` places the points (`integration_points`)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps={steps!r} is not allowed; use an integer 1 or more (the default is 5).")
     if variant not in ("inputs", "activations"):
         raise InputError(f"variant={variant!r} is not allowed; use 'inputs' or 'activations'.")
-    alphas = [(k + 0.5) / steps for k in range(steps)]
+    alphas = integration_points(steps, rule, check_direction(direction))
     method = "eap_ig" if variant == "inputs" else "eap_ig_activations"
-    return _attribute(model, pairs, metric, direction, reduce, alphas, method)
+    return _attribute(model, pairs, metric, direction, reduce, alphas, method, rule)
+
+
+def integration_points(steps: int, rule: Rule, direction: Direction) -> list[float]:
+    """EAP-IG's `steps` points as fractions of the way from the base run to the source run.
+
+    The rules are stated along t, the fraction of the way from the corrupted run to the clean one (the
+    library's parameter): `midpoint` t = (k + 1/2)/m, the midpoint Riemann sum, whose error falls as
+    1/m^2 (the default: the most accurate for a given number of steps); `left` t = k/m, k = 0..m-1, the
+    points of EAP-IG's `EAP-IG-inputs` (`corrupted + (k/m)(clean - corrupted)`); `right` t = k/m,
+    k = 1..m, the points of EAP-IG's `ig-activations`. Left and right sums err as 1/m. The base is the
+    clean run when noising, so there the fraction from the base is 1 - t.
+    """
+    if rule not in RULES:
+        raise InputError(f"rule={rule!r} is not allowed; use 'midpoint', 'left' or 'right'.")
+    offset = {"midpoint": 0.5, "left": 0.0, "right": 1.0}[rule]
+    ts = [(k + offset) / steps for k in range(steps)]
+    if rule == "midpoint":
+        return ts  # symmetric: the same points from either end
+    return sorted(t if direction == "denoising" else 1.0 - t for t in ts)
 
 
 def _attribute(
@@ -86,6 +111,7 @@ def _attribute(
     reduce: Literal["mean", "none"],
     alphas: list[float] | None,
     method: str,
+    rule: Rule | None = None,
 ) -> EdgeScores:
     """`alphas` None: EAP (the gradient at the base run itself); else EAP-IG's interpolation points."""
     check_inputs(model, pairs, "edge attribution")
@@ -140,7 +166,8 @@ def _attribute(
         metric_fn(finals["clean"], everyone).mean().item(),
         metric_fn(finals["corrupted"], everyone).mean().item(),
         per_prompt=reduce == "none",
-        extra={"estimate_of": "patched metric - base metric"} | ({"steps": len(alphas)} if alphas else {}),
+        extra={"estimate_of": "patched metric - base metric"}
+        | ({"steps": len(alphas), "rule": rule} if alphas else {}),
     )
 
 
