@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import ioi_pairs
 
+from interp.base.errors import InputError
 from interp.methods.circuits.circuit import (
     FaithfulnessCurve,
+    circuit_json,
     evaluate_circuit,
     faithfulness_curve,
     load_circuit,
@@ -142,3 +146,192 @@ def test_loading_refuses_other_layouts(tmp_path):
     (tmp_path / "y.json").write_text(json.dumps({"nodes": {}}))
     with pytest.raises(ValueError, match="not a circuit in EAP-IG's JSON layout"):
         load_circuit(tmp_path / "y.json")
+
+
+def _unchecked(function):
+    """The function past the test suite's runtime type checks: what a user calling it gets."""
+    import inspect
+
+    return inspect.unwrap(function)
+
+
+class TestHostileCircuitFiles:
+    """Every bad field of a circuit file is refused by name, with its value and what is allowed."""
+
+    @pytest.fixture
+    def good(self, exact):
+        circuit = select(exact, top_k=6, greedy=True)
+        return json.loads(json.dumps(circuit_json(exact, circuit)))
+
+    def load(self, tmp_path, data, text=None):
+        path = tmp_path / "c.json"
+        path.write_text(text if text is not None else json.dumps(data))
+        return load_circuit(path)
+
+    def test_a_missing_score_names_the_edge(self, tmp_path, good):
+        del good["edges"]["a3.h2->logits"]["score"]
+        with pytest.raises(InputError, match=r"edges\['a3.h2->logits'\].*has no 'score'"):
+            self.load(tmp_path, good)
+
+    @pytest.mark.parametrize("value", ["false", 0, 1, None, "true"])
+    def test_in_graph_must_be_a_json_boolean(self, tmp_path, good, value):
+        good["edges"]["input->m0"]["in_graph"] = value
+        with pytest.raises(InputError, match=r"edges\['input->m0'\].in_graph = .* use true or false"):
+            self.load(tmp_path, good)
+
+    @pytest.mark.parametrize("field", ["n_layers", "n_heads", "d_model"])
+    @pytest.mark.parametrize("value", [-1, 0, 2.5, "4", True])
+    def test_sizes_must_be_positive_integers(self, tmp_path, good, field, value):
+        good["cfg"][field] = value
+        with pytest.raises(InputError, match=rf"cfg.{field}={value!r} is not allowed; use an integer of 1"):
+            self.load(tmp_path, good)
+
+    @pytest.mark.parametrize("word", ["NaN", "Infinity", "-Infinity", "1e999"])
+    def test_scores_must_be_finite(self, tmp_path, good, word):
+        text = json.dumps(good).replace(
+            '"input->m0": {"score": ', f'"input->m0": {{"score": {word}, "was": ', 1
+        )
+        with pytest.raises(InputError, match=r"edges\['input->m0'\].score = .* use a finite number"):
+            self.load(tmp_path, None, text)
+
+    def test_a_score_that_is_not_a_number(self, tmp_path, good):
+        good["edges"]["input->m0"]["score"] = "0.5"
+        with pytest.raises(InputError, match=r"score = '0.5' is not allowed"):
+            self.load(tmp_path, good)
+
+    def test_huge_sizes_are_refused_by_what_the_file_holds(self, tmp_path, good):
+        good["cfg"]["n_layers"], good["cfg"]["n_heads"] = 10**6, 10**6  # ~1e18 edges: no table is built
+        with pytest.raises(InputError, match=r"1000000 layers x 1000000 heads .* holds 463 edges"):
+            self.load(tmp_path, good)
+
+    def test_a_smaller_graph_than_the_file_names_the_extra_edge(self, tmp_path, good):
+        good["cfg"]["n_layers"] = 3
+        with pytest.raises(InputError, match=r"is not an edge of Phi's parallel 3x4 graph"):
+            self.load(tmp_path, good)
+
+    def test_other_bad_files(self, tmp_path, good):
+        with pytest.raises(InputError, match="not a regular file"):
+            load_circuit(tmp_path)
+        with pytest.raises(InputError, match="no such file"):
+            load_circuit(tmp_path / "missing.json")
+        with pytest.raises(InputError, match="not a JSON file"):
+            self.load(tmp_path, None, "{")
+        with pytest.raises(InputError, match="not a circuit in EAP-IG's JSON layout"):
+            self.load(tmp_path, [1, 2])
+        good["cfg"]["direction"] = "sideways"
+        with pytest.raises(InputError, match="cfg.direction='sideways' is not allowed"):
+            self.load(tmp_path, good)
+
+
+class TestSavingBadCircuits:
+    def test_a_wrong_length_mask(self, tmp_path, exact):
+        with pytest.raises(InputError, match="circuit must be a bool mask of 463 edges"):
+            save_circuit(tmp_path / "c.json", exact, torch.ones(5, dtype=torch.bool))
+        with pytest.raises(InputError, match="circuit must be a bool mask of 463 edges"):
+            _unchecked(save_circuit)(tmp_path / "c.json", exact, torch.ones(N_EDGES))
+
+    def test_nan_scores_name_the_edge(self, tmp_path, exact):
+        values = exact.values.clone()
+        values[7] = float("nan")
+        bad = EdgeScores(exact.graph, values, "x", "noising", "logit_diff", 1.0, 0.0, extra={"d_model": 8})
+        with pytest.raises(InputError, match=rf"not finite, e.g. {exact.graph.edge_names[7]!r}"):
+            save_circuit(tmp_path / "c.json", bad, torch.ones(N_EDGES, dtype=torch.bool))
+        assert not (tmp_path / "c.json").exists()
+
+    def test_d_model_is_needed_for_eap_igs_reader(self, tmp_path, exact):
+        bare = EdgeScores(exact.graph, exact.values, "x", "noising", "logit_diff", 1.0, 0.0)
+        with pytest.raises(InputError, match="pass d_model="):
+            save_circuit(tmp_path / "c.json", bare, torch.ones(N_EDGES, dtype=torch.bool))
+        path = save_circuit(tmp_path / "c.json", bare, torch.ones(N_EDGES, dtype=torch.bool), d_model=8)
+        assert json.loads(path.read_text())["cfg"]["d_model"] == 8
+
+
+class TestHostileSelection:
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"top_fraction": 1.5}, "top_fraction=1.5 is not allowed; use a number from 0 to 1"),
+            ({"top_fraction": float("nan")}, "top_fraction=nan is not allowed"),
+            ({"top_fraction": -0.1}, "top_fraction=-0.1 is not allowed"),
+            ({"top_k": 2.5}, "top_k=2.5 is not allowed; use an integer from 0 to 463"),
+            ({"top_k": 464}, "top_k=464 is not allowed"),
+            ({"top_k": True}, "top_k=True is not allowed"),
+            ({"threshold": float("nan")}, "threshold=nan is not allowed; use a finite number"),
+        ],
+    )
+    def test_bad_sizes_are_refused_by_name(self, exact, options, message):
+        with pytest.raises(InputError, match=re.escape(message)):
+            _unchecked(select)(exact, **options)
+
+    def test_nan_scores_are_refused_not_ranked(self, exact):
+        values = exact.values.clone()
+        values[3] = float("nan")
+        bad = EdgeScores(exact.graph, values, "x", "noising", "logit_diff", 1.0, 0.0)
+        with pytest.raises(InputError, match=rf"not finite, e.g. {exact.graph.edge_names[3]!r}"):
+            select(bad, top_k=5)
+
+    def test_a_graph_needs_a_layer_and_a_head(self):
+        with pytest.raises(InputError, match=r"n_layers=-1 is not allowed"):
+            Graph(-1, 4)
+        with pytest.raises(InputError, match=r"n_heads=0 is not allowed"):
+            Graph(2, 0)
+
+
+REFERENCE = Path(__file__).parent / "reference" / "eap_ig_graph.py.txt"
+EAP_IG_IMPORTS = (
+    "from transformer_lens import HookedTransformer, HookedTransformerConfig\n",
+    "from .visualization import get_color, generate_random_color\n",
+)
+
+
+@pytest.fixture(scope="module")
+def eap_ig_graph():
+    """EAP-IG's own `Graph` class (src/eap/graph.py, verbatim), its two imports that need TransformerLens 3
+    and matplotlib replaced by stand-ins (neither is used by from_model, from_json or to_json)."""
+    source = REFERENCE.read_text()
+    for line in EAP_IG_IMPORTS:
+        assert source.count(line) == 1, line
+        source = source.replace(line, "")
+    namespace = {"__name__": "eap_ig_graph"}
+    stand_ins = "class HookedTransformer: pass\nclass HookedTransformerConfig: pass\n"
+    exec(compile(stand_ins + source, str(REFERENCE), "exec"), namespace)
+    return namespace["Graph"]
+
+
+class TestExchangeWithEapIg:
+    """Both directions through EAP-IG's own reader and writer."""
+
+    def test_eap_ig_reads_what_we_write(self, tmp_path, exact, eap_ig_graph):
+        circuit = select(exact, top_k=6, greedy=True)
+        path = save_circuit(tmp_path / "ours.json", exact, circuit)
+        theirs = eap_ig_graph.from_json(str(path))  # was KeyError: 'd_model'
+        assert theirs.cfg["d_model"] == 160 and theirs.cfg["n_layers"] == 4 and theirs.cfg["n_heads"] == 4
+        assert len(theirs.edges) == N_EDGES and set(theirs.edges) == set(exact.graph.edge_names)
+        for position, name in enumerate(exact.graph.edge_names):
+            edge = theirs.edges[name]
+            assert bool(edge.in_graph) == bool(circuit[position]), name
+            assert edge.score.item() == pytest.approx(exact.values[position].item(), rel=1e-6, abs=1e-9)
+        assert theirs.count_included_edges() == int(circuit.sum())
+        # the same dense layout: their score matrix is ours
+        assert torch.allclose(theirs.scores, exact.graph.to_matrix(exact.values))
+
+    def test_we_read_what_eap_ig_writes(self, tmp_path, eap_ig_graph):
+        theirs = eap_ig_graph.from_model(
+            {"n_layers": 3, "n_heads": 2, "parallel_attn_mlp": True, "d_model": 16}
+        )
+        g = torch.Generator().manual_seed(0)
+        theirs.scores[theirs.real_edge_mask] = torch.randn(int(theirs.real_edge_mask.sum()), generator=g)
+        chosen = ["input->a0.h1<q>", "a0.h1->m1", "m1->a2.h0<v>", "a2.h0->logits"]
+        for name in chosen:
+            theirs.edges[name].in_graph = True
+        theirs.to_json(str(tmp_path / "theirs.json"))
+        scores, circuit = load_circuit(tmp_path / "theirs.json")
+        graph = scores.graph
+        assert (graph.n_layers, graph.n_heads, scores.extra["d_model"]) == (3, 2, 16)
+        assert set(theirs.edges) == set(graph.edge_names)
+        assert [graph.edge_names[i] for i in circuit.nonzero().flatten().tolist()] == chosen
+        assert torch.equal(scores.values, graph.from_matrix(theirs.scores))
+        # and back: what we write from it, EAP-IG reads as it wrote it
+        save_circuit(tmp_path / "again.json", scores, circuit)
+        again = eap_ig_graph.from_json(str(tmp_path / "again.json"))
+        assert torch.equal(again.scores, theirs.scores) and torch.equal(again.in_graph, theirs.in_graph)

@@ -21,6 +21,8 @@
 from __future__ import annotations
 
 import json
+import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,7 +38,7 @@ from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.receivers import run_receivers
 from interp.methods.circuits.edge_patching import sender_outputs
-from interp.methods.circuits.graph import Graph
+from interp.methods.circuits.graph import Graph, check_size, expected_edge_count
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
 from interp.model.loading import HookedPhi
@@ -58,7 +60,8 @@ def select(
     greedy: bool = False,
     prune: bool = True,
 ) -> Bool[Tensor, " edge"]:
-    """Edges in the circuit (a mask over `scores.edges`); give exactly one of top_k, top_fraction, threshold."""
+    """Edges in the circuit (a mask over `scores.edges`); give exactly one of top_k (an integer from 0 to
+    the number of edges), top_fraction (a number in [0, 1]) and threshold (a finite number)."""
     given = [
         name
         for name, value in (("top_k", top_k), ("top_fraction", top_fraction), ("threshold", threshold))
@@ -68,18 +71,54 @@ def select(
         raise InputError(f"give exactly one of top_k, top_fraction and threshold (got {given or 'none'})")
     graph = scores.graph
     ranking = scores.importance().abs() if absolute else scores.importance()
+    _check_finite(graph, ranking, "scores")
     if threshold is not None:
+        if not _is_number(threshold) or not math.isfinite(threshold):
+            raise InputError(f"threshold={threshold!r} is not allowed; use a finite number.")
         chosen = ranking >= threshold
         return prune_dangling(graph, chosen) if prune else chosen
-    k = top_k if top_k is not None else int(top_fraction * graph.n_edges)
-    if not 0 <= k <= graph.n_edges:
-        raise InputError(f"top_k={k} is not allowed; this graph has {graph.n_edges} edges")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= graph.n_edges:
+            raise InputError(
+                f"top_k={top_k!r} is not allowed; use an integer from 0 to {graph.n_edges} (this graph's edges)."
+            )
+        k = top_k
+    else:
+        if not _is_number(top_fraction) or not 0 <= top_fraction <= 1:
+            raise InputError(f"top_fraction={top_fraction!r} is not allowed; use a number from 0 to 1.")
+        k = int(top_fraction * graph.n_edges)
     if greedy:
         chosen = _greedy(graph, ranking, k)
     else:
         chosen = torch.zeros(graph.n_edges, dtype=torch.bool)
         chosen[ranking.argsort(descending=True, stable=True)[:k]] = True
     return prune_dangling(graph, chosen) if prune else chosen
+
+
+def check_mask(graph: Graph, circuit: object) -> None:
+    """InputError unless `circuit` is a bool mask over the graph's edges."""
+    if not isinstance(circuit, Tensor) or circuit.dtype != torch.bool or circuit.shape != (graph.n_edges,):
+        got = (
+            f"{circuit.dtype} {tuple(circuit.shape)}"
+            if isinstance(circuit, Tensor)
+            else type(circuit).__name__
+        )
+        raise InputError(f"circuit must be a bool mask of {graph.n_edges} edges (this graph's), got {got}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_finite(graph: Graph, values: Tensor, what: str) -> None:
+    """InputError naming the first edge whose value is NaN or infinite."""
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        first = int(bad.nonzero()[0, 0])
+        raise InputError(
+            f"{what} of {int(bad.sum())} edges are not finite, e.g. {graph.edge_names[first]!r}: "
+            f"{values[first].item()}; edges are ranked by finite scores only."
+        )
 
 
 def _greedy(graph: Graph, ranking: Tensor, k: int) -> Tensor:
@@ -159,10 +198,7 @@ class CircuitEvaluator:
 
     def __call__(self, circuit: Bool[Tensor, " edge"]) -> Float[Tensor, " batch"]:
         graph, core = self.graph, self.core
-        if circuit.shape != (graph.n_edges,) or circuit.dtype != torch.bool:
-            raise InputError(
-                f"circuit must be a bool mask of {graph.n_edges} edges, got {circuit.dtype} {tuple(circuit.shape)}"
-            )
+        check_mask(graph, circuit)
         mask = graph.to_matrix(circuit.float()).to(core.clean_logits.device)  # sender receiver
         values = torch.zeros(len(core.pairs))
         for group, ablated in zip(core.groups, self.ablated, strict=True):
@@ -249,44 +285,139 @@ def faithfulness_curve(
 # --- EAP-IG's JSON layout ---
 
 
-def circuit_json(scores: EdgeScores, circuit: Bool[Tensor, " edge"]) -> dict:
-    """The circuit in EAP-IG's graph JSON layout (nodes with in_graph; edges with score and in_graph)."""
-    graph, values, kept = scores.graph, scores.mean_values(), circuit.tolist()
+def circuit_json(scores: EdgeScores, circuit: Bool[Tensor, " edge"], *, d_model: int | None = None) -> dict:
+    """The circuit in EAP-IG's graph JSON layout, every field its `Graph.from_json` reads: `cfg` (n_layers,
+    n_heads, parallel_attn_mlp, d_model; ours add method, direction, metric and the baselines), `nodes`
+    (every node, logits included, with in_graph) and `edges` (every edge, with score and in_graph)."""
+    graph = scores.graph
+    check_mask(graph, circuit)
+    values = scores.mean_values()
+    if values.shape != (graph.n_edges,):
+        raise InputError(f"scores hold {tuple(values.shape)} values for a graph of {graph.n_edges} edges")
+    _check_finite(graph, values, "scores")
+    d_model = d_model if d_model is not None else scores.extra.get("d_model")
+    if d_model is None:
+        raise InputError(
+            "these scores do not record the model's d_model, which EAP-IG's reader needs: pass d_model="
+        )
+    check_size("d_model", d_model)
+    kept = circuit.tolist()
     in_nodes = {"logits"} | {n for n, keep in zip(graph.edge_senders, kept, strict=True) if keep}
     in_nodes |= {n for n, keep in zip(graph.edge_receiver_nodes, kept, strict=True) if keep}
     nodes = {name: {"in_graph": name in in_nodes} for name in [*graph.senders, "logits"]}
     edges = {
-        name: {"score": float(v), "in_graph": bool(keep)}
-        for name, v, keep in zip(graph.edge_names, values.tolist(), circuit.tolist(), strict=True)
+        name: {"score": float(v), "in_graph": keep}
+        for name, v, keep in zip(graph.edge_names, values.tolist(), kept, strict=True)
     }
-    cfg = graph.config() | {"method": scores.method, "direction": scores.direction, "metric": scores.metric}
+    cfg = graph.config() | {"d_model": d_model, "method": scores.method, "direction": scores.direction}
+    cfg |= {"metric": scores.metric}
+    cfg |= {name: value for name in ("clean", "corrupted") if math.isfinite(value := getattr(scores, name))}
     return {"cfg": cfg, "nodes": nodes, "edges": edges}
 
 
-def save_circuit(path: str | Path, scores: EdgeScores, circuit: Bool[Tensor, " edge"]) -> Path:
-    """Write the circuit as EAP-IG's graph JSON, atomically."""
-    return write_atomic(path, json.dumps(circuit_json(scores, circuit), allow_nan=False))
+def save_circuit(
+    path: str | Path, scores: EdgeScores, circuit: Bool[Tensor, " edge"], *, d_model: int | None = None
+) -> Path:
+    """Write the circuit as EAP-IG's graph JSON, atomically. `d_model` (which EAP-IG's reader needs) is
+    the scores' own (every edge method records it), or give it for scores built by hand."""
+    check_mask(scores.graph, circuit)
+    return write_atomic(path, json.dumps(circuit_json(scores, circuit, d_model=d_model), allow_nan=False))
 
 
 def load_circuit(path: str | Path) -> tuple[EdgeScores, Bool[Tensor, " edge"]]:
-    """Read EAP-IG graph JSON (ours or EAP-IG's): the edge scores and the circuit mask."""
-    data = json.loads(Path(path).read_text())
-    try:
-        cfg, edges = data["cfg"], data["edges"]
-        graph = Graph(int(cfg["n_layers"]), int(cfg["n_heads"]))
-    except (KeyError, TypeError, ValueError) as error:
+    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit mask.
+
+    Every field is checked and a bad one named with its value and what is allowed; the graph's size is
+    checked against the number of edges the file holds before anything of that size is built."""
+    data = _read_json(path)
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("cfg"), dict)
+        or not isinstance(data.get("edges"), dict)
+    ):
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise InputError(
-            f"{path} is not a circuit in EAP-IG's JSON layout ({type(error).__name__}: {error})"
-        ) from None
-    if cfg.get("parallel_attn_mlp") is False:
+            f"{path} is not a circuit in EAP-IG's JSON layout: it needs objects 'cfg' and 'edges' (found {found})"
+        )
+    cfg, edges = data["cfg"], data["edges"]
+
+    def size(name: str) -> int:
+        if name not in cfg:
+            raise InputError(f"{path}: cfg has no {name!r} (an integer of 1 or more)")
+        try:
+            return check_size(f"cfg.{name}", cfg[name])
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
+
+    n_layers, n_heads = size("n_layers"), size("n_heads")
+    parallel = cfg.get("parallel_attn_mlp", True)
+    if not isinstance(parallel, bool):
+        raise InputError(f"{path}: cfg.parallel_attn_mlp={parallel!r} is not allowed; use true or false")
+    if not parallel:
         raise InputError(f"{path} describes sequential blocks (GPT-2 style); Phi's blocks are parallel")
+    d_model = size("d_model") if "d_model" in cfg else None
+    direction = cfg.get("direction", "noising")
+    if direction not in ("noising", "denoising"):
+        raise InputError(f"{path}: cfg.direction={direction!r} is not allowed; use 'noising' or 'denoising'")
+    n_edges = expected_edge_count(n_layers, n_heads)
+    if n_edges > len(edges):
+        raise InputError(
+            f"{path}: cfg says a graph of {n_layers} layers x {n_heads} heads ({n_edges} edges), but the file "
+            f"holds {len(edges)} edges"
+        )
+    graph = Graph.of(n_layers, n_heads)
     missing = [name for name in graph.edge_names if name not in edges]
     if missing:
         raise InputError(
-            f"{path} lacks {len(missing)} edges of a {graph.n_layers}x{graph.n_heads} graph, e.g. {missing[0]!r}"
+            f"{path} lacks {len(missing)} edges of a {n_layers}x{n_heads} graph, e.g. {missing[0]!r}"
         )
-    values = torch.tensor([float(edges[name]["score"]) for name in graph.edge_names])
-    circuit = torch.tensor([bool(edges[name]["in_graph"]) for name in graph.edge_names])
-    scores = EdgeScores(graph, values, str(cfg.get("method", "loaded")), str(cfg.get("direction", "noising")),
-                        str(cfg.get("metric", "")), float("nan"), float("nan"))  # fmt: skip
+    if len(edges) > n_edges:
+        known = set(graph.edge_names)
+        extra = next(name for name in edges if name not in known)
+        raise InputError(
+            f"{path}: {extra!r} (and {len(edges) - n_edges - 1} more) is not an edge of Phi's parallel "
+            f"{n_layers}x{n_heads} graph"
+        )
+    values = torch.tensor([_edge_field(path, name, edges[name], "score") for name in graph.edge_names])
+    circuit = torch.tensor([_edge_field(path, name, edges[name], "in_graph") for name in graph.edge_names])
+    baselines = [cfg.get(name) for name in ("clean", "corrupted")]
+    clean, corrupted = (float(v) if _is_number(v) and math.isfinite(v) else float("nan") for v in baselines)
+    scores = EdgeScores(graph, values, str(cfg.get("method", "loaded")), direction, str(cfg.get("metric", "")),
+                        clean, corrupted, extra={"d_model": d_model} if d_model else {})  # fmt: skip
     return scores, circuit
+
+
+def _edge_field(path: str | Path, name: str, entry: object, key: str) -> float | bool:
+    """An edge's finite `score` or boolean `in_graph`, else InputError naming the edge and the value."""
+    allowed = {"score": "a finite number", "in_graph": "true or false"}[key]
+    if not isinstance(entry, dict) or key not in entry:
+        raise InputError(
+            f"{path}: edges[{name!r}] = {entry!r} has no {key!r}; every edge needs 'score' (a finite "
+            "number) and 'in_graph' (true or false)"
+        )
+    value = entry[key]
+    if key == "in_graph":
+        if isinstance(value, bool):
+            return value
+    elif _is_number(value):
+        try:
+            if math.isfinite(float(value)):
+                return float(value)
+        except OverflowError:
+            pass
+    raise InputError(f"{path}: edges[{name!r}].{key} = {value!r} is not allowed; use {allowed}")
+
+
+def _read_json(path: str | Path) -> object:
+    """The JSON value of a regular file (not a directory, FIFO or device), else InputError."""
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(f"{path} is not a regular file; give a circuit JSON file")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise InputError(f"{path} is not a JSON file ({type(error).__name__}: {error})") from None
+    except OSError as error:
+        raise InputError(f"{path} cannot be read ({error.strerror or error})") from None

@@ -166,7 +166,7 @@ def _attribute(
         metric_fn(finals["clean"], everyone).mean().item(),
         metric_fn(finals["corrupted"], everyone).mean().item(),
         per_prompt=reduce == "none",
-        extra={"estimate_of": "patched metric - base metric"}
+        extra={"estimate_of": "patched metric - base metric", "d_model": w.W_E.shape[1]}
         | ({"steps": len(alphas), "rule": rule} if alphas else {}),
     )
 

@@ -153,7 +153,7 @@ def edge_patch(
         core.clean_value,
         core.corrupted_value,
         per_prompt=reduce == "none",
-        extra={"scored": scored, "value": "patched metric - base metric"},
+        extra={"scored": scored, "value": "patched metric - base metric", "d_model": w.W_E.shape[1]},
     )
 
 

@@ -38,9 +38,18 @@ PARTS: tuple[Part, ...] = ("q", "k", "v")
 
 
 def expected_edge_count(n_layers: int, n_heads: int) -> int:
-    """The closed form: sum_{l<L} (3H+1)(1 + l(H+1)) + 1 + L(H+1)."""
-    into_blocks = sum((3 * n_heads + 1) * (1 + layer * (n_heads + 1)) for layer in range(n_layers))
-    return into_blocks + 1 + n_layers * (n_heads + 1)
+    """The closed form: sum_{l<L} (3H+1)(1 + l(H+1)) + 1 + L(H+1), in O(1) for any size (a file's claimed
+    size is checked against what it holds before any table of that size is built)."""
+    L, H = n_layers, n_heads
+    into_blocks = (3 * H + 1) * (L + (H + 1) * L * (L - 1) // 2)
+    return into_blocks + 1 + L * (H + 1)
+
+
+def check_size(name: str, value: object) -> int:
+    """`value` itself if it is an integer of 1 or more (a graph's n_layers or n_heads), else InputError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name}={value!r} is not allowed; use an integer of 1 or more.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,10 @@ class Graph:
 
     n_layers: int
     n_heads: int
+
+    def __post_init__(self) -> None:
+        check_size("n_layers", self.n_layers)
+        check_size("n_heads", self.n_heads)
 
     @classmethod
     def of(cls, n_layers: int, n_heads: int) -> Graph:
