@@ -64,8 +64,8 @@ circuit_graph(ig.edges, ig.importance(), n_layers, n_heads, "EAP-IG edge scores 
 # %%
 circuit = select(ig, top_k=12, greedy=True)
 kept = evaluate_circuit(model, pairs, circuit).mean().item()
-print(f"{int(circuit.sum())} edges; metric {kept:.3f} vs clean {ig.clean:.3f}, corrupted {ig.corrupted:.3f}")
-sorted(ig.edges[i] for i in circuit.nonzero().flatten().tolist())
+print(f"{len(circuit)} edges; metric {kept:.3f} vs clean {ig.clean:.3f}, corrupted {ig.corrupted:.3f}")
+sorted(circuit)  # the names of its edges
 
 # %% [markdown]
 # Faithfulness of circuits of 0.1% to 100% of the edges (1 = everything the model does). MIB's CMD is

@@ -22,7 +22,7 @@ from interp.methods.circuits.circuit import (
     select,
 )
 from interp.methods.circuits.edge_patching import edge_patch
-from interp.methods.circuits.graph import Graph
+from interp.methods.circuits.graph import Circuit, Graph, check_mask
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
 
@@ -65,23 +65,23 @@ class TestEvaluation:
 class TestSelection:
     def test_top_k_by_score_or_magnitude(self, exact):
         by_magnitude = select(exact, top_k=5, prune=False)
-        assert int(by_magnitude.sum()) == 5
-        assert set(exact.graph.edge_names[i] for i in by_magnitude.nonzero().flatten().tolist()) == {
+        assert int(by_magnitude.mask.sum()) == 5
+        assert set(exact.graph.edge_names[i] for i in by_magnitude.mask.nonzero().flatten().tolist()) == {
             name for name, _ in exact.top(5)
         }
-        by_signed = select(exact, top_k=5, absolute=False, prune=False)  # noising: most negative first
+        by_signed = select(exact, top_k=5, absolute=False, prune=False).mask  # noising: most negative first
         assert bool(exact.values[by_signed].max() <= exact.values[~by_signed].min())
 
     def test_threshold_and_fraction(self, exact):
-        assert torch.equal(select(exact, threshold=1.0, prune=False), exact.values.abs() >= 1.0)
-        assert int(select(exact, top_fraction=0.1, prune=False).sum()) == int(0.1 * N_EDGES)
+        assert torch.equal(select(exact, threshold=1.0, prune=False).mask, exact.values.abs() >= 1.0)
+        assert int(select(exact, top_fraction=0.1, prune=False).mask.sum()) == int(0.1 * N_EDGES)
         with pytest.raises(ValueError, match="exactly one of"):
             select(exact, top_k=3, threshold=1.0)
 
     def test_greedy_circuits_are_connected(self, exact):
         circuit = select(exact, top_k=12, greedy=True)
-        assert torch.equal(prune_dangling(exact.graph, circuit), circuit)
-        names = [exact.graph.edge_names[i] for i in circuit.nonzero().flatten().tolist()]
+        assert torch.equal(prune_dangling(exact.graph, circuit).mask, circuit.mask)
+        names = [exact.graph.edge_names[i] for i in circuit.mask.nonzero().flatten().tolist()]
         assert any(name.endswith("->logits") for name in names)
 
     def test_pruning_removes_edges_off_every_path(self):
@@ -101,7 +101,7 @@ class TestSelection:
 def test_the_toy_ioi_circuit_joins_the_previous_token_head_and_the_name_mover(exact):
     """On the toy model the exact IOI circuit runs input -> m0 -> a1.h0 (L1H0) -> a3.h2 (L3H2) -> logits."""
     circuit = select(exact, top_k=8, greedy=True)
-    names = {exact.graph.edge_names[i] for i in circuit.nonzero().flatten().tolist()}
+    names = {exact.graph.edge_names[i] for i in circuit.mask.nonzero().flatten().tolist()}
     print("toy IOI circuit (8 edges, greedy):", sorted(names))
     assert "a3.h2->logits" in names and "a1.h0->a3.h2<v>" in names
     assert any(name.endswith("->a1.h0<v>") for name in names)
@@ -134,7 +134,7 @@ def test_json_round_trip_in_eap_igs_layout(tmp_path, exact):
     }
     assert data["nodes"]["logits"]["in_graph"] and len(data["edges"]) == N_EDGES
     scores, loaded = load_circuit(path)
-    assert torch.equal(loaded, circuit) and torch.allclose(scores.values, exact.values)
+    assert torch.equal(loaded.mask, circuit.mask) and torch.allclose(scores.values, exact.values)
 
 
 def test_loading_refuses_other_layouts(tmp_path):
@@ -153,6 +153,41 @@ def _unchecked(function):
     import inspect
 
     return inspect.unwrap(function)
+
+
+class TestCircuit:
+    """`select` and `load_circuit` give a `Circuit`: len() counts its edges, not the graph's (was: a bool
+    mask, whose len() is every edge of the graph)."""
+
+    def test_len_iteration_and_membership_count_the_circuits_edges(self, exact):
+        circuit = select(exact, top_k=7, prune=False)
+        assert len(circuit) == 7 == int(circuit.mask.sum()) and circuit.graph.n_edges == N_EDGES
+        assert list(circuit) == circuit.edges == sorted(circuit.edges, key=exact.graph.edge_position)
+        assert set(circuit) == {name for name, _ in exact.top(7)}
+        outside = next(name for name in exact.graph.edge_names if name not in set(circuit.edges))
+        assert circuit.edges[0] in circuit and outside not in circuit and "not an edge" not in circuit
+        assert circuit.nodes == {n for e in circuit.edges for n in e.split("<")[0].split("->")}
+        assert repr(circuit).startswith(f"Circuit(7 of {N_EDGES} edges: ")
+        empty = select(exact, top_k=0)
+        assert len(empty) == 0 and list(empty) == []
+
+    def test_masks_and_circuits_are_taken_alike(self, toy_model, pairs, exact, tmp_path):
+        circuit = select(exact, top_k=6, greedy=True)
+        assert torch.equal(
+            evaluate_circuit(toy_model, pairs, circuit), evaluate_circuit(toy_model, pairs, circuit.mask)
+        )
+        save_circuit(tmp_path / "a.json", exact, circuit)
+        save_circuit(tmp_path / "b.json", exact, circuit.mask)
+        assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
+        _, loaded = load_circuit(tmp_path / "a.json")
+        assert len(loaded) == len(circuit) and loaded.edges == circuit.edges
+
+    def test_a_circuit_of_another_graph_is_refused(self, exact):
+        with pytest.raises(InputError, match="bool mask of 463 edges"):
+            Circuit(exact.graph, torch.ones(5, dtype=torch.bool))
+        other = Circuit(Graph(2, 2), torch.ones(Graph(2, 2).n_edges, dtype=torch.bool))
+        with pytest.raises(InputError, match="the circuit is over a Graph"):
+            save_circuit("unused.json", exact, other)
 
 
 class TestHostileCircuitFiles:
@@ -228,7 +263,7 @@ class TestSavingBadCircuits:
         with pytest.raises(InputError, match="circuit must be a bool mask of 463 edges"):
             save_circuit(tmp_path / "c.json", exact, torch.ones(5, dtype=torch.bool))
         with pytest.raises(InputError, match="circuit must be a bool mask of 463 edges"):
-            _unchecked(save_circuit)(tmp_path / "c.json", exact, torch.ones(N_EDGES))
+            check_mask(exact.graph, torch.ones(N_EDGES))  # what every circuit is checked with
 
     def test_nan_scores_name_the_edge(self, tmp_path, exact):
         values = exact.values.clone()
@@ -309,9 +344,9 @@ class TestExchangeWithEapIg:
         assert len(theirs.edges) == N_EDGES and set(theirs.edges) == set(exact.graph.edge_names)
         for position, name in enumerate(exact.graph.edge_names):
             edge = theirs.edges[name]
-            assert bool(edge.in_graph) == bool(circuit[position]), name
+            assert bool(edge.in_graph) == bool(circuit.mask[position]), name
             assert edge.score.item() == pytest.approx(exact.values[position].item(), rel=1e-6, abs=1e-9)
-        assert theirs.count_included_edges() == int(circuit.sum())
+        assert theirs.count_included_edges() == len(circuit)
         # the same dense layout: their score matrix is ours
         assert torch.allclose(theirs.scores, exact.graph.to_matrix(exact.values))
 
@@ -329,7 +364,7 @@ class TestExchangeWithEapIg:
         graph = scores.graph
         assert (graph.n_layers, graph.n_heads, scores.extra["d_model"]) == (3, 2, 16)
         assert set(theirs.edges) == set(graph.edge_names)
-        assert [graph.edge_names[i] for i in circuit.nonzero().flatten().tolist()] == chosen
+        assert list(circuit) == chosen
         assert torch.equal(scores.values, graph.from_matrix(theirs.scores))
         # and back: what we write from it, EAP-IG reads as it wrote it
         save_circuit(tmp_path / "again.json", scores, circuit)

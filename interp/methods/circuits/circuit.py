@@ -5,6 +5,8 @@
   both directions), a threshold, or a greedy connected
   selection that grows the circuit backwards from the logits, always taking the best edge into a node
   already in it; `prune` drops edges that are not on a path from `input` to `logits`.
+  It returns a `Circuit` (`graph.py`): `len(circuit)` is its number of edges, iterating gives their
+  names, `.mask` the bool mask over the graph's edges; every function here takes either.
 - `evaluate_circuit`: the clean prompts run with every receiver input built from the senders the
   circuit keeps (their outputs in this same run) and, for every other edge, the sender's ablated value:
   its output on the corrupted prompts (`counterfactual`), its mean over the corrupted prompts and
@@ -38,7 +40,7 @@ from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.receivers import run_receivers
 from interp.methods.circuits.edge_patching import sender_outputs
-from interp.methods.circuits.graph import Graph, check_size, expected_edge_count
+from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size, expected_edge_count
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
 from interp.model.loading import HookedPhi
@@ -59,9 +61,9 @@ def select(
     absolute: bool = True,
     greedy: bool = False,
     prune: bool = True,
-) -> Bool[Tensor, " edge"]:
-    """Edges in the circuit (a mask over `scores.edges`); give exactly one of top_k (an integer from 0 to
-    the number of edges), top_fraction (a number in [0, 1]) and threshold (a finite number)."""
+) -> Circuit:
+    """The circuit of the chosen edges; give exactly one of top_k (an integer from 0 to the number of
+    edges), top_fraction (a number in [0, 1]) and threshold (a finite number)."""
     given = [
         name
         for name, value in (("top_k", top_k), ("top_fraction", top_fraction), ("threshold", threshold))
@@ -76,7 +78,7 @@ def select(
         if not _is_number(threshold) or not math.isfinite(threshold):
             raise InputError(f"threshold={threshold!r} is not allowed; use a finite number.")
         chosen = ranking >= threshold
-        return prune_dangling(graph, chosen) if prune else chosen
+        return Circuit(graph, prune_dangling(graph, chosen) if prune else chosen)
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= graph.n_edges:
             raise InputError(
@@ -92,18 +94,7 @@ def select(
     else:
         chosen = torch.zeros(graph.n_edges, dtype=torch.bool)
         chosen[ranking.argsort(descending=True, stable=True)[:k]] = True
-    return prune_dangling(graph, chosen) if prune else chosen
-
-
-def check_mask(graph: Graph, circuit: object) -> None:
-    """InputError unless `circuit` is a bool mask over the graph's edges."""
-    if not isinstance(circuit, Tensor) or circuit.dtype != torch.bool or circuit.shape != (graph.n_edges,):
-        got = (
-            f"{circuit.dtype} {tuple(circuit.shape)}"
-            if isinstance(circuit, Tensor)
-            else type(circuit).__name__
-        )
-        raise InputError(f"circuit must be a bool mask of {graph.n_edges} edges (this graph's), got {got}")
+    return Circuit(graph, prune_dangling(graph, chosen) if prune else chosen)
 
 
 def _is_number(value: object) -> bool:
@@ -139,8 +130,12 @@ def _greedy(graph: Graph, ranking: Tensor, k: int) -> Tensor:
     return chosen
 
 
-def prune_dangling(graph: Graph, chosen: Bool[Tensor, " edge"]) -> Bool[Tensor, " edge"]:
-    """Keep only edges on a path from `input` to `logits` (through chosen edges)."""
+def prune_dangling(graph: Graph, chosen: Circuit | Bool[Tensor, " edge"]) -> Circuit | Bool[Tensor, " edge"]:
+    """Keep only edges on a path from `input` to `logits` (through chosen edges); a circuit or a mask,
+    as given."""
+    if isinstance(chosen, Circuit):
+        return Circuit(graph, prune_dangling(graph, Circuit.of(graph, chosen).mask))
+    check_mask(graph, chosen)
     senders, receivers, layers = graph.edge_senders, graph.edge_receiver_nodes, graph.edge_sender_layers
     chosen = chosen.clone()
     while True:
@@ -164,7 +159,7 @@ def prune_dangling(graph: Graph, chosen: Bool[Tensor, " edge"]) -> Bool[Tensor, 
 def evaluate_circuit(
     model: HookedPhi,
     pairs: PromptPairs,
-    circuit: Bool[Tensor, " edge"],
+    circuit: Circuit | Bool[Tensor, " edge"],
     metric: MetricKind | Metric = "logit_diff",
     *,
     mode: Mode = "counterfactual",
@@ -196,10 +191,11 @@ class CircuitEvaluator:
             ablated = [torch.zeros_like(a) for a in ablated]
         self.ablated = ablated
 
-    def __call__(self, circuit: Bool[Tensor, " edge"]) -> Float[Tensor, " batch"]:
+    def __call__(self, circuit: Circuit | Bool[Tensor, " edge"]) -> Float[Tensor, " batch"]:
         graph, core = self.graph, self.core
-        check_mask(graph, circuit)
-        mask = graph.to_matrix(circuit.float()).to(core.clean_logits.device)  # sender receiver
+        mask = graph.to_matrix(Circuit.of(graph, circuit).mask.float()).to(
+            core.clean_logits.device
+        )  # sender receiver
         values = torch.zeros(len(core.pairs))
         for group, ablated in zip(core.groups, self.ablated, strict=True):
             logits = _run_circuit(graph, core.weights, group.clean.resid_pre[0], mask, ablated)
@@ -277,7 +273,7 @@ def faithfulness_curve(
     for fraction in fractions:
         circuit = select(scores, top_fraction=fraction, absolute=absolute, greedy=greedy)
         value = evaluate(circuit).mean().item()
-        sizes.append(int(circuit.sum()))
+        sizes.append(len(circuit))
         faithful.append((value - empty) / (full - empty))
     return FaithfulnessCurve(list(fractions), sizes, faithful, full, empty, absolute, mode)
 
@@ -285,12 +281,14 @@ def faithfulness_curve(
 # --- EAP-IG's JSON layout ---
 
 
-def circuit_json(scores: EdgeScores, circuit: Bool[Tensor, " edge"], *, d_model: int | None = None) -> dict:
+def circuit_json(
+    scores: EdgeScores, circuit: Circuit | Bool[Tensor, " edge"], *, d_model: int | None = None
+) -> dict:
     """The circuit in EAP-IG's graph JSON layout, every field its `Graph.from_json` reads: `cfg` (n_layers,
     n_heads, parallel_attn_mlp, d_model; ours add method, direction, metric and the baselines), `nodes`
     (every node, logits included, with in_graph) and `edges` (every edge, with score and in_graph)."""
     graph = scores.graph
-    check_mask(graph, circuit)
+    circuit = Circuit.of(graph, circuit).mask
     values = scores.mean_values()
     if values.shape != (graph.n_edges,):
         raise InputError(f"scores hold {tuple(values.shape)} values for a graph of {graph.n_edges} edges")
@@ -316,16 +314,20 @@ def circuit_json(scores: EdgeScores, circuit: Bool[Tensor, " edge"], *, d_model:
 
 
 def save_circuit(
-    path: str | Path, scores: EdgeScores, circuit: Bool[Tensor, " edge"], *, d_model: int | None = None
+    path: str | Path,
+    scores: EdgeScores,
+    circuit: Circuit | Bool[Tensor, " edge"],
+    *,
+    d_model: int | None = None,
 ) -> Path:
     """Write the circuit as EAP-IG's graph JSON, atomically. `d_model` (which EAP-IG's reader needs) is
     the scores' own (every edge method records it), or give it for scores built by hand."""
-    check_mask(scores.graph, circuit)
+    Circuit.of(scores.graph, circuit)
     return write_atomic(path, json.dumps(circuit_json(scores, circuit, d_model=d_model), allow_nan=False))
 
 
-def load_circuit(path: str | Path) -> tuple[EdgeScores, Bool[Tensor, " edge"]]:
-    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit mask.
+def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
+    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit.
 
     Every field is checked and a bad one named with its value and what is allowed; the graph's size is
     checked against the number of edges the file holds before anything of that size is built."""
@@ -384,7 +386,7 @@ def load_circuit(path: str | Path) -> tuple[EdgeScores, Bool[Tensor, " edge"]]:
     clean, corrupted = (float(v) if _is_number(v) and math.isfinite(v) else float("nan") for v in baselines)
     scores = EdgeScores(graph, values, str(cfg.get("method", "loaded")), direction, str(cfg.get("metric", "")),
                         clean, corrupted, extra={"d_model": d_model} if d_model else {})  # fmt: skip
-    return scores, circuit
+    return scores, Circuit(graph, circuit)
 
 
 def _edge_field(path: str | Path, name: str, entry: object, key: str) -> float | bool:

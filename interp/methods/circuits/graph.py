@@ -23,6 +23,7 @@ Phi-2 (L = H = 32) has 1,591,857 edges.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Literal
@@ -207,3 +208,65 @@ class Graph:
 @cache
 def _graph(n_layers: int, n_heads: int) -> Graph:
     return Graph(n_layers, n_heads)
+
+
+def check_mask(graph: Graph, circuit: object) -> None:
+    """InputError unless `circuit` is a bool mask over the graph's edges."""
+    if not isinstance(circuit, Tensor) or circuit.dtype != torch.bool or circuit.shape != (graph.n_edges,):
+        got = (
+            f"{circuit.dtype} {tuple(circuit.shape)}"
+            if isinstance(circuit, Tensor)
+            else type(circuit).__name__
+        )
+        raise InputError(f"circuit must be a bool mask of {graph.n_edges} edges (this graph's), got {got}")
+
+
+@dataclass(frozen=True, eq=False)
+class Circuit:
+    """Some of a graph's edges: `mask[e]` says whether `graph.edge_names[e]` is in the circuit.
+
+    `len(circuit)` is the number of edges in the circuit; iterating gives their names in the graph's
+    order, and `name in circuit` asks for one edge. Wherever a circuit is taken, a bool mask over the
+    graph's edges is taken too.
+    """
+
+    graph: Graph
+    mask: Bool[Tensor, " edge"]
+
+    def __post_init__(self) -> None:
+        check_mask(self.graph, self.mask)
+
+    @classmethod
+    def of(cls, graph: Graph, circuit: Circuit | Bool[Tensor, " edge"]) -> Circuit:
+        """`circuit` itself (if over `graph`), or the circuit of a bool mask over `graph`'s edges."""
+        if isinstance(circuit, Circuit):
+            if circuit.graph != graph:
+                raise InputError(f"the circuit is over a {circuit.graph} but the scores are over a {graph}")
+            return circuit
+        return cls(graph, circuit)
+
+    def __len__(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def edges(self) -> list[str]:
+        """The names of the circuit's edges, in the graph's order."""
+        names = self.graph.edge_names
+        return [names[i] for i in self.mask.nonzero().flatten().tolist()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.edges)
+
+    def __contains__(self, name: object) -> bool:
+        position = self.graph._edge_position.get(name) if isinstance(name, str) else None
+        return position is not None and bool(self.mask[position])
+
+    @property
+    def nodes(self) -> set[str]:
+        """The nodes the circuit's edges join."""
+        senders, receivers = self.graph.edge_senders, self.graph.edge_receiver_nodes
+        return {n for i in self.mask.nonzero().flatten().tolist() for n in (senders[i], receivers[i])}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(self.edges[:4]) + (", ..." if len(self) > 4 else "")
+        return f"Circuit({len(self)} of {self.graph.n_edges} edges: {shown})"
