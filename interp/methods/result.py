@@ -12,6 +12,13 @@ of the clean - corrupted gap. It is 0 for a component that does nothing, whateve
 denoising patch that restores the clean value has effect +1; a noising patch (or an ablation) that
 removes the whole behaviour has effect -1. `top(k)` ranks by |effect|, and so do the notebook table
 (`_repr_html_`) and the HTML report (which ranks by distance from `no_effect`, the same order).
+
+`importance()` is the one sign convention for "how much does this component matter": the change it
+causes, in the metric's units, signed so that positive means it carries the clean behaviour (a
+denoising patch that restores it, a noising patch or ablation that removes it), whichever the
+direction and whichever way the metric points. Circuit selection (`select`), the edge tables and
+(through `importance`, the function, on stored values) the report's circuit graph all rank by it.
+Edge scores are this type too (`EdgeScores`: dims `("edge",)`, the edge names as labels).
 """
 
 from __future__ import annotations
@@ -42,6 +49,23 @@ def top_coords(
     return [(tuple(c.tolist()), flat[i].item()) for c, i in zip(coords, order, strict=True)]
 
 
+def importance(
+    change: Float[Tensor, "*dims"], clean: float, corrupted: float, direction: str
+) -> Float[Tensor, "*dims"]:
+    """The change each component causes, signed so that positive means it carries the clean behaviour.
+
+    `change` is the metric change the intervention causes (intervened - base run). Denoising: a change
+    towards the clean metric is positive; noising (ablation too): a change towards the corrupted metric
+    is. Which way "towards the clean metric" is comes from the sign of clean - corrupted, taken as
+    positive when the gap is 0 or unknown (NaN: scores read from a file that does not record it).
+    """
+    if direction not in ("denoising", "noising"):
+        raise InputError(f"direction={direction!r} is not allowed; use 'denoising' or 'noising'.")
+    gap = clean - corrupted
+    towards_clean = -1.0 if gap < 0 else 1.0  # False for NaN
+    return change * (towards_clean if direction == "denoising" else -towards_clean)
+
+
 def component_name(
     dims: tuple[str, ...] | list[str], coords: tuple[int, ...], labels: dict | None = None
 ) -> str:
@@ -70,6 +94,7 @@ class EffectResult:
     measures: Literal["metric", "change"] = "metric"
     per_prompt: bool = False
     extra: dict = field(default_factory=dict)
+    labels: dict[str, list[str]] = field(default_factory=dict)  # names along a dimension (edge names)
 
     @property
     def base(self) -> float:
@@ -91,8 +116,19 @@ class EffectResult:
 
     def effect(self) -> Tensor:
         """Signed change from the base run as a fraction of the clean - corrupted gap (0 = no effect)."""
-        change = self.values - self.base if self.measures == "metric" else self.values
-        return change / self._gap()
+        return self.change() / self._gap()
+
+    def change(self) -> Tensor:
+        """The metric change each component causes: value - base for metric values, else the value."""
+        return self.values - self.base if self.measures == "metric" else self.values
+
+    def importance(self) -> Tensor:
+        """How much each component matters (mean over prompts), signed: positive carries the clean
+        behaviour, in the metric's units (`importance`, the function; the module docstring)."""
+        change = self.change()
+        return importance(
+            change.mean(-1) if self.per_prompt else change, self.clean, self.corrupted, self.direction
+        )
 
     def _gap(self) -> float:
         gap = self.clean - self.corrupted
@@ -109,10 +145,14 @@ class EffectResult:
         try:
             effects = self.effect()
         except ValueError:  # no gap: rank by the raw change from the base run
-            effects = values - self.base if self.measures == "metric" else values
+            effects = self.change()
         effects = effects.mean(-1) if self.per_prompt else effects
         return [
-            (component_name(self.dims, coords, None), values[coords].item() if coords else values.item(), e)
+            (
+                component_name(self.dims, coords, self.labels),
+                values[coords].item() if coords else values.item(),
+                e,
+            )
             for coords, e in top_coords(effects, k)
         ]
 
