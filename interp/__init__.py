@@ -27,6 +27,18 @@ from interp.data.prompts import PromptError, PromptPair, PromptPairs
 from interp.methods.ablation import Component, ablate, ablation_sweep
 from interp.methods.activation_patching import sweep
 from interp.methods.attribution_patching import agreement, attribution_patch
+from interp.methods.circuits.circuit import (
+    FaithfulnessCurve,
+    evaluate_circuit,
+    faithfulness_curve,
+    load_circuit,
+    save_circuit,
+    select,
+)
+from interp.methods.circuits.edge_attribution import eap, eap_ig
+from interp.methods.circuits.edge_patching import edge_patch
+from interp.methods.circuits.graph import Circuit, Graph
+from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import Contrast, contrast
 from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
 from interp.methods.generation import Generation, generate
@@ -35,7 +47,7 @@ from interp.methods.interventions import AblateHeads, Hook, PatchFrom, Steer
 from interp.methods.joint_patching import Patch, run_patched
 from interp.methods.logit_lens import logit_lens
 from interp.methods.path_patching import path_patch
-from interp.methods.result import EffectResult, PatchResult
+from interp.methods.result import EffectResult, PatchResult, importance
 from interp.methods.steering import SteeringVector, projection, steer_sweep, steering_vector
 from interp.model.cache import cache_activations
 from interp.model.hooks import hook_names, validate_hook_names
@@ -43,6 +55,21 @@ from interp.model.loading import HookedPhi, ModelInfo, load_model
 from interp.runner.config import load_config, parse_config
 
 __all__ = [
+    # edge-level circuits
+    "Circuit",
+    "EdgeScores",
+    "FaithfulnessCurve",
+    "Graph",
+    "eap",
+    "eap_ig",
+    "edge_patch",
+    "evaluate_circuit",
+    "faithfulness_curve",
+    "importance",
+    "load_circuit",
+    "save_circuit",
+    "select",
+    # the rest
     "AblateHeads",
     "Generation",
     "Hook",

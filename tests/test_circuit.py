@@ -370,3 +370,33 @@ class TestExchangeWithEapIg:
         save_circuit(tmp_path / "again.json", scores, circuit)
         again = eap_ig_graph.from_json(str(tmp_path / "again.json"))
         assert torch.equal(again.scores, theirs.scores) and torch.equal(again.in_graph, theirs.in_graph)
+
+
+def test_circuits_are_in_the_public_api():
+    import interp
+    from interp.methods.circuits import circuit, edge_attribution, edge_patching, graph, scores
+
+    for module, names in [
+        (circuit, ["select", "evaluate_circuit", "faithfulness_curve", "save_circuit", "load_circuit"]),
+        (edge_attribution, ["eap", "eap_ig"]),
+        (edge_patching, ["edge_patch"]),
+        (graph, ["Circuit", "Graph"]),
+        (scores, ["EdgeScores"]),
+    ]:
+        for name in names:
+            assert getattr(interp, name) is getattr(module, name) and name in interp.__all__, name
+
+
+def test_the_readme_circuits_block_runs_as_written(toy_model, pairs, tmp_path, monkeypatch):
+    """README's "Edge-level circuits" block, on the toy model, in a scratch directory."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Edge-level circuits") :]
+    block = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    assert block.startswith("from interp import ")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"model": toy_model, "pairs": pairs}
+    exec(compile(block, "README.md", "exec"), namespace)
+    loaded, ig = namespace["circuit"], namespace["ig"]
+    assert 0 < len(loaded) <= 50 and loaded.edges == select(ig, top_k=50, greedy=True).edges
+    assert torch.allclose(namespace["scores"].values, ig.values)
+    assert (tmp_path / "ioi.json").exists()
