@@ -191,3 +191,78 @@ class TestIntegrationRule:
             inspect.unwrap(integration_points)(3, "trapezoid", "noising")
         with pytest.raises(ValueError, match="steps=2.5 is not allowed"):
             inspect.unwrap(eap_ig)(model, pairs, steps=2.5)
+
+
+class TestOnTheContrastiveCore:
+    """Edge attribution asks the contrastive core for its set-up (`GroupStream`), run with its own
+    forward, one length group at a time, with no forward spent twice."""
+
+    @pytest.fixture
+    def mixed(self, toy_model):
+        """Two length groups: the second half of the prompts cut two tokens short (right-padded)."""
+        a = ioi_pairs(toy_model.tokenizer, 4, seed=3)
+        n, width = len(a), a.clean_tokens.shape[1]
+
+        def shorter(tokens):
+            return torch.cat([tokens[:, : width - 2], torch.zeros(n, 2, dtype=tokens.dtype)], 1)
+
+        return PromptPairs(
+            torch.cat([a.clean_tokens, shorter(a.clean_tokens)]),
+            torch.cat([a.corrupted_tokens, shorter(a.corrupted_tokens)]),
+            torch.cat([a.lengths, a.lengths - 2]),
+            torch.cat([a.answer, a.answer]),
+            torch.cat([a.wrong, a.wrong]),
+        )
+
+    @pytest.mark.parametrize("metric", ["logit_diff", "kl"])
+    @pytest.mark.parametrize("direction", ["noising", "denoising"])
+    def test_baselines_are_the_cores(self, toy_model, mixed, metric, direction):
+        from interp.methods.contrastive import contrast
+
+        assert len(mixed.length_groups()) == 2
+        core = contrast(toy_model, mixed, metric, direction=direction)
+        for scores in (
+            eap(toy_model, mixed, metric, direction=direction),
+            eap_ig(toy_model, mixed, metric, steps=1, direction=direction),
+        ):
+            assert scores.clean == pytest.approx(core.clean_value, rel=1e-5, abs=1e-6)
+            assert scores.corrupted == pytest.approx(core.corrupted_value, rel=1e-5, abs=1e-6)
+
+    def test_eap_runs_two_forwards_per_group_and_one_backward(self, toy_model, mixed, monkeypatch):
+        import interp.methods.circuits.edge_attribution as module
+
+        calls = []
+        real = module.sender_run
+
+        def counted(w, embed, **options):
+            calls.append((embed.shape[1], options.get("record", False)))
+            return real(w, embed, **options)
+
+        monkeypatch.setattr(module, "sender_run", counted)
+        eap(toy_model, mixed)
+        width = mixed.clean_tokens.shape[1]
+        assert sorted(calls) == sorted([(width, False), (width, True), (width - 2, False), (width - 2, True)])
+        calls.clear()
+        eap_ig(toy_model, mixed, steps=3)
+        assert len(calls) == 2 * (2 + 3) and sum(record for _, record in calls) == 2 * 3
+
+    def test_a_group_is_let_go_before_the_next_runs(self, toy_model, mixed):
+        import gc
+        import weakref
+
+        from interp.engine.receiver_gradients import sender_run
+        from interp.methods.contrastive import GroupStream
+
+        def run(w, tokens, is_base):
+            kept = sender_run(w, w.W_E[tokens].detach())
+            return kept, kept.logits
+
+        stream = GroupStream(toy_model, mixed, "logit_diff", "noising", run, "test")
+        previous, alive = [], []
+        for group in stream:
+            gc.collect()
+            alive.append(sum(ref() is not None for ref in previous))
+            previous = [weakref.ref(group.clean), weakref.ref(group.corrupted)]
+            del group
+        assert alive == [0, 0]  # the first group's runs were gone when the second was yielded
+        assert stream.finish().clean_value == pytest.approx(eap(toy_model, mixed).clean)

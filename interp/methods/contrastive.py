@@ -22,8 +22,9 @@ so an attached hook would be silently ignored or silently mixed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 from jaxtyping import Float, Int
@@ -40,7 +41,8 @@ from interp.model.loading import HookedPhi
 Direction = Literal["denoising", "noising"]
 DIRECTIONS: tuple[Direction, ...] = ("denoising", "noising")
 Keep = Literal["all", "logits"]
-T = TypeVar("T")  # tokens, runs, values: anything that comes as a clean and a corrupted version
+T = TypeVar("T")
+R = TypeVar("R")  # what a run keeps: a RunCache, or a method's own run  # tokens, runs, values: anything that comes as a clean and a corrupted version
 
 
 def check_inputs(model: HookedPhi, pairs: PromptPairs, what: str) -> None:
@@ -69,12 +71,13 @@ def clean_and_corrupted(base: T, source: T, direction: Direction) -> tuple[T, T]
 
 
 @dataclass
-class LengthGroup:
-    """The prompts of one token length: their dataset positions and both runs (None with keep='logits')."""
+class LengthGroup(Generic[R]):
+    """The prompts of one token length: their dataset positions and both runs (`RunCache`s from
+    `contrast`, None with keep='logits'; a method's own runs from a `GroupStream`)."""
 
     index: Int[Tensor, " batch"]
-    clean: RunCache | None
-    corrupted: RunCache | None
+    clean: R | None
+    corrupted: R | None
 
 
 @dataclass
@@ -163,13 +166,72 @@ class Contrast:
         )
 
 
-def _gather(groups: list[tuple[Tensor, Tensor]], n: int) -> Float[Tensor, "batch d_vocab"]:
-    """Stack per-group (index, final logits) into one [n, d_vocab] tensor in dataset order."""
-    first = groups[0][1]
-    out = torch.empty(n, first.shape[-1], dtype=torch.float32, device=first.device)
-    for index, logits in groups:
-        out[index.to(out.device)] = logits.float()
-    return out
+RunFn = Callable[[PhiWeights, Int[Tensor, "batch pos"], bool], tuple[Any, Float[Tensor, "batch d_vocab"]]]
+"""How a method runs one side of a length group: (weights, tokens, is_base) -> (what it keeps, the final
+position's logits, detached)."""
+
+
+class GroupStream:
+    """The contrastive set-up one length group at a time, for methods that run their own forward.
+
+    Iterating yields each group (`LengthGroup` holding what `run` kept for its clean and its corrupted
+    prompts) after both runs, so a method works on it and lets it go before the next group runs (memory
+    of one group at a time, as `contrast` cannot give). `metric()` is the metric resolved from the clean
+    logits of the groups run so far (a group's rows are right once it has run: the KL metric reads only
+    the rows it measures); `finish()` after the last group is the `Contrast` with every baseline.
+    """
+
+    def __init__(
+        self,
+        model: HookedPhi,
+        pairs: PromptPairs,
+        metric: MetricKind | Metric,
+        direction: Direction,
+        run: RunFn,
+        what: str,
+    ):
+        check_inputs(model, pairs, what)
+        self.direction = check_direction(direction)
+        self.weights = PhiWeights.from_model(model)
+        self.pairs, self._metric, self._run = pairs, metric, run
+        self.device = model.cfg.device
+        n, d_vocab = len(pairs), self.weights.W_U.shape[0]
+        self.clean_logits = torch.zeros(n, d_vocab, device=self.device)
+        self.corrupted_logits = torch.zeros(n, d_vocab, device=self.device)
+        self.groups: list[LengthGroup] = []
+
+    def __iter__(self) -> Iterator[LengthGroup]:
+        for index in self.pairs.length_groups():
+            group = self.pairs.select(index)
+            kept = {}
+            for which, tokens in (("clean", group.clean_tokens), ("corrupted", group.corrupted_tokens)):
+                is_base = (which == "corrupted") == (self.direction == "denoising")
+                kept[which], final = self._run(self.weights, tokens.to(self.device), is_base)
+                logits = self.clean_logits if which == "clean" else self.corrupted_logits
+                logits[index.to(self.device)] = final.detach().float()
+            self.groups.append(LengthGroup(index, None, None))
+            yield LengthGroup(index, kept["clean"], kept["corrupted"])
+
+    def metric(self) -> Metric:
+        return resolve_metric(self._metric, self.pairs, self.clean_logits)
+
+    def base(self, group: LengthGroup):
+        return base_and_source(group.clean, group.corrupted, self.direction)[0]
+
+    def source(self, group: LengthGroup):
+        return base_and_source(group.clean, group.corrupted, self.direction)[1]
+
+    def finish(self, groups: list[LengthGroup] | None = None) -> Contrast:
+        """The `Contrast` of every prompt (its `groups` the ones given, else index-only groups)."""
+        return Contrast(
+            self.weights,
+            self.pairs,
+            self.groups if groups is None else groups,
+            self.direction,
+            self.metric(),
+            self.clean_logits,
+            self.corrupted_logits,
+        )
 
 
 def contrast(
@@ -187,31 +249,14 @@ def contrast(
     logits (methods that intervene through hooks). `grad_base` builds the base run with autograd
     (its activations are graph nodes; attribution patching differentiates through them).
     """
-    check_inputs(model, pairs, "this method")
-    check_direction(direction)
     if keep not in ("all", "logits"):
         raise InputError(f"keep={keep!r} is not allowed; use 'all' or 'logits'.")
-    w = PhiWeights.from_model(model)
-    device = model.cfg.device
-    groups, clean_final, corrupted_final = [], [], []
-    for index in pairs.length_groups():
-        group = pairs.select(index)
-        runs = {}
-        for which, tokens in (("clean", group.clean_tokens), ("corrupted", group.corrupted_tokens)):
-            is_base = (which == "corrupted") == (direction == "denoising")
-            if keep == "logits":
-                runs[which] = run_final_logits(w, tokens.to(device))
-            else:
-                runs[which] = run_with_cache(w, tokens.to(device), grad=grad_base and is_base)
+
+    def run(w: PhiWeights, tokens: Tensor, is_base: bool) -> tuple[RunCache | None, Tensor]:
         if keep == "logits":
-            groups.append(LengthGroup(index, None, None))
-            clean_final.append((index, runs["clean"]))
-            corrupted_final.append((index, runs["corrupted"]))
-        else:
-            groups.append(LengthGroup(index, runs["clean"], runs["corrupted"]))
-            clean_final.append((index, runs["clean"].final_logits.detach()))
-            corrupted_final.append((index, runs["corrupted"].final_logits.detach()))
-    clean_logits = _gather(clean_final, len(pairs))
-    corrupted_logits = _gather(corrupted_final, len(pairs))
-    resolved = resolve_metric(metric, pairs, clean_logits)
-    return Contrast(w, pairs, groups, direction, resolved, clean_logits, corrupted_logits)
+            return None, run_final_logits(w, tokens)
+        cache = run_with_cache(w, tokens, grad=grad_base and is_base)
+        return cache, cache.final_logits.detach()
+
+    stream = GroupStream(model, pairs, metric, direction, run, "this method")
+    return stream.finish(list(stream))

@@ -20,7 +20,8 @@ Cost: EAP is one forward of the source run (no gradient) and one forward and bac
 whose logits also give the baseline (and the clean distribution a KL metric needs when noising), so no
 forward is spent twice. EAP-IG is a source forward, a base forward and `steps` forwards and backwards;
 the per-receiver gradients are summed over the steps and scored once.
-Which run is the base is decided, as everywhere, by `interp.methods.contrastive.base_and_source`.
+The set-up (length groups, which run is the base, the metric and the baselines) is the contrastive
+core's (`interp.methods.contrastive.GroupStream`, run with this method's forward, one group at a time).
 """
 
 from __future__ import annotations
@@ -31,19 +32,13 @@ import torch
 from torch import Tensor
 
 from interp.base.errors import InputError
-from interp.data.metrics import Metric, MetricKind, resolve_metric
+from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.forward import PhiWeights
 from interp.engine.receiver_gradients import EdgeGradients, SenderRun, sender_deltas, sender_run
 from interp.methods.circuits.graph import Graph
 from interp.methods.circuits.scores import EdgeScores, reduce_scores
-from interp.methods.contrastive import (
-    Direction,
-    base_and_source,
-    check_direction,
-    check_inputs,
-    clean_and_corrupted,
-)
+from interp.methods.contrastive import Direction, GroupStream, check_direction
 from interp.model.loading import HookedPhi
 
 Rule = Literal["midpoint", "left", "right"]
@@ -113,58 +108,51 @@ def _attribute(
     method: str,
     rule: Rule | None = None,
 ) -> EdgeScores:
-    """`alphas` None: EAP (the gradient at the base run itself); else EAP-IG's interpolation points."""
-    check_inputs(model, pairs, "edge attribution")
-    check_direction(direction)
-    w = PhiWeights.from_model(model)
+    """`alphas` None: EAP (the gradient at the base run itself); else EAP-IG's interpolation points.
+
+    The contrastive core runs both sides of each length group (`GroupStream`, one group at a time) with
+    this method's forward: the source run without autograd, the base run with it when it is EAP's
+    gradient run, so no forward is spent twice."""
+    eap_base = alphas is None
+
+    def run(w: PhiWeights, tokens: Tensor, is_base: bool) -> tuple[SenderRun, Tensor]:
+        record = is_base and eap_base
+        with torch.enable_grad() if record else torch.no_grad():
+            kept = sender_run(w, w.W_E[tokens].detach(), record=record)
+        return kept, kept.logits.detach()
+
+    stream = GroupStream(model, pairs, metric, direction, run, "edge attribution")
+    w = stream.weights
     graph = Graph.of(w.n_layers, w.n_heads)
-    device = model.cfg.device
-    n, d_vocab = len(pairs), w.W_U.shape[0]
-    finals = {
-        "clean": torch.zeros(n, d_vocab, device=device),
-        "corrupted": torch.zeros(n, d_vocab, device=device),
-    }
     parts = []
-    for index in pairs.length_groups():
-        group = pairs.select(index)
-        base_tokens, source_tokens = base_and_source(
-            group.clean_tokens.to(device), group.corrupted_tokens.to(device), direction
-        )
-        base_embed, source_embed = w.W_E[base_tokens].detach(), w.W_E[source_tokens].detach()
-        with torch.no_grad():
-            source = sender_run(w, source_embed)
+    for group in stream:
+        index = group.index
+        base, source = stream.base(group), stream.source(group)
+        metric_fn = stream.metric()  # right for this group's rows (and those before)
         gradients = EdgeGradients(w)
         with torch.enable_grad():
-            if alphas is None:  # EAP: the gradient run is the base run
-                base = sender_run(w, base_embed, record=True)
-            else:
-                with torch.no_grad():
-                    base = sender_run(w, base_embed)
-            clean, corrupted = clean_and_corrupted(base.logits.detach(), source.logits, direction)
-            finals["clean"][index.to(device)] = clean.float()
-            finals["corrupted"][index.to(device)] = corrupted.float()
-            metric_fn = resolve_metric(metric, pairs, finals["clean"])  # reads only this group's rows
-            if alphas is None:
+            if eap_base:
                 gradients.add(base, metric_fn(base.logits, index).sum())
             elif method == "eap_ig":
                 for alpha in alphas:
-                    run = sender_run(w, base_embed + alpha * (source_embed - base_embed), record=True)
-                    gradients.add(run, metric_fn(run.logits, index).sum())
+                    point = base.embed + alpha * (source.embed - base.embed)
+                    interpolated = sender_run(w, point, record=True)
+                    gradients.add(interpolated, metric_fn(interpolated.logits, index).sum())
             else:
                 _add_by_node(w, gradients, metric_fn, index, base, source, alphas)
         matrix = gradients.scores(sender_deltas(w, source, base))  # batch sender receiver
-        del gradients, base
+        del gradients, base, source, group
         parts.append((index, matrix[:, graph.mask.to(matrix.device)].T))
-    metric_fn = resolve_metric(metric, pairs, finals["clean"])
-    everyone = torch.arange(n)
+    core = stream.finish()
+    n = len(pairs)
     return EdgeScores(
         graph,
         reduce_scores(parts, graph.n_edges, n, reduce),
         method,
         direction,
-        metric_fn.kind,
-        metric_fn(finals["clean"], everyone).mean().item(),
-        metric_fn(finals["corrupted"], everyone).mean().item(),
+        core.metric.kind,
+        core.clean_value,
+        core.corrupted_value,
         per_prompt=reduce == "none",
         extra={"estimate_of": "patched metric - base metric", "d_model": w.W_E.shape[1]}
         | ({"steps": len(alphas), "rule": rule} if alphas else {}),
