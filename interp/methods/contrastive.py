@@ -42,7 +42,9 @@ Direction = Literal["denoising", "noising"]
 DIRECTIONS: tuple[Direction, ...] = ("denoising", "noising")
 Keep = Literal["all", "logits"]
 T = TypeVar("T")
-R = TypeVar("R")  # what a run keeps: a RunCache, or a method's own run  # tokens, runs, values: anything that comes as a clean and a corrupted version
+R = TypeVar(
+    "R"
+)  # what a run keeps: a RunCache, or a method's own run  # tokens, runs, values: anything that comes as a clean and a corrupted version
 
 
 def check_inputs(model: HookedPhi, pairs: PromptPairs, what: str) -> None:
