@@ -47,7 +47,10 @@ def test_a_device_that_cannot_compute_is_a_user_error_before_anything_is_written
     assert _run_cli(tmp_path, INDUCTION, "--device", device) == 2
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'c.toml'} is not a valid experiment config" in err
-    assert f"model.device: Value error, device '{device}' is not allowed; use auto, cpu" in err
+    assert (
+        f"model.device: Value error, device '{device}' is not a torch device a run can compute on; use auto, cpu"
+        in err
+    )
     assert not (tmp_path / "run").exists()
 
 

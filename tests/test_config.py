@@ -168,7 +168,8 @@ def test_a_renamed_pairs_file_is_the_same_config(tmp_path):
 @pytest.mark.parametrize("device", ["meta", "xla", "cuda:x", "CPU", ""])
 def test_devices_that_cannot_compute_are_refused(device):
     with pytest.raises(
-        ConfigError, match=rf"model.device: .*device {device!r} is not allowed; use auto, cpu"
+        ConfigError,
+        match=rf"model.device: .*device {device!r} is not a torch device a run can compute on; use auto, cpu",
     ):
         parse_config({**MINIMAL, "model": {"device": device}})
 

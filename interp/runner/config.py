@@ -58,8 +58,8 @@ class ModelConfig(Strict):
     def _a_device_that_computes(cls, device: str) -> str:
         if not DEVICE.fullmatch(device):
             raise ValueError(
-                f"device {device!r} is not allowed; use auto, cpu, cuda, cuda:N or mps (devices such as "
-                "'meta' or 'xla' hold no values a run can compute with)"
+                f"device {device!r} is not a torch device a run can compute on; use auto, cpu, cuda, "
+                "cuda:N or mps ('meta' holds no values; 'xla' is not supported)"
             )
         return device
 
