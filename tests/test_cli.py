@@ -81,3 +81,19 @@ def test_help_and_tasks_do_not_import_torch_or_a_method():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_public_api_is_imported_on_first_use_and_complete():
+    """`import interp` loads no torch; every name in `interp.__all__` is there when asked for."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, interp\n"
+        "light = 'torch' not in sys.modules\n"
+        "missing = [n for n in interp.__all__ if getattr(interp, n, None) is None]\n"
+        "from interp import *  # noqa\n"
+        "print(light, missing, 'sweep' in dir(interp))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True [] True"
