@@ -291,3 +291,18 @@ def test_each_kind_is_registered_once_with_a_model_of_its_own_kind():
         assert kind in spec.options.kinds()
         for name in spec.options.own_fields():
             assert spec.options.model_fields[name].description, f"{kind}.{name} has no description"
+
+
+def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
+    from interp.runner.config import load_config, to_toml
+
+    tables = [{"kind": kind, "name": f"a{i}"} for i, kind in enumerate(REGISTRY)]
+    tables += [
+        {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},
+        {"kind": "steer", "name": "prompts", "positive": ["🐱 \"a\"\\b"], "negative": ["x\ty"], "multipliers": [1e-7, -2.5]},
+        {"kind": "generate", "name": "heads", "heads": [[0, 1]], "head_source": "corrupted"},
+    ]  # fmt: skip
+    config = parse_config({"analysis": tables})
+    path = tmp_path / "resolved.toml"
+    path.write_text(to_toml(config), encoding="utf-8")
+    assert load_config(path) == config
