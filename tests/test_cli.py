@@ -31,6 +31,9 @@ def test_tasks_lists_tasks_and_kinds(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "ioi" in out and "induction" in out and "patch_head_out_by_pos" in out and "n_pairs" in out
+    path_patch = out[out.index("  path_patch:") :].split("\n  attrib_head_out:")[0]
+    assert 'direction = "noising"' in path_patch and "as in Wang et al. and the Python API" in path_patch
+    assert "not read with receivers = 'logits'" in path_patch
 
 
 def _run_cli(tmp_path, config_text: str, *extra: str):
