@@ -38,7 +38,7 @@ pairs = build_pairs(TaskConfig(name="ioi", n_pairs=16), model, seed=0)
 # %%
 dla = direct_logit_attribution(model, pairs)
 print(f"max |sum - logit diff| = {(dla.total() - dla.logit_diff).abs().max():.2e}")
-layer_head_heatmap(dla.heads.mean(-1), "direct logit attribution per head")
+layer_head_heatmap(dla.heads.mean(0), "direct logit attribution per head")
 
 # %%
 lens = logit_lens(model, pairs)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import einops
 import torch
 from torch import Tensor
 
@@ -258,12 +259,13 @@ DLA_EXPLANATION = (
 
 
 def _dla_head(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
-    return Computed(("layer", "head"), direct_logit_attribution(model, pairs).heads)
+    heads = direct_logit_attribution(model, pairs).heads
+    return Computed(("layer", "head"), einops.rearrange(heads, "batch layer head -> layer head batch"))
 
 
 def _dla_layer(options: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, ctx: UnitContext) -> Computed:
     dla = direct_logit_attribution(model, pairs)
-    values = torch.stack([dla.attn, dla.mlp], dim=1)  # layer component batch
+    values = einops.rearrange([dla.attn, dla.mlp], "component batch layer -> layer component batch")
     return Computed(("layer", "component"), values, {"component": ["attn", "mlp"]})
 
 
