@@ -254,3 +254,35 @@ class TestConfig:
             if name.endswith("weight") and name.split(".")[-2] in matrices
         )
         assert model.cfg.n_params == count
+
+
+class TestFloat16AfterLoading:
+    """`load_model` refuses float16; converting the loaded model is refused for the same reason."""
+
+    @pytest.mark.parametrize(
+        "convert",
+        [
+            lambda m: m.half(),
+            lambda m: m.to(torch.float16),
+            lambda m: m.to("cpu", torch.float16),
+            lambda m: m.to(dtype=torch.float16),
+            lambda m: m.to(torch.zeros(1, dtype=torch.float16)),
+        ],
+        ids=["half", "to_dtype", "to_device_dtype", "to_kwarg", "to_tensor"],
+    )
+    def test_refused(self, tiny_phi_dir, convert):
+        model = load_model(tiny_phi_dir)
+        with pytest.raises(UnsafeDtypeError, match="overflow"):
+            convert(model)
+        assert next(model.original_model.parameters()).dtype == torch.float32  # nothing was converted
+
+    def test_other_conversions_still_work(self, tiny_phi_dir):
+        model = load_model(tiny_phi_dir)
+        assert model.to("cpu") is model
+        model.to(torch.bfloat16)
+        assert next(model.original_model.parameters()).dtype == torch.bfloat16
+
+
+def test_generate_writes_no_deprecation_warning(toy_model, recwarn):
+    toy_model.generate(PROMPT, max_new_tokens=2, do_sample=False, verbose=False)
+    assert not [w for w in recwarn if "past_key_values" in str(w.message)]

@@ -25,12 +25,17 @@ here, after wrapping, each checked by tests/test_loading.py:
   no BOS, and now no entry point does;
 - the config: `rotary_dim`, `attn_scale`, `n_params`, ... were left at their defaults; they are
   filled as TransformerLens's `HookedTransformerConfig` filled them for Phi.
+
+And float16 is refused after loading too (`model.half()`, `model.to(torch.float16)`), for the
+reason `load_model` refuses it (FP16_EXPLANATION).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -226,6 +231,7 @@ def _wrap(hf_model, tokenizer, resolved: ResolvedSource, device: torch.device, d
     _mend_kv_cache(bridge)
     _add_no_bos(bridge, tokenizer, resolved)
     _fill_config(bridge.cfg, hf_model)
+    _refuse_float16_later(bridge)
     return bridge
 
 
@@ -247,6 +253,20 @@ def _mend_kv_cache(bridge) -> None:
             return _update(k, v, **kwargs)
 
         attn._update_kv_cache = update_with_cache
+
+    generate = bridge.generate
+
+    @functools.wraps(generate)
+    def generate_quietly(*args, **kwargs):
+        # the bridge's loop passes `past_key_values=` to PhiForCausalLM, which warns at every call
+        # that the name is deprecated: noise to a user, who did not write it
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="`past_key_values` is deprecated", category=FutureWarning
+            )
+            return generate(*args, **kwargs)
+
+    bridge.generate = generate_quietly
 
 
 def _add_no_bos(bridge, tokenizer, resolved: ResolvedSource) -> None:
@@ -277,3 +297,22 @@ def _fill_config(cfg, hf_model) -> None:
     cfg.eps = hf_config.layer_norm_eps
     # TransformerLens's count: the attention and MLP weight matrices (no embeddings, biases, LayerNorms)
     cfg.n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp)
+
+
+def _refuse_float16_later(bridge) -> None:
+    """`model.half()` and `model.to(torch.float16)` raise UnsafeDtypeError, as `load_model` does."""
+    to = bridge.to
+
+    def to_checked(*args, **kwargs):
+        targets = (*args, kwargs.get("dtype"))
+        if any(
+            t is torch.float16 or (isinstance(t, torch.Tensor) and t.dtype is torch.float16) for t in targets
+        ):
+            raise UnsafeDtypeError(FP16_EXPLANATION)
+        return to(*args, **kwargs)
+
+    def half(*args, **kwargs):
+        raise UnsafeDtypeError(FP16_EXPLANATION)
+
+    bridge.to = functools.wraps(to)(to_checked)
+    bridge.half = half
