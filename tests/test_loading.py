@@ -286,3 +286,28 @@ class TestFloat16AfterLoading:
 def test_generate_writes_no_deprecation_warning(toy_model, recwarn):
     toy_model.generate(PROMPT, max_new_tokens=2, do_sample=False, verbose=False)
     assert not [w for w in recwarn if "past_key_values" in str(w.message)]
+
+
+def test_phi2_like_tokenizer_adds_no_bos_through_the_bridge(gpt2_bpe_dir, tmp_path):
+    """Phi-2's tokenizer files (GPT-2's BPE, tokenizer_class CodeGenTokenizer, no add_bos_token): no BOS, as HF."""
+    import shutil
+
+    from helpers import save_phi_dir
+    from transformers import AutoTokenizer
+
+    save_phi_dir(tmp_path, tokenizer=False, vocab_size=51200)
+    shutil.copy(gpt2_bpe_dir / "encoder.json", tmp_path / "vocab.json")
+    shutil.copy(gpt2_bpe_dir / "vocab.bpe", tmp_path / "merges.txt")
+    special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    config = {
+        **special,
+        "add_prefix_space": False,
+        "model_max_length": 2048,
+        "tokenizer_class": "CodeGenTokenizer",
+    }
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    expected = AutoTokenizer.from_pretrained(str(tmp_path))(PROMPT)["input_ids"]
+    assert 50256 not in expected
+    model = load_model(tmp_path)
+    assert model.tokenizer(PROMPT)["input_ids"] == expected
+    assert model.to_tokens(PROMPT)[0].tolist() == expected
