@@ -229,6 +229,7 @@ def _wrap(hf_model, tokenizer, resolved: ResolvedSource, device: torch.device, d
     )
     bridge.eval()
     _mend_kv_cache(bridge)
+    _quiet_generate(bridge)
     _add_no_bos(bridge, tokenizer, resolved)
     _fill_config(bridge.cfg, hf_model)
     _refuse_float16_later(bridge)
@@ -254,6 +255,9 @@ def _mend_kv_cache(bridge) -> None:
 
         attn._update_kv_cache = update_with_cache
 
+
+def _quiet_generate(bridge) -> None:
+    """`model.generate` without the deprecation warning its loop triggers at every call."""
     generate = bridge.generate
 
     @functools.wraps(generate)
