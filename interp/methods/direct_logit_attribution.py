@@ -15,7 +15,7 @@ bias is 0 and the writing weights are centred, so the same numbers come out (up 
 unembedding's mean over the vocabulary was removed, which cancels in a difference of two logits).
 
 Per-prompt values put the batch first (`[batch layer head]`, `[batch layer]`), as TransformerLens's
-caches and the rest of `interp` do: `dla.heads.mean(0)` is the mean over prompts per head.
+caches do: `dla.heads.mean(0)` is the mean over prompts per head.
 
 DLA measures only what a component writes *directly* into the answer direction. A head that acts
 through later heads or MLPs (an S-inhibition head in IOI, a previous-token head feeding an
