@@ -20,18 +20,21 @@ class LensOptions(AnalysisOptions):
 
 
 def _dla_head(options: LensOptions, model, pairs, ctx: UnitContext) -> Computed:
+    import einops
+
     from interp.methods.direct_logit_attribution import direct_logit_attribution
 
-    return Computed(("layer", "head"), direct_logit_attribution(model, pairs).heads)
+    heads = direct_logit_attribution(model, pairs).heads  # the store keeps the batch last
+    return Computed(("layer", "head"), einops.rearrange(heads, "batch layer head -> layer head batch"))
 
 
 def _dla_layer(options: LensOptions, model, pairs, ctx: UnitContext) -> Computed:
-    import torch
+    import einops
 
     from interp.methods.direct_logit_attribution import direct_logit_attribution
 
     dla = direct_logit_attribution(model, pairs)
-    values = torch.stack([dla.attn, dla.mlp], dim=1)  # layer component batch
+    values = einops.rearrange([dla.attn, dla.mlp], "component batch layer -> layer component batch")
     return Computed(("layer", "component"), values, {"component": ["attn", "mlp"]})
 
 
