@@ -20,99 +20,62 @@ The package is layered; each layer imports only from the ones above it in this l
     toy/       the trained toy model (its trainer uses data/; nothing but tests imports toy/)
 """
 
-from interp.base.errors import HookNameError, InterpError, ModelSourceError, UnsafeDtypeError
-from interp.base.version import __version__ as __version__
-from interp.data.metrics import make_metric, normalise
-from interp.data.prompts import PromptError, PromptPair, PromptPairs
-from interp.methods.ablation import Component, ablate, ablation_sweep
-from interp.methods.activation_patching import sweep
-from interp.methods.attribution_patching import agreement, attribution_patch
-from interp.methods.circuits.circuit import (
-    FaithfulnessCurve,
-    evaluate_circuit,
-    faithfulness_curve,
-    load_circuit,
-    save_circuit,
-    select,
-)
-from interp.methods.circuits.edge_attribution import eap, eap_ig
-from interp.methods.circuits.edge_patching import edge_patch
-from interp.methods.circuits.graph import Circuit, Graph
-from interp.methods.circuits.scores import EdgeScores
-from interp.methods.contrastive import Contrast, contrast
-from interp.methods.direct_logit_attribution import direct_logit_attribution, neuron_attribution
-from interp.methods.generation import Generation, generate
-from interp.methods.head_scores import head_scores, top_heads
-from interp.methods.interventions import AblateHeads, Hook, PatchFrom, Steer
-from interp.methods.joint_patching import Patch, run_patched
-from interp.methods.logit_lens import logit_lens
-from interp.methods.path_patching import path_patch
-from interp.methods.result import EffectResult, PatchResult, importance
-from interp.methods.steering import SteeringVector, projection, steer_sweep, steering_vector
-from interp.model.cache import cache_activations
-from interp.model.hooks import hook_names, validate_hook_names
-from interp.model.loading import HookedPhi, ModelInfo, load_model
-from interp.runner.config import load_config, parse_config
+from __future__ import annotations
 
-__all__ = [
-    # edge-level circuits
-    "Circuit",
-    "EdgeScores",
-    "FaithfulnessCurve",
-    "Graph",
-    "eap",
-    "eap_ig",
-    "edge_patch",
-    "evaluate_circuit",
-    "faithfulness_curve",
-    "importance",
-    "load_circuit",
-    "save_circuit",
-    "select",
-    # the rest
-    "AblateHeads",
-    "Generation",
-    "Hook",
-    "PatchFrom",
-    "Steer",
-    "SteeringVector",
-    "generate",
-    "projection",
-    "steer_sweep",
-    "steering_vector",
-    "Component",
-    "Contrast",
-    "EffectResult",
-    "HookNameError",
-    "HookedPhi",
-    "InterpError",
-    "ModelInfo",
-    "ModelSourceError",
-    "Patch",
-    "PatchResult",
-    "PromptError",
-    "PromptPair",
-    "PromptPairs",
-    "UnsafeDtypeError",
-    "ablate",
-    "ablation_sweep",
-    "agreement",
-    "attribution_patch",
-    "cache_activations",
-    "contrast",
-    "direct_logit_attribution",
-    "head_scores",
-    "hook_names",
-    "load_config",
-    "load_model",
-    "logit_lens",
-    "make_metric",
-    "neuron_attribution",
-    "normalise",
-    "parse_config",
-    "path_patch",
-    "run_patched",
-    "sweep",
-    "top_heads",
-    "validate_hook_names",
-]
+from importlib import import_module
+
+# every public name and the module that defines it; imported when first used, so that `interp --help`
+# and config validation start without loading torch
+_PUBLIC: dict[str, tuple[str, ...]] = {
+    "interp.base.errors": ("HookNameError", "InterpError", "ModelSourceError", "UnsafeDtypeError"),
+    "interp.base.version": ("__version__",),
+    "interp.data.metrics": ("make_metric", "normalise"),
+    "interp.data.prompts": ("PromptError", "PromptPair", "PromptPairs"),
+    "interp.methods.ablation": ("Component", "ablate", "ablation_sweep"),
+    "interp.methods.activation_patching": ("sweep",),
+    "interp.methods.attribution_patching": ("agreement", "attribution_patch"),
+    "interp.methods.circuits.circuit": (
+        "FaithfulnessCurve",
+        "evaluate_circuit",
+        "faithfulness_curve",
+        "load_circuit",
+        "save_circuit",
+        "select",
+    ),
+    "interp.methods.circuits.edge_attribution": ("eap", "eap_ig"),
+    "interp.methods.circuits.edge_patching": ("edge_patch",),
+    "interp.methods.circuits.graph": ("Circuit", "Graph"),
+    "interp.methods.circuits.scores": ("EdgeScores",),
+    "interp.methods.contrastive": ("Contrast", "contrast"),
+    "interp.methods.direct_logit_attribution": ("direct_logit_attribution", "neuron_attribution"),
+    "interp.methods.generation": ("Generation", "generate"),
+    "interp.methods.head_scores": ("head_scores", "top_heads"),
+    "interp.methods.interventions": ("AblateHeads", "Hook", "PatchFrom", "Steer"),
+    "interp.methods.joint_patching": ("Patch", "run_patched"),
+    "interp.methods.logit_lens": ("logit_lens",),
+    "interp.methods.path_patching": ("path_patch",),
+    "interp.methods.result": ("EffectResult", "PatchResult", "importance"),
+    "interp.methods.steering": ("SteeringVector", "projection", "steer_sweep", "steering_vector"),
+    "interp.model.cache": ("cache_activations",),
+    "interp.model.hooks": ("hook_names", "validate_hook_names"),
+    "interp.model.loading": ("HookedPhi", "ModelInfo", "load_model"),
+    "interp.runner.config": ("load_config", "parse_config"),
+}
+_MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        value = getattr(import_module(_MODULE_OF[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    try:  # a subpackage, as after an eager `import interp.methods`
+        return import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'interp' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

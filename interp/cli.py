@@ -28,13 +28,10 @@ def _run(args: argparse.Namespace) -> int:
     from interp.runner.config import load_config
     from interp.runner.run import run_experiment
 
-    config = load_config(args.config)
     overrides = {
         k: v for k, v in (("source", args.model), ("device", args.device), ("dtype", args.dtype)) if v
     }
-    if overrides:
-        config = config.model_copy(update={"model": config.model.model_copy(update=overrides)})
-        config = type(config).model_validate(config.model_dump())  # re-validate the overridden fields
+    config = load_config(args.config, model=overrides)  # the overrides validated as the file's fields
     options = {}
     if args.backend == "ray":
         options = {
@@ -71,31 +68,29 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from interp.data.tasks import describe_tasks
-    from interp.data.tasks.options import TaskConfig
-    from interp.runner.config import AnalysisConfig
-    from interp.runner.registry import COMMON_OPTIONS, REGISTRY
+    from interp.data.tasks.options import EVERY_TASK, TASK_OPTIONS, TaskConfig
+    from interp.runner.kinds import REGISTRY
+    from interp.runner.options import COMMON_OPTIONS, AnalysisOptions
 
-    say("tasks:")
-    table(describe_tasks())
+    say("tasks (and the options each reads besides " + ", ".join(EVERY_TASK[1:]) + "):")
+    table([(name, ", ".join(reads)) for name, reads in TASK_OPTIONS.items()])
     say("task options:")
     table([(name, field.description or "") for name, field in TaskConfig.model_fields.items()])
-    say("analysis kinds (and the options each reads besides name, top_k):")
-    table(
-        [
-            (kind, spec.summary, ", ".join(sorted(spec.options - COMMON_OPTIONS)))
-            for kind, spec in REGISTRY.items()
-        ]
-    )
-    say("analysis options:")
-    table(
-        [
-            (name, field.description or "")
-            for name, field in AnalysisConfig.model_fields.items()
-            if name != "kind"
-        ]
-    )
+    say("analysis options of every kind:")
+    table([(name, AnalysisOptions.model_fields[name].description or "") for name in COMMON_OPTIONS])
+    say("analysis kinds and their options (= the default):")
+    for kind, spec in REGISTRY.items():
+        say(f"  {kind}: {spec.summary}")
+        table([_option_row(spec.options, name) for name in spec.options.own_fields()], indent=4)
     return 0
+
+
+def _option_row(model, name: str) -> tuple[str, str]:
+    import json
+
+    field = model.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    return (f"{name} = {'(unset)' if default is None else json.dumps(default)}", field.description or "")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,7 @@ top = logits[0, -1].detach().softmax(-1).topk(5)
 list(zip(str_tokens(model.tokenizer, top.indices), top.values.tolist(), strict=True))
 
 # %%
+assert not [name for name in interp.hook_names(model) if "resid_mid" in name]  # parallel blocks
 {name: tuple(cache[name].shape) for name in ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]}
 
 # %% [markdown]

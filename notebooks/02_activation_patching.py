@@ -50,11 +50,18 @@ print(f"{len(pairs)} prompt pairs; the position sweep uses the {len(one_length)}
 
 # %% [markdown]
 # **Residual stream by layer and position** (denoising). Read each row left to right: where in the
-# prompt does the information that decides the answer sit at that depth? In IOI it moves from the
-# name tokens (early layers) to the final token (late layers).
+# prompt does the information that decides the answer sit at that depth? On the toy it sits at the
+# repeated name (the second " Frank") in layers 0 and 1, and at the token after it in layers 2 and 3,
+# where the previous-token head L1H0 copied it; it reaches the final token only through the name
+# mover's output in layer 3, which no `resid_pre` row shows. On Phi-2, look for the layer where it
+# moves to the final token.
 
 # %%
 resid = interp.sweep(model, one_length, "resid_pre")
+if MODEL == "toy":  # the claim above, checked
+    clean = one_length.clean_tokens[0].tolist()
+    s2 = max(i for i in range(int(one_length.final_pos[0])) if clean[i] == int(one_length.wrong[0]))
+    assert resid.effect().argmax(-1).tolist() == [s2, s2, s2 + 1, s2 + 1]
 layer_pos_heatmap(resid.effect(), tokens, "resid_pre, denoising: effect (+1 = clean restored, 0 = none)")
 
 # %% [markdown]
@@ -78,10 +85,14 @@ paths = path_patch(model, pairs, "logits")
 layer_head_heatmap(paths.effect(), "path patching to the logits, noising: effect (−1 = behaviour gone, 0 = none)")
 
 # %%
+if MODEL == "toy":  # the reading below, checked
+    assert paths.top(1)[0][0] == "L3H2" and paths.top(1)[0][2] < -0.9  # the largest direct effect
+    assert {name for name, *_ in heads.top(2)} == {"L1H0", "L3H2"}  # the two heads that carry it in total
+    assert abs(paths.effect()[1, 0]) < 0.05  # L1H0 writes (almost) nothing to the logits directly
 paths.top(3)
 
 # %% [markdown]
 # **What the toy shows**: L3H2 is the name mover (largest direct effect) and L1H0 moves name
-# information earlier (see `05_circuit_discovery` for the edge between them). **On Phi-2**: set
+# information earlier, with as large a total effect and almost no direct one (see `05_circuit_discovery` for the edge between them). **On Phi-2**: set
 # `MODEL = "microsoft/phi-2"` and compare the head sweep with the path patching: heads with a large
 # total but a small direct effect work through later heads.

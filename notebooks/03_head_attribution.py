@@ -38,7 +38,8 @@ pairs = build_pairs(TaskConfig(name="ioi", n_pairs=16), model, seed=0)
 # %%
 dla = direct_logit_attribution(model, pairs)
 print(f"max |sum - logit diff| = {(dla.total() - dla.logit_diff).abs().max():.2e}")
-layer_head_heatmap(dla.heads.mean(-1), "direct logit attribution per head")
+assert (dla.total() - dla.logit_diff).abs().max() <= 1e-5 * dla.logit_diff.abs().max() + 1e-4
+layer_head_heatmap(dla.heads.mean(0), "direct logit attribution per head")
 
 # %%
 lens = logit_lens(model, pairs)
@@ -55,7 +56,16 @@ layer_head_heatmap(scores["previous_token"], "previous-token score", diverging=F
 # **The head explorer.** Every head in one grid, coloured by its direct logit attribution; click a head
 # to see its attention on the first prompt, its DLA and what the metric loses when it alone is mean
 # ablated; click a row (a token) to see where it attends. On the toy, L3H2 (the name mover) attends
-# from the final token to the indirect object. The same explorer opens in every run's report.
+# from the final token not to the indirect object but to the token after the repeated name, where the
+# previous-token head L1H0 wrote that name (checked below). The same explorer opens in every run's report.
+
+# %%
+if MODEL == "toy":
+    _, cache = model.run_with_cache(pairs.clean_tokens)
+    for i, tokens in enumerate(pairs.clean_tokens.tolist()):
+        final = int(pairs.final_pos[i])
+        s2 = max(p for p in range(final) if tokens[p] == int(pairs.wrong[i]))  # the repeated name
+        assert cache["blocks.3.attn.hook_pattern"][i, 2, final].argmax() == s2 + 1
 
 # %%
 from interp.viz.explorer import head_explorer

@@ -44,10 +44,13 @@ final = pairs.final_pos
 # An ablation is a context manager: hooks are removed when the block ends, also on errors.
 
 # %%
+from interp.model.hooks import active_hook_count
+
 with torch.no_grad():
     clean = metric(model(pairs.clean_tokens)[rows, final], rows).mean()
     with ablate(model, [Component("head", 3, 2)], "mean", reference=pairs.corrupted_tokens):  # the name mover
         ablated = metric(model(pairs.clean_tokens)[rows, final], rows).mean()
+assert active_hook_count(model) == 0  # the block removed its hooks
 float(clean), float(ablated)
 
 # %%

@@ -27,6 +27,8 @@ MODEL = "toy"  # or "microsoft/phi-2" (on a GPU; EAP-IG over all 1.6M edges fits
 N_PAIRS = 16
 
 # %%
+import re
+
 import interp
 from interp.data.tasks import build_pairs
 from interp.data.tasks.options import TaskConfig
@@ -46,6 +48,9 @@ pairs = build_pairs(TaskConfig(name="ioi", n_pairs=N_PAIRS), model, seed=0)
 # %%
 ig = eap_ig(model, pairs, steps=5)
 exact = edge_patch(model, pairs) if MODEL == "toy" else None
+assert not [e for e in ig.edges if re.fullmatch(r"a(\d+)\.h\d+->m\1", e)]  # no MLP reads its own layer's heads
+if exact is not None:  # the name mover's edge to the logits is important, so negative (noising)
+    assert exact.values[exact.edges.index("a3.h2->logits")] < 0 and ig.values[ig.edges.index("a3.h2->logits")] < 0
 ig
 
 # %% [markdown]

@@ -38,7 +38,7 @@ def test_head_scores_rank_the_documented_heads_first(toy_model):
 def test_total_effect_methods_agree_on_ioi(toy_model, ioi):
     patched = sweep(toy_model, ioi, "head_out").normalised()
     ablated = ablation_sweep(toy_model, ioi, "mean").values
-    dla = direct_logit_attribution(toy_model, ioi).heads.mean(-1)
+    dla = direct_logit_attribution(toy_model, ioi).heads.mean(0)
     by_patching, by_ablation = top_heads(patched, 3), top_heads(-ablated, 3)
     print("patching:", names(by_patching))
     print("ablation (drop):", names(by_ablation))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
+
 import pytest
 
 from interp.runner.config import ConfigError, load_config, parse_config, to_toml
@@ -80,3 +83,97 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+class TestTaskOptions:
+    """A task reads only its own options; the resolved config holds only those."""
+
+    @pytest.mark.parametrize(
+        "task, expected",
+        [
+            ({"n_pairs": 5}, r"task 'custom' does not read n_pairs; its options are: pairs, pairs_file"),
+            ({"names": ["Mary", "John"]}, r"task 'custom' does not read names"),
+            ({"seq_len": 4}, r"task 'custom' does not read seq_len"),
+        ],
+    )
+    def test_custom_refuses_what_it_does_not_read(self, task, expected):
+        with pytest.raises(ConfigError, match=expected):
+            parse_config({**MINIMAL, "task": {"name": "custom", "pairs": [PAIR], **task}})
+
+    def test_generated_tasks_refuse_each_others_options(self):
+        with pytest.raises(ConfigError, match=r"task 'ioi' does not read seq_len"):
+            parse_config({**MINIMAL, "task": {"name": "ioi", "seq_len": 4}})
+        with pytest.raises(ConfigError, match=r"task 'induction' does not read names"):
+            parse_config({**MINIMAL, "task": {"name": "induction", "names": ["Mary"]}})
+
+    def test_the_resolved_config_holds_only_what_the_task_reads(self, tmp_path):
+        config = parse_config({**MINIMAL, "task": {"name": "custom", "pairs": [PAIR]}})
+        task = tomllib.loads(to_toml(config))["task"]
+        assert set(task) == {"name", "metric", "prepend_bos", "pairs"}
+        path = tmp_path / "r.toml"
+        path.write_text(to_toml(config), encoding="utf-8")
+        assert load_config(path) == config
+
+
+PAIR = {
+    "clean": "When Mary and John went to the store, John gave a drink to",
+    "corrupted": "When Mary and John went to the store, Mary gave a drink to",
+    "answer": " Mary",
+    "wrong": " John",
+}
+
+
+class TestEveryValueRoundTrips:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "When 🐱 and John went to the store, John gave a drink to",  # beyond the BMP
+            'a "quoted" back\\slash, a tab\there, a newline\nand DEL \x7f, NUL \x00, U+2028 \u2028 end',
+        ],
+    )
+    def test_strings(self, tmp_path, text):
+        config = parse_config({**MINIMAL, "task": {"name": "custom", "pairs": [{**PAIR, "clean": text}]}})
+        path = tmp_path / "r.toml"
+        path.write_text(to_toml(config), encoding="utf-8")
+        assert load_config(path).task.pairs[0].clean == text
+
+    def test_a_lone_surrogate_is_refused_by_field(self):
+        with pytest.raises(ConfigError, match=r"task.pairs.0.clean: .*lone UTF-16 surrogate \(U\+D83D\)"):
+            parse_config({**MINIMAL, "task": {"name": "custom", "pairs": [{**PAIR, "clean": "a \ud83d b"}]}})
+
+    @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+    def test_non_finite_numbers_in_toml_are_refused(self, tmp_path, value):
+        path = tmp_path / "c.toml"
+        path.write_text(f'[[analysis]]\nkind = "steer"\nmultipliers = [1.0, {value}]\n')
+        with pytest.raises(ConfigError, match=r"analysis.0.multipliers.1: Input should be a finite number"):
+            load_config(path)
+
+
+def test_a_renamed_pairs_file_is_the_same_config(tmp_path):
+    """The hash covers the pairs, not the file's name (nor its line numbers)."""
+    from interp.runner.store import config_hash
+
+    lines = [json.dumps(PAIR), json.dumps({**PAIR, "answer": " John", "wrong": " Mary"})]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n\n".join(lines) + "\n")  # other line numbers, same pairs
+    configs = [
+        parse_config({**MINIMAL, "task": {"name": "custom", "pairs_file": name}}, base_dir=tmp_path)
+        for name in ("a.jsonl", "b.jsonl")
+    ]
+    assert config_hash(configs[0]) == config_hash(configs[1])
+    other = parse_config({**MINIMAL, "task": {"name": "custom", "pairs": [PAIR]}})
+    assert config_hash(other) != config_hash(configs[0])
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "cuda:x", "CPU", ""])
+def test_devices_that_cannot_compute_are_refused(device):
+    with pytest.raises(
+        ConfigError,
+        match=rf"model.device: .*device {device!r} is not a torch device a run can compute on; use auto, cpu",
+    ):
+        parse_config({**MINIMAL, "model": {"device": device}})
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_devices_allowed(device):
+    assert parse_config({**MINIMAL, "model": {"device": device}}).model.device == device

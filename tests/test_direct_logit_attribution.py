@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import einops
 import pytest
 import torch
 from helpers import ANSWER, CUE_CLEAN, CUE_CORRUPTED, WRONG, ioi_pairs, save_answer_head_dir
@@ -47,11 +48,24 @@ class TestDirectLogitAttribution:
         assert torch.allclose(raw.ln_bias + raw.unembed_bias, folded.ln_bias + folded.unembed_bias, atol=1e-4)
         assert folded.ln_bias.abs().max() < 1e-5
 
+    def test_per_prompt_values_put_the_batch_first(self, toy_model, mixed_pairs):
+        """Row i of every per-prompt field is prompt i's own DLA (as in TransformerLens, batch first)."""
+        dla = direct_logit_attribution(toy_model, mixed_pairs)
+        cfg, n = toy_model.cfg, len(mixed_pairs)
+        assert n not in (cfg.n_layers, cfg.n_heads)  # the batch axis could not be mistaken for another
+        assert dla.heads.shape == (n, cfg.n_layers, cfg.n_heads)
+        assert dla.attn_bias.shape == dla.mlp.shape == dla.attn.shape == (n, cfg.n_layers)
+        for i in (0, n - 1):
+            alone = direct_logit_attribution(toy_model, mixed_pairs.select([i]))
+            for field in ("heads", "attn_bias", "mlp", "embed", "logit_diff"):
+                mine, own = getattr(dla, field)[i], getattr(alone, field)[0]
+                assert (mine - own).abs().max() <= 1e-4 * (1 + own.abs().max()), field
+
     def test_neuron_attributions_add_up_to_the_mlp(self, toy_model, mixed_pairs):
         dla = direct_logit_attribution(toy_model, mixed_pairs)
         for layer in range(toy_model.cfg.n_layers):
             per_neuron, top = neuron_attribution(toy_model, mixed_pairs, layer, k=5)
-            bias_part = dla.mlp[layer].mean() - per_neuron.sum()  # what fc2's bias writes
+            bias_part = dla.mlp[:, layer].mean() - per_neuron.sum()  # what fc2's bias writes
             w = toy_model.original_model.model.layers[layer].mlp.fc2.bias
             assert len(top) == 5 and abs(top[0][1]) >= abs(top[-1][1])
             assert bias_part.abs() <= 10 * w.abs().max() + 1e-3
@@ -86,7 +100,7 @@ class TestModelBuiltByConstruction:
 
     def test_dla_ranks_it_first(self, built):
         model, pairs = built
-        heads = direct_logit_attribution(model, pairs).heads.mean(-1)
+        heads = direct_logit_attribution(model, pairs).heads.mean(0)
         assert top_heads(heads, 1)[0][:2] == (1, 1)
 
     @pytest.mark.parametrize("method", ["zero", "mean", "resample"])
@@ -107,3 +121,24 @@ def test_refuses_attached_hooks_rather_than_mixing_them_in(toy_model, mixed_pair
             direct_logit_attribution(toy_model, mixed_pairs)
         with pytest.raises(RuntimeError, match="hooks attached"):
             neuron_attribution(toy_model, mixed_pairs, 0)
+
+
+def test_runner_units_are_the_api_result_with_the_batch_moved_last():
+    """The runner stores per-prompt values as `[...dims, batch]`; its DLA units are the API's batch-first result."""
+    from interp.runner.config import parse_config
+    from interp.runner.worker import UnitWorker, compute_unit
+
+    config = {
+        "seed": 1,
+        "task": {"name": "ioi", "n_pairs": 5},
+        "analysis": [{"kind": "dla_head"}, {"kind": "dla_layer"}],
+    }
+    worker = UnitWorker(parse_config(config))
+    dla = direct_logit_attribution(worker.model, worker.pairs)
+
+    def unit(kind):
+        return compute_unit(worker.by_label[kind], worker.model, worker.pairs, worker.config).values
+
+    assert torch.equal(unit("dla_head"), einops.rearrange(dla.heads, "batch layer head -> layer head batch"))
+    expected = torch.stack([dla.attn.T, dla.mlp.T], dim=1)  # layer component batch
+    assert torch.equal(unit("dla_layer"), expected)

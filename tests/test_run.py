@@ -230,7 +230,7 @@ def test_steer_from_explicit_prompts_in_a_config(tmp_path, toy_model):
     assert "positive - negative prompts' (1 / 1)" in result["description"]
     with pytest.raises(Exception, match="both positive and negative"):
         parse_config({"task": {"name": "ioi"}, "analysis": [{"kind": "steer", "positive": ["a b"]}]})
-    with pytest.raises(Exception, match="does not read negative, positive"):
+    with pytest.raises(Exception, match="does not read layers, multipliers, negative, positive"):
         parse_config({"task": {"name": "ioi"}, "analysis": [{**analysis, "kind": "generate", "layers": None,
                                                               "multipliers": [0.5, 1.0, 2.0, 4.0]}]})  # fmt: skip
 

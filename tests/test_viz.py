@@ -68,7 +68,7 @@ def test_head_explorer_carries_each_heads_numbers(toy_model):
     pairs = ioi_pairs(toy_model.tokenizer, 6, seed=1)
     explorer = head_explorer(toy_model, pairs)
     data = explorer.data
-    dla = direct_logit_attribution(toy_model, pairs).heads.mean(-1)
+    dla = direct_logit_attribution(toy_model, pairs).heads.mean(0)
     assert torch.allclose(torch.tensor(data["grid"]["values"]), dla, atol=1e-5)
     ablated = ablation_sweep(toy_model, pairs, "mean").values
     assert data["columns"][0]["name"] == "mean ablation: metric change"

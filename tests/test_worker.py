@@ -65,3 +65,33 @@ def test_local_executor_is_an_executor():
 
     executor = LocalExecutor(parse_config(CONFIG))
     assert isinstance(executor, Executor) and executor.n_pairs() == 7
+
+
+@pytest.mark.parametrize(
+    "table, expected",
+    [
+        (
+            {"kind": "steer", "layers": [1, 9]},
+            r"analysis 'steer' \(steer\): layers = \[9\] are not layers of this model; use 0 .. 4",
+        ),
+        (
+            {"kind": "generate", "heads": [[0, 7]]},
+            r"analysis 'generate' \(generate\): heads = \[\[0, 7\]\] are not heads of this model \(layers 0..3, heads 0..3\)",
+        ),
+        (
+            {"kind": "path_patch", "senders": [[5, 0]], "name": "pp"},
+            r"analysis 'pp' \(path_patch\): senders \[\[5, 0\]\] are not heads of this model",
+        ),
+        (
+            {"kind": "path_patch", "receivers": [[1, 9]]},
+            r"analysis 'path_patch' \(path_patch\): receivers \[\[1, 9\]\] are not heads",
+        ),
+    ],
+)
+def test_every_kind_checks_its_options_against_the_model_before_any_unit(worker, table, expected):
+    from interp.runner.config import ConfigError
+    from interp.runner.worker import check_before_compute
+
+    config = parse_config({**CONFIG, "analysis": [table]})
+    with pytest.raises(ConfigError, match=expected):
+        check_before_compute(config, worker.model, worker.pairs)

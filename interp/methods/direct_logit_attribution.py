@@ -14,6 +14,9 @@ equal the logit difference. With `weights="folded"` the LayerNorm's weight is al
 bias is 0 and the writing weights are centred, so the same numbers come out (up to how the
 unembedding's mean over the vocabulary was removed, which cancels in a difference of two logits).
 
+Per-prompt values put the batch first (`[batch layer head]`, `[batch layer]`), as TransformerLens's
+caches do: `dla.heads.mean(0)` is the mean over prompts per head.
+
 DLA measures only what a component writes *directly* into the answer direction. A head that acts
 through later heads or MLPs (an S-inhibition head in IOI, a previous-token head feeding an
 induction head) can have a small DLA and a large total effect; compare with ablation or patching.
@@ -44,25 +47,25 @@ from interp.model.loading import HookedPhi
 class DirectLogitAttribution:
     """Per-prompt direct attributions to logit(answer) - logit(wrong) at each final position."""
 
-    heads: Float[Tensor, "layer head batch"]
-    attn_bias: Float[Tensor, "layer batch"]
-    mlp: Float[Tensor, "layer batch"]
+    heads: Float[Tensor, "batch layer head"]
+    attn_bias: Float[Tensor, "batch layer"]
+    mlp: Float[Tensor, "batch layer"]
     embed: Float[Tensor, " batch"]
     ln_bias: Float[Tensor, " batch"]  # constant: final LayerNorm bias . u
     unembed_bias: Float[Tensor, " batch"]  # constant: b_U[answer] - b_U[wrong]
     logit_diff: Float[Tensor, " batch"]  # the model's actual logit difference
 
     @property
-    def attn(self) -> Float[Tensor, "layer batch"]:
+    def attn(self) -> Float[Tensor, "batch layer"]:
         """Whole attention layers: the heads plus the output bias."""
-        return self.heads.sum(1) + self.attn_bias
+        return self.heads.sum(-1) + self.attn_bias
 
     def total(self) -> Float[Tensor, " batch"]:
         """Every component plus both constants: equals `logit_diff`."""
-        return self.attn.sum(0) + self.mlp.sum(0) + self.embed + self.ln_bias + self.unembed_bias
+        return self.attn.sum(-1) + self.mlp.sum(-1) + self.embed + self.ln_bias + self.unembed_bias
 
     def _repr_html_(self) -> str:
-        heads = self.heads.mean(-1)
+        heads = self.heads.mean(0)
         rows = [
             [component_name(("layer", "head"), coords), f"{value:+.4f}"]
             for coords, value in top_coords(heads, 5)
@@ -107,25 +110,27 @@ def direct_logit_attribution(
     direction, ln_bias, unembed_bias = _direction(w, answer, wrong)
     scale = pairs.at_final(cache["ln_final.hook_scale"]).float()  # [batch, 1]
 
-    def attribute(component: Float[Tensor, "... batch d_model"]) -> Float[Tensor, "... batch"]:
-        return einops.einsum(_centre(component.float()) / scale, direction, "... b m, b m -> ... b")
+    def attribute(component: Float[Tensor, "batch ... d_model"]) -> Float[Tensor, "batch ..."]:
+        per_prompt = scale.reshape(-1, *[1] * (component.dim() - 1))  # [batch, 1, ..., 1]
+        return einops.einsum(_centre(component.float()) / per_prompt, direction, "b ... m, b m -> b ...")
 
     heads, mlp_out = [], []
     for layer in range(L):
         z = pairs.at_final(cache[f"blocks.{layer}.attn.hook_z"]).float()  # batch head d_head
-        writes = einops.einsum(z, w.W_O[layer].float(), "b h d, h d m -> h b m")
+        writes = einops.einsum(z, w.W_O[layer].float(), "b h d, h d m -> b h m")
         heads.append(attribute(writes))
         mlp_out.append(attribute(pairs.at_final(cache[f"blocks.{layer}.hook_mlp_out"])))
-    attn_bias = torch.stack([attribute(w.b_O[layer].float().expand(len(pairs), -1)) for layer in range(L)])
+    b_O = einops.repeat(torch.stack(w.b_O).float(), "layer d_model -> batch layer d_model", batch=len(pairs))
+    attn_bias = attribute(b_O)
     embed = attribute(pairs.at_final(cache["hook_embed"]))
     logits = model(tokens)
     final_logits = pairs.at_final(logits).float()
     rows = torch.arange(len(pairs), device=final_logits.device)
     logit_diff = final_logits[rows, answer] - final_logits[rows, wrong]
     return DirectLogitAttribution(
-        heads=torch.stack(heads).cpu(),
+        heads=torch.stack(heads, dim=1).cpu(),
         attn_bias=attn_bias.cpu(),
-        mlp=torch.stack(mlp_out).cpu(),
+        mlp=torch.stack(mlp_out, dim=1).cpu(),
         embed=embed.cpu(),
         ln_bias=ln_bias.cpu(),
         unembed_bias=unembed_bias.cpu(),

@@ -13,12 +13,29 @@ Two weight modes:
 
 Hooks are the bridge's: `blocks.{L}.hook_resid_pre`, `blocks.{L}.attn.hook_z`, ... Phi runs
 attention and MLP in parallel from one LayerNorm, so there is no `resid_mid`.
+
+Three things the bridge (transformer-lens 4.3 with transformers 5) gets wrong for Phi are mended
+here, after wrapping, each checked by tests/test_loading.py:
+
+- the key/value cache: transformers 5 passes it to attention as `cache=`, the bridge's attention
+  reads only `past_key_values=` / `layer_past=`, so every cached decoding step attended to itself
+  alone (`model.generate` and even `model.original_model.generate` repeated one token);
+- the tokenizer: the bridge reloads it with `add_bos_token=True`, so `model.tokenizer(text)`
+  prepended `<|endoftext|>` while `model.to_tokens` stripped it again; Phi-2's own tokenizer adds
+  no BOS, and now no entry point does;
+- the config: `rotary_dim`, `attn_scale`, `n_params`, ... were left at their defaults; they are
+  filled as TransformerLens's `HookedTransformerConfig` filled them for Phi.
+
+And float16 is refused after loading too (`model.half()`, `model.to(torch.float16)`), for the
+reason `load_model` refuses it (FP16_EXPLANATION).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -211,4 +228,95 @@ def _wrap(hf_model, tokenizer, resolved: ResolvedSource, device: torch.device, d
         str(resolved.path), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
     )
     bridge.eval()
+    _mend_kv_cache(bridge)
+    _quiet_generate(bridge)
+    _add_no_bos(bridge, tokenizer, resolved)
+    _fill_config(bridge.cfg, hf_model)
+    _refuse_float16_later(bridge)
     return bridge
+
+
+def _mend_kv_cache(bridge) -> None:
+    """Hand each attention bridge the key/value cache under the name it reads.
+
+    transformers 5's `PhiDecoderLayer` calls its attention with `cache=...` (the old name,
+    `past_key_values`, is deprecated); the bridge's reimplemented attention looks only for
+    `past_key_values` or `layer_past` (`AttentionBridge._update_kv_cache`) and, finding neither,
+    leaves the cache empty: each cached step then attends to the newest token alone.
+    """
+    for block in bridge.blocks:
+        attn = block.attn
+        update = attn._update_kv_cache  # bound method of this instance
+
+        def update_with_cache(k, v, _update=update, **kwargs):
+            if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+                kwargs["past_key_values"] = kwargs["cache"]
+            return _update(k, v, **kwargs)
+
+        attn._update_kv_cache = update_with_cache
+
+
+def _quiet_generate(bridge) -> None:
+    """`model.generate` without the deprecation warning its loop triggers at every call."""
+    generate = bridge.generate
+
+    @functools.wraps(generate)
+    def generate_quietly(*args, **kwargs):
+        # the bridge's loop passes `past_key_values=` to PhiForCausalLM, which warns at every call
+        # that the name is deprecated: noise to a user, who did not write it
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="`past_key_values` is deprecated", category=FutureWarning
+            )
+            return generate(*args, **kwargs)
+
+    bridge.generate = generate_quietly
+
+
+def _add_no_bos(bridge, tokenizer, resolved: ResolvedSource) -> None:
+    """Make the bridge's tokenizer add no BOS, as Phi-2's own tokenizer and `to_tokens` do.
+
+    The bridge reloads the tokenizer with `add_bos_token=True` (TransformerLens's
+    `get_tokenizer_with_bos`), and its `to_tokens` strips the BOS again, so a direct
+    `model.tokenizer(text)` gave one token more than every other entry point.
+    """
+    bridge.tokenizer.add_bos_token = False  # rebuilds the post-processor
+    bridge.cfg.tokenizer_prepends_bos = False
+    probe = "When Mary"
+    if bridge.tokenizer(probe)["input_ids"] != tokenizer(probe, add_special_tokens=False)["input_ids"]:
+        raise ModelSourceError(
+            f"The tokenizer in {resolved.path} adds special tokens that interp cannot turn off "
+            f"({bridge.tokenizer(probe)['input_ids']} for {probe!r}); Phi's tokenizer adds none. Replace "
+            "the tokenizer files with the original checkpoint's."
+        )
+
+
+def _fill_config(cfg, hf_model) -> None:
+    """Fill the config fields the bridge leaves at defaults, as `HookedTransformerConfig` did for Phi."""
+    hf_config = hf_model.config
+    cfg.rotary_dim = hf_model.model.layers[0].self_attn.rotary_ndims  # round(factor * d_head)
+    cfg.attn_scale = cfg.d_head**0.5  # scores are divided by sqrt(d_head) (use_attn_scale)
+    cfg.original_architecture = "PhiForCausalLM"
+    cfg.initializer_range = hf_config.initializer_range
+    cfg.eps = hf_config.layer_norm_eps
+    # TransformerLens's count: the attention and MLP weight matrices (no embeddings, biases, LayerNorms)
+    cfg.n_params = cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp)
+
+
+def _refuse_float16_later(bridge) -> None:
+    """`model.half()` and `model.to(torch.float16)` raise UnsafeDtypeError, as `load_model` does."""
+    to = bridge.to
+
+    def to_checked(*args, **kwargs):
+        targets = (*args, kwargs.get("dtype"))
+        if any(
+            t is torch.float16 or (isinstance(t, torch.Tensor) and t.dtype is torch.float16) for t in targets
+        ):
+            raise UnsafeDtypeError(FP16_EXPLANATION)
+        return to(*args, **kwargs)
+
+    def half(*args, **kwargs):
+        raise UnsafeDtypeError(FP16_EXPLANATION)
+
+    bridge.to = functools.wraps(to)(to_checked)
+    bridge.half = half

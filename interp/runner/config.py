@@ -21,18 +21,20 @@ Every field has a description, which `interp tasks` prints.
 
 from __future__ import annotations
 
-import difflib
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from interp.base.errors import InputError, InterpError
 from interp.base.schema import Strict
 from interp.data.tasks.options import TaskConfig
-from interp.runner.options import AnalysisOptions
-from interp.runner.registry import REGISTRY
+from interp.runner.kinds import TAGS, AnalysisConfig
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 class ConfigError(InterpError, ValueError):
@@ -49,52 +51,23 @@ class ModelConfig(Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on CUDA, else float32"
     )
-    device: str = Field("auto", description="auto: cuda, then mps, then cpu")
+    device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
 
-
-class AnalysisConfig(AnalysisOptions):
-    """One `[[analysis]]` table: a registered kind and the options it reads."""
-
-    kind: str = Field(description="what to compute: one of the registered kinds (`interp tasks` lists them)")
-
-    @model_validator(mode="before")
+    @field_validator("device")
     @classmethod
-    def _kind_defaults(cls, data):
-        if isinstance(data, dict) and data.get("kind") in REGISTRY:
-            data = {**REGISTRY[data["kind"]].defaults, **data}
-        return data
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        if kind not in REGISTRY:
-            close = difflib.get_close_matches(kind, list(REGISTRY), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"unknown analysis kind {kind!r}{hint} Allowed: {', '.join(REGISTRY)}")
-        return kind
-
-    @model_validator(mode="after")
-    def _options_the_kind_reads(self) -> AnalysisConfig:
-        reads = REGISTRY[self.kind].options
-        defaults = AnalysisOptions(**REGISTRY[self.kind].defaults)
-        unread = sorted(
-            name
-            for name in AnalysisOptions.model_fields
-            if name not in reads and getattr(self, name) != getattr(defaults, name)
-        )
-        if unread:
+    def _a_device_that_computes(cls, device: str) -> str:
+        if not DEVICE.fullmatch(device):
             raise ValueError(
-                f"{self.kind} does not read {', '.join(unread)}; its options are: {', '.join(sorted(reads))}"
+                f"device {device!r} is not a torch device a run can compute on; use auto, cpu, cuda, "
+                "cuda:N or mps ('meta' holds no values; 'xla' is not supported)"
             )
-        return self
-
-    @property
-    def label(self) -> str:
-        return self.name or self.kind
+        return device
 
 
 class ExperimentConfig(Strict):
     """A whole experiment config: seed, model, task, analyses and batching."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     seed: int = Field(
         0, ge=0, lt=2**63, description="seed for generated prompts and resampling (0 .. 2**63 - 1)"
@@ -117,7 +90,8 @@ class ExperimentConfig(Strict):
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts = [str(part) for part in item["loc"] if part not in TAGS]  # union tags name no field
+        where = ".".join(parts) or "(top level)"
         value = item.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"  {where}: {item['msg']}{shown}")
@@ -128,7 +102,7 @@ def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".")
     """Validate a config given as a dict (parsed TOML); a `ConfigError` lists every bad field.
 
     A `task.pairs_file` (relative to `base_dir`, the config file's folder) is read into `task.pairs`, so
-    the resolved config, and its hash, hold the pairs themselves."""
+    the resolved config, and its hash, hold the pairs themselves (not the file's name or line numbers)."""
     task = data.get("task") if isinstance(data, dict) else None
     if isinstance(task, dict) and task.get("pairs_file") is not None:
         from interp.data.tasks.custom import read_pairs_file
@@ -147,13 +121,17 @@ def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".")
             raise ConfigError(f"{source}: {error}") from None
         data = {**data, "task": {**task, "pairs": pairs}}
     try:
-        return ExperimentConfig.model_validate(data)
+        config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source} is not a valid experiment config:\n{_describe(error)}") from None
+    to_toml(config)  # every value must be writable to the resolved config: refuse it now if not
+    return config
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a TOML experiment config; a `ConfigError` names the file and every bad field."""
+def load_config(path: str | Path, model: dict | None = None) -> ExperimentConfig:
+    """Read and validate a TOML experiment config; a `ConfigError` names the file and every bad field.
+
+    `model`: fields of `[model]` that replace the file's (the command line's --model, --device, --dtype)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -165,38 +143,71 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    if model:
+        table = data.get("model", {})
+        data["model"] = {**(table if isinstance(table, dict) else {}), **model}
     return parse_config(data, str(path), path.parent)
 
 
 def to_toml(config: ExperimentConfig) -> str:
-    """The resolved config as TOML (every field, defaults included)."""
-    data = config.model_dump(mode="json", exclude_none=True)
-    lines = [f"seed = {data.pop('seed')}", f"batch_size = {data.pop('batch_size')}"]
-    lines.append(f"memory_budget_mb = {data.pop('memory_budget_mb')}")
-    for table in ("model", "task"):
-        lines.append(f"\n[{table}]")
-        for key, value in data[table].items():
-            if key == "pairs":
-                continue
-            if key == "pairs_file":  # its pairs are written out below; reading the file again is not needed
-                lines.append(f"# pairs read from pairs_file = {_toml_value(value)}")
-                continue
-            lines.append(f"{key} = {_toml_value(value)}")
-        for pair in data[table].get("pairs", []):
-            lines.append(f"\n[[{table}.pairs]]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in pair.items()]
-    for analysis in data["analysis"]:  # each with the options its kind reads, defaults included
-        reads = REGISTRY[analysis["kind"]].options
+    """The resolved config as TOML: every field read, defaults included, and only those (its hash is
+    this text's, so it holds what a run depends on: a pairs file's pairs, not its name or lines)."""
+    lines = [f"seed = {config.seed}", f"batch_size = {config.batch_size}"]
+    lines.append(f"memory_budget_mb = {config.memory_budget_mb}")
+    lines.append("\n[model]")
+    lines += [_toml_line("model", k, v) for k, v in config.model.model_dump(mode="json").items()]
+    lines.append("\n[task]")
+    task = config.task.dump()
+    pairs = task.pop("pairs", [])
+    task.pop("pairs_file", None)  # its pairs are written out below
+    lines += [_toml_line("task", k, v) for k, v in task.items()]
+    for i, pair in enumerate(pairs):
+        lines.append("\n[[task.pairs]]")
+        lines += [
+            _toml_line(f"task.pairs.{i}", k, v) for k, v in pair.items() if k != "line" and v is not None
+        ]
+    for i, analysis in enumerate(config.analysis):
         lines.append("\n[[analysis]]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in analysis.items() if k == "kind" or k in reads]
+        lines += [_toml_line(f"analysis.{i}", k, v) for k, v in analysis.dump().items()]
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value) -> str:
-    import json
+def _toml_line(where: str, key: str, value) -> str:
+    return f"{key} = {_toml_value(value, f'{where}.{key}')}"
 
+
+def _toml_value(value, where: str) -> str:
+    """`value` as TOML (booleans, integers, finite floats, strings and arrays of them)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return json.dumps(value)
-    return json.dumps(value)  # lists of lists / strings are valid TOML arrays in JSON form
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {value!r} is not allowed; use a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value, where)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    raise ConfigError(f"{where}: {value!r} cannot be written to a TOML config")
+
+
+def _toml_string(text: str, where: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as it is
+    (characters beyond the BMP included: an escaped UTF-16 surrogate pair is not valid TOML)."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            raise ConfigError(
+                f"{where}: {text!r} holds a lone UTF-16 surrogate (U+{code:04X}), which is not a character; "
+                "use the character itself (e.g. an emoji), not half of its JSON escape"
+            )
+        if char in '"\\':
+            out.append("\\" + char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'

@@ -1,102 +1,76 @@
-"""The options an `[[analysis]]` table may set, with a description per field (`interp tasks` prints them).
+"""The base of every kind's options model: the `[[analysis]]` fields all kinds share, and the rules.
 
-Which options apply to which kind is declared by that kind's entry in `interp.runner.registry`;
-setting an option the kind does not read is an error there, not a silent no-op.
+Each kind (`interp.runner.kinds`) declares its own model, a subclass with `kind: Literal[...]` and the
+fields it reads, each with a description (`interp tasks` prints them). The rules, for every kind:
+
+- a field the kind does not declare is an error naming the kind and the options it does read;
+- a field that the kind declares but does not read *with the other values given* (`unread`: e.g.
+  `receiver_input` when the receivers are the logits) is an error when it is set, saying why;
+- numbers are finite (no NaN or inf: the resolved config and results.json must hold them).
+
+The resolved config and results.json write each analysis's `dump()`: the fields it reads, defaults
+included, and nothing else, so reading the resolved config back gives the same config.
+
+This module (like every kind's options model) imports neither torch nor a method: the `Literal`s of
+the methods' switches are written again here, and tests hold them equal to the methods' own.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal, get_args
 
-from annotated_types import Len
-from pydantic import Field, NonNegativeInt, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from interp.base.schema import Strict
-from interp.methods.ablation import Method
-from interp.methods.contrastive import Direction
-from interp.methods.head_scores import ScoreKind
 from interp.runner.labels import LABEL_RULE, label_problem
+
+Direction = Literal["denoising", "noising"]  # interp.methods.contrastive.Direction
+Where = Literal["all", "prompt", "generated"]  # interp.methods.interventions.Where
+Head = tuple[int, int]
+
+COMMON_OPTIONS = ("kind", "name", "top_k")
 
 
 class AnalysisOptions(Strict):
-    """Every option an analysis may read; the registry says which kind reads which."""
+    """One `[[analysis]]` table: the fields every kind has (subclasses add the kind's own)."""
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    kind: str = Field(description="what to compute: one of the registered kinds (`interp tasks` lists them)")
     name: str | None = Field(None, description=f"a label for this analysis (default: the kind); {LABEL_RULE}")
-    direction: Direction = Field(
-        "denoising", description="patching: denoising patches clean into corrupted; noising the reverse"
-    )
-    method: Method = Field("mean", description="ablate_head: how to ablate")
-    reference: Literal["corrupted", "shuffled"] = Field(
-        "corrupted", description="ablate_head: prompts that mean/resample ablation draws from"
-    )
-    score: ScoreKind = Field("induction", description="head_scores: which score")
-    senders: list[tuple[NonNegativeInt, NonNegativeInt]] = Field(
-        default_factory=list, description="path_patch: [[layer, head], ...] (empty: every head alone)"
-    )
-    receivers: (
-        Annotated[list[tuple[NonNegativeInt, NonNegativeInt]], Len(min_length=1)] | Literal["logits"]
-    ) = Field("logits", description="path_patch: [[layer, head], ...] or 'logits'")
-    receiver_input: Literal["q", "k", "v"] = Field(
-        "q", description="path_patch: which input of the receivers"
-    )
-    steps: int = Field(
-        5, ge=1, le=100, description="eap_ig, circuit_faithfulness: integration steps of EAP-IG"
-    )
-    variant: Literal["inputs", "activations"] = Field(
-        "inputs", description="eap_ig: interpolate the input embeddings, or each node group's outputs"
-    )
-    edge_method: Literal["eap", "eap_ig", "edge_patch"] = Field(
-        "eap_ig", description="circuit_faithfulness: how edges are scored before circuits are chosen"
-    )
-    mode: Literal["counterfactual", "mean", "zero"] = Field(
-        "counterfactual", description="circuit_faithfulness: what edges left out of a circuit carry"
-    )
     top_k: int = Field(10, ge=1, le=1000, description="rows in the report's top-k table")
-    layers: list[NonNegativeInt] | None = Field(
-        None,
-        description="steer: layers whose residual stream is steered (default: every layer and the final residual)",
-    )
-    multipliers: list[float] = Field(
-        default_factory=lambda: [0.5, 1.0, 2.0, 4.0],
-        min_length=1,
-        description="steer: multipliers of the vector",
-    )
-    positions: Literal["all", "prompt", "generated"] = Field(
-        "all", description="steer, generate: where the intervention acts"
-    )
-    heads: list[tuple[NonNegativeInt, NonNegativeInt]] = Field(
-        default_factory=list, description="generate: [[layer, head], ...] changed while generating"
-    )
-    head_source: Literal["zero", "corrupted"] = Field(
-        "zero",
-        description="generate: what the heads write: nothing (zero), or what they write on the pair's "
-        "corrupted prompt (at the prompt's positions; generated tokens have no corrupted counterpart)",
-    )
-    positive: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
-        None,
-        min_length=1,
-        description="steer: prompts whose mean final-token residual, minus the negative prompts', is the "
-        "vector (ActAdd with one of each; default: the pairs' clean - corrupted)",
-    )
-    negative: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
-        None, min_length=1, description="steer: the prompts subtracted (with positive)"
-    )
-    n_samples: int = Field(2, ge=0, le=64, description="steer, generate: prompts continued as samples")
-    max_new_tokens: int = Field(12, ge=1, le=512, description="steer, generate: tokens generated per sample")
+
+    @classmethod
+    def kinds(cls) -> tuple[str, ...]:
+        """The kinds this model is the options of."""
+        return get_args(cls.model_fields["kind"].annotation)
+
+    @classmethod
+    def own_fields(cls) -> list[str]:
+        """The options of the kind itself (besides kind, name and top_k)."""
+        return [name for name in cls.model_fields if name not in COMMON_OPTIONS]
+
+    def unread(self) -> dict[str, str]:
+        """Declared options these values make the kind ignore, each with the reason (none by default)."""
+        return {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_the_kind_reads(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                reads = ", ".join(cls.own_fields()) or "none besides name and top_k"
+                raise ValueError(
+                    f"{data.get('kind')} does not read {', '.join(unknown)}; its options are: {reads}"
+                )
+        return data
 
     @model_validator(mode="after")
-    def _positive_with_negative(self):
-        if (self.positive is None) != (self.negative is None):
-            raise ValueError("steer takes both positive and negative prompts, or neither (then the pairs')")
-        return self
-
-    @model_validator(mode="after")
-    def _corrupted_heads_at_prompt_positions(self):
-        if self.head_source == "corrupted" and self.positions == "generated":
-            raise ValueError(
-                'head_source = "corrupted" patches the prompt\'s positions only (generated tokens have no '
-                'corrupted counterpart); use positions = "prompt" or "all", or head_source = "zero"'
-            )
+    def _nothing_set_that_is_ignored(self) -> AnalysisOptions:
+        unread = self.unread()
+        for name in sorted(set(unread) & self.model_fields_set):
+            raise ValueError(f"{self.kind} does not read {name} = {getattr(self, name)!r}: {unread[name]}")
         return self
 
     @field_validator("name")
@@ -105,3 +79,25 @@ class AnalysisOptions(Strict):
         if name is not None and (problem := label_problem(name)):
             raise ValueError(problem)
         return name
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    def dump(self) -> dict:
+        """The table as the resolved config writes it: every field read, defaults included."""
+        return self.model_dump(mode="json", exclude=set(self.unread()), exclude_none=True)
+
+    def read_options(self) -> dict:
+        """The kind's own options as read (for results.json)."""
+        return {k: v for k, v in self.dump().items() if k not in COMMON_OPTIONS}
+
+
+def heads_problem(heads: list[Head], field: str, n_layers: int, n_heads: int) -> str | None:
+    """Why `heads` (the option `field`) are not heads of a model of that size, or None."""
+    bad = [list(h) for h in heads if not (0 <= h[0] < n_layers and 0 <= h[1] < n_heads)]
+    if bad:
+        return (
+            f"{field} = {bad} are not heads of this model (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+        )
+    return None

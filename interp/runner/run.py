@@ -165,7 +165,7 @@ def write_results(
                 "explanation": spec.explanation,
                 "figures": list(spec.figures),
                 "top_k": analysis.top_k,
-                "options": analysis.model_dump(mode="json", include=set(spec.options) - {"name", "top_k"}),
+                "options": analysis.read_options(),
                 **(computed.extra or {}),
                 **(finished.extra or {}),
             }

@@ -17,11 +17,12 @@ from interp.data.metrics import MetricKind
 from interp.data.prompts import PromptPairs
 from interp.data.tokens import str_tokens
 from interp.methods.contrastive import check_inputs, contrast
-from interp.methods.path_patching import check_path
 from interp.model.loading import HookedPhi
-from interp.runner.config import AnalysisConfig, ConfigError, ExperimentConfig
+from interp.runner.config import ConfigError, ExperimentConfig
+from interp.runner.kinds import spec_for
 from interp.runner.labels import BASELINE
-from interp.runner.registry import Computed, UnitContext, spec_for
+from interp.runner.options import AnalysisOptions
+from interp.runner.registry import Computed, UnitContext
 
 
 @dataclass
@@ -48,16 +49,14 @@ def plan_units(config: ExperimentConfig, n_pairs: int) -> Plan:
 
 def check_before_compute(config: ExperimentConfig, model: HookedPhi, pairs: PromptPairs) -> None:
     """What only the loaded model can tell, checked before any unit runs: prompt lengths against the
-    model's context, token ids against its vocabulary, path-patching heads against its layers and heads."""
+    model's context, token ids against its vocabulary, and every analysis's options (heads, layers)
+    against the model, by its kind's own check."""
     check_inputs(model, pairs, "an experiment")
     for analysis in config.analysis:
-        if analysis.kind == "path_patch":
-            try:  # the same check path_patch makes, before any unit instead of inside one
-                check_path(
-                    analysis.senders or None, analysis.receivers, model.cfg.n_layers, model.cfg.n_heads
-                )
-            except InputError as error:
-                raise ConfigError(f"analysis {analysis.label!r}: {error}") from None
+        try:
+            spec_for(analysis.kind).check(analysis, model)
+        except InputError as error:
+            raise ConfigError(f"analysis {analysis.label!r} ({analysis.kind}): {error}") from None
 
 
 class UnitWorker:
@@ -124,7 +123,7 @@ class UnitWorker:
 
 
 def compute_unit(
-    analysis: AnalysisConfig, model: HookedPhi, pairs: PromptPairs, config: ExperimentConfig
+    analysis: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, config: ExperimentConfig
 ) -> Computed:
     """One analysis on one batch, through its registry entry; its dims are checked against the entry's."""
     spec = spec_for(analysis.kind)
@@ -139,7 +138,7 @@ def compute_unit(
 
 
 def _compute_with_retry(
-    analysis: AnalysisConfig, model: HookedPhi, pairs: PromptPairs, config: ExperimentConfig, log
+    analysis: AnalysisOptions, model: HookedPhi, pairs: PromptPairs, config: ExperimentConfig, log
 ) -> Computed:
     """On CUDA out-of-memory, halve the batch and retry (per-prompt values concatenate)."""
     try:

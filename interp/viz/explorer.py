@@ -133,7 +133,7 @@ def head_explorer(
     from interp.methods.direct_logit_attribution import direct_logit_attribution
     from interp.model.cache import cache_activations
 
-    dla = direct_logit_attribution(model, pairs).heads.mean(-1)
+    dla = direct_logit_attribution(model, pairs).heads.mean(0)
     ablated = ablation_sweep(model, pairs, ablation).values.float()
     length = int(pairs.lengths[0])
     tokens = pairs.clean_tokens[:1, :length]

@@ -10,19 +10,24 @@
 
 from __future__ import annotations
 
-from interp.data.prompts import PromptPairs
-from interp.data.tasks import custom, docstring, induction, ioi
-from interp.data.tasks.options import TaskConfig
-from interp.model.loading import HookedPhi
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-TASKS = {"ioi": ioi, "induction": induction, "docstring": docstring, "custom": custom}
+from interp.data.tasks.options import TASK_OPTIONS, TaskConfig
+
+if TYPE_CHECKING:
+    from interp.data.prompts import PromptPairs
+    from interp.model.loading import HookedPhi
+
+# each task's module, imported when used: `interp.data.tasks.options` (the config's) stays light
+TASKS = {name: f"interp.data.tasks.{name}" for name in TASK_OPTIONS}
 
 
 def build_pairs(task: TaskConfig, model: HookedPhi, seed: int) -> PromptPairs:
     """The task's prompt pairs under `model`'s tokenizer (validated: lengths, single tokens)."""
-    return TASKS[task.name].build(task, model, seed)
+    return import_module(TASKS[task.name]).build(task, model, seed)
 
 
 def describe_tasks() -> list[tuple[str, str]]:
     """(name, one-line description) of every task, for `interp tasks`."""
-    return [(name, module.DESCRIPTION) for name, module in TASKS.items()]
+    return [(name, import_module(module).DESCRIPTION) for name, module in TASKS.items()]

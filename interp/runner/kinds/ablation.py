@@ -1,0 +1,67 @@
+"""Ablating every head alone (`ablate_head`): `interp.methods.ablation.ablation_sweep`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from interp.runner.options import AnalysisOptions
+from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
+
+Method = Literal["zero", "mean", "resample"]  # interp.methods.ablation.Method
+
+
+class AblationOptions(AnalysisOptions):
+    """`ablate_head`: the metric change when one head's output is removed, for every head."""
+
+    kind: Literal["ablate_head"]
+    method: Method = Field("mean", description="how to ablate: zero, mean or resample")
+    reference: Literal["corrupted", "shuffled"] = Field(
+        "corrupted",
+        description="prompts that mean/resample ablation draws from: the pairs' corrupted prompts, or the "
+        "clean prompts shuffled (not read with method = 'zero')",
+    )
+
+    def unread(self) -> dict[str, str]:
+        if self.method == "zero":
+            return {"reference": "zero ablation draws on no prompts"}
+        return {}
+
+
+def _compute(options: AblationOptions, model, pairs, ctx: UnitContext) -> Computed:
+    from interp.methods.ablation import ablation_sweep
+
+    result = ablation_sweep(
+        model,
+        pairs,
+        options.method,
+        ctx.metric,
+        reference=options.reference,
+        seed=ctx.seed,
+        reduce="none",
+        memory_budget=ctx.memory_budget,
+    )
+    return Computed(result.dims, result.values)
+
+
+def _finish(options: AblationOptions, mean, clean: float, corrupted: float) -> Finished:
+    return Finished(mean, f"metric change when the head is {options.method}-ablated (ablated - clean)", 0.0)
+
+
+register(
+    AnalysisSpec(
+        kind="ablate_head",
+        summary="ablate every head alone (zero, mean or resample) on the clean prompts",
+        explanation=(
+            "Ablation: the metric change when one head's output is removed (negative = the head was helping). "
+            "Unlike direct attribution this counts every path through which the head acts."
+        ),
+        per_prompt=True,
+        options=AblationOptions,
+        dims=fixed("layer", "head"),
+        compute=_compute,
+        finish=_finish,
+        figures=("heatmap", "ranked_bars"),
+    )
+)

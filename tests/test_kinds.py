@@ -1,0 +1,308 @@
+"""The analysis kinds (interp.runner.kinds): every option a kind declares reaches its compute, options
+its other values make it ignore are refused by name, and the light copies of the methods' switches
+are the methods' own."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+import pkgutil
+import sys
+import typing
+
+import pytest
+import torch
+from helpers import ioi_pairs
+
+import interp.methods
+from interp.runner.config import ConfigError, parse_config
+from interp.runner.kinds import REGISTRY, spec_for
+from interp.runner.registry import UnitContext
+
+CTX = UnitContext(metric="logit_diff", seed=0, memory_budget=2**30)
+
+
+@pytest.fixture(scope="module")
+def pairs(toy_model):
+    return ioi_pairs(toy_model.tokenizer, 2, seed=1)
+
+
+def analysis(kind: str, **options):
+    return parse_config({"analysis": [{"kind": kind, **options}]}).analysis[0]
+
+
+def prompts(model, pairs, which: str) -> list[str]:
+    tokens = getattr(pairs, f"{which}_tokens")
+    return [model.tokenizer.decode(tokens[i, : int(pairs.lengths[i])]) for i in range(len(pairs))]
+
+
+def bases(model, pairs) -> dict[str, dict]:
+    """Per kind, options under which every option it declares is read (and computes stay small)."""
+    clean, corrupted = prompts(model, pairs, "clean"), prompts(model, pairs, "corrupted")
+    return {
+        "path_patch": {"receivers": [[3, 0]]},
+        "steer": {
+            "layers": [2],
+            "multipliers": [4.0],
+            "n_samples": 1,
+            "max_new_tokens": 3,
+            "positive": clean[:1],
+            "negative": corrupted[:1],
+        },
+        "generate": {"heads": [[3, 2]], "n_samples": 1, "max_new_tokens": 3},
+    }
+
+
+def alternatives(model, pairs) -> dict[str, object]:
+    """A second valid value for each option that is not a Literal switch."""
+    clean, corrupted = prompts(model, pairs, "clean"), prompts(model, pairs, "corrupted")
+    return {
+        "steps": 2,
+        "senders": [[0, 1]],
+        "receivers": [[2, 1]],
+        "layers": [1],
+        "multipliers": [-4.0],
+        "heads": [[2, 3]],
+        "n_samples": 2,
+        "max_new_tokens": 5,
+        "positive": clean[1:],
+        "negative": corrupted[1:],
+    }
+
+
+def _summary(value):
+    """What a method was called with, comparable between calls: tensors by shape and contents."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.detach().float().cpu().numpy().tobytes())
+    if isinstance(value, torch.nn.Module):
+        return ("module", type(value).__name__)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (
+            type(value).__name__,
+            {f.name: _summary(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        )
+    if isinstance(value, dict):
+        return {k: _summary(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_summary(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return type(value).__name__
+
+
+@pytest.fixture
+def method_calls(monkeypatch):
+    """Calls from a kind's compute into any function of `interp.methods`, with their arguments."""
+    for info in pkgutil.walk_packages(interp.methods.__path__, "interp.methods."):
+        importlib.import_module(info.name)
+    calls: list = []
+
+    def recording(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("interp.runner.kinds"):
+                calls.append((fn.__module__, fn.__qualname__, _summary(args), _summary(kwargs)))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("interp.methods.") and module is not None:
+            for attr, fn in list(vars(module).items()):
+                if inspect.isfunction(fn) and fn.__module__ == name:
+                    monkeypatch.setattr(module, attr, recording(fn))
+    return calls
+
+
+def _received(spec, options, model, pairs, calls: list) -> tuple:
+    calls.clear()
+    computed = spec.compute(options, model, pairs, CTX)
+    outputs = (_summary(computed.values), computed.labels, _summary(computed.extra))
+    return list(calls), outputs
+
+
+def _literal_alternative(options, explicit: dict, name: str):
+    annotation = type(options).model_fields[name].annotation
+    for value in typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ():
+        if value != getattr(options, name):
+            try:
+                return analysis(options.kind, **{**explicit, name: value})
+            except ConfigError:
+                continue  # a value this kind refuses (e.g. steer's positions = "generated")
+    return None
+
+
+@pytest.mark.parametrize("kind", list(REGISTRY))
+def test_every_option_a_kind_declares_reaches_its_compute(kind, toy_model, pairs, method_calls):
+    """Varying any one option changes what the kind's compute passes to the methods (or, for an
+    option applied to a method's result, what the compute returns)."""
+    spec = spec_for(kind)
+    base_options = bases(toy_model, pairs).get(kind, {})
+    base = analysis(kind, **base_options)
+    assert not set(base.unread()), f"the test's base options for {kind} leave {set(base.unread())} unread"
+    received = _received(spec, base, toy_model, pairs, method_calls)
+    assert received[0], f"{kind}'s compute called no method"
+    others = alternatives(toy_model, pairs)
+    for name in spec.options.own_fields():
+        varied = _literal_alternative(base, base_options, name)
+        if varied is None:
+            assert name in others, f"give the test an alternative value for {kind}'s option {name!r}"
+            varied = analysis(kind, **{**base_options, name: others[name]})
+        assert getattr(varied, name) != getattr(base, name)
+        changed = _received(spec, varied, toy_model, pairs, method_calls)
+        differs = changed[0] != received[0] or changed[1] != received[1]
+        assert differs, (
+            f"{kind}: {name} = {getattr(varied, name)!r} instead of {getattr(base, name)!r} changed "
+            "neither what the compute passed to the methods nor what it returned"
+        )
+
+
+def test_eap_ig_activations_variant_is_what_runs(toy_model, pairs):
+    """Independent path: the method called directly with variant="activations" (the config ran the
+    inputs variant whatever `variant` said)."""
+    from interp.methods.circuits.edge_attribution import eap_ig
+
+    computed = spec_for("eap_ig").compute(analysis("eap_ig", variant="activations"), toy_model, pairs, CTX)
+    expected = eap_ig(toy_model, pairs, "logit_diff", variant="activations", reduce="none").values
+    inputs = eap_ig(toy_model, pairs, "logit_diff", variant="inputs", reduce="none").values
+    scale = expected.abs().max()
+    assert (computed.values - expected).abs().max() <= 1e-5 * scale
+    assert (inputs - expected).abs().max() > 1e-3 * scale  # the two variants differ on the toy
+
+
+class TestLightCopiesAreTheMethods:
+    """The options models import no method; the switches they copy must stay the methods' own."""
+
+    def test_literals(self):
+        from interp.data.metrics import MetricKind
+        from interp.data.tasks import options as task_options
+        from interp.methods.ablation import Method
+        from interp.methods.circuits.circuit import Mode
+        from interp.methods.contrastive import Direction
+        from interp.methods.head_scores import ScoreKind
+        from interp.methods.interventions import Where
+        from interp.runner import options
+        from interp.runner.kinds import ablation, edges, head_scores
+
+        for copy, original in (
+            (options.Direction, Direction),
+            (options.Where, Where),
+            (ablation.Method, Method),
+            (edges.Mode, Mode),
+            (head_scores.ScoreKind, ScoreKind),
+            (task_options.MetricKind, MetricKind),
+        ):
+            assert typing.get_args(copy) == typing.get_args(original)
+
+    def test_patch_sites(self):
+        from interp.methods.activation_patching import SITE_DIMS
+        from interp.runner.kinds import patching
+
+        assert patching.SITE_DIMS == SITE_DIMS
+        assert {k for k in REGISTRY if k.startswith("patch_")} == {f"patch_{s}" for s in SITE_DIMS}
+
+
+@pytest.mark.parametrize(
+    "table, expected",
+    [
+        (
+            {"kind": "path_patch", "receivers": "logits", "receiver_input": "k"},
+            r"path_patch does not read receiver_input = 'k': the receivers are the logits",
+        ),
+        (
+            {"kind": "circuit_faithfulness", "edge_method": "eap", "steps": 3},
+            r"circuit_faithfulness does not read steps = 3: edge_method = 'eap' does not integrate",
+        ),
+        (
+            {"kind": "steer", "positions": "generated"},
+            r"analysis.0.positions: .*'generated' is not allowed for steer: its values score the prompt's "
+            r"last position",
+        ),
+        ({"kind": "steer", "layers": []}, r"analysis.0.layers: List should have at least 1 item"),
+        ({"kind": "steer", "multipliers": [float("nan")]}, r"analysis.0.multipliers.0: .*finite number"),
+        ({"kind": "steer", "multipliers": [float("inf")]}, r"analysis.0.multipliers.0: .*finite number"),
+        ({"kind": "steer", "n_samples": 0, "max_new_tokens": 4}, r"steer does not read max_new_tokens = 4"),
+        ({"kind": "generate", "n_samples": 0}, r"analysis.0.n_samples: .*greater than or equal to 1"),
+        (
+            {"kind": "generate", "head_source": "corrupted"},
+            r"generate does not read head_source.*heads is empty",
+        ),
+        (
+            {"kind": "generate", "heads": [[0, 0]], "head_source": "corrupted", "positions": "prompt"},
+            r"generate does not read positions = 'prompt': head_source = 'corrupted' patches the prompt's",
+        ),
+        ({"kind": "ablate_head", "method": "zero", "reference": "shuffled"}, r"does not read reference"),
+        ({"kind": "eap", "steps": 3}, r"eap does not read steps; its options are: direction"),
+        ({"kind": "dla_head", "method": "zero"}, r"dla_head does not read method; its options are: none"),
+    ],
+)
+def test_options_a_kind_would_ignore_are_refused_by_name(table, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config({"analysis": [table]})
+
+
+def test_an_unread_default_is_not_written_so_the_resolved_config_reads_back(tmp_path):
+    from interp.runner.config import load_config, to_toml
+
+    config = parse_config(
+        {
+            "analysis": [
+                {"kind": "path_patch"},
+                {"kind": "circuit_faithfulness", "edge_method": "eap"},
+                {"kind": "generate"},
+                {"kind": "ablate_head", "method": "zero"},
+            ]
+        }
+    )
+    text = to_toml(config)
+    assert "receiver_input" not in text and "steps" not in text and "head_source" not in text
+    assert "reference" not in text
+    path = tmp_path / "resolved.toml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path) == config
+
+
+class TestPathPatchDefaults:
+    def test_one_default_direction_in_python_and_config(self):
+        python_default = inspect.signature(interp.methods.path_patching.path_patch).parameters["direction"]
+        assert analysis("path_patch").direction == python_default.default == "noising"
+
+    def test_the_config_runs_what_python_runs_by_default(self, toy_model, pairs):
+        """Independent path: path_patch called with its own defaults."""
+        from interp.methods.path_patching import path_patch
+
+        computed = spec_for("path_patch").compute(analysis("path_patch"), toy_model, pairs, CTX)
+        expected = path_patch(toy_model, pairs, reduce="none").values
+        assert (computed.values - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+    def test_the_path_to_the_logits_is_not_labelled_with_a_receiver_input(self):
+        finished = spec_for("path_patch").finish(analysis("path_patch"), torch.zeros(4, 4), 1.0, 0.0)
+        assert "(q)" not in finished.description and "logits" in finished.description
+        to_heads = spec_for("path_patch").finish(
+            analysis("path_patch", receivers=[[3, 0]], receiver_input="k"), torch.zeros(4, 4), 1.0, 0.0
+        )
+        assert "k input of [[3, 0]]" in to_heads.description
+
+
+def test_each_kind_is_registered_once_with_a_model_of_its_own_kind():
+    for kind, spec in REGISTRY.items():
+        assert kind in spec.options.kinds()
+        for name in spec.options.own_fields():
+            assert spec.options.model_fields[name].description, f"{kind}.{name} has no description"
+
+
+def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
+    from interp.runner.config import load_config, to_toml
+
+    tables = [{"kind": kind, "name": f"a{i}"} for i, kind in enumerate(REGISTRY)]
+    tables += [
+        {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},
+        {"kind": "steer", "name": "prompts", "positive": ["🐱 \"a\"\\b"], "negative": ["x\ty"], "multipliers": [1e-7, -2.5]},
+        {"kind": "generate", "name": "heads", "heads": [[0, 1]], "head_source": "corrupted"},
+    ]  # fmt: skip
+    config = parse_config({"analysis": tables})
+    path = tmp_path / "resolved.toml"
+    path.write_text(to_toml(config), encoding="utf-8")
+    assert load_config(path) == config
