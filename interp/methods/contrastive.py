@@ -16,6 +16,10 @@ Methods that compare a clean and a corrupted prompt share one set-up, written on
    - `direction="noising"`: base = clean, source = corrupted. An effect means the behaviour breaks
      without it ("is it necessary?"). Ablations are noising too: the base is the clean run.
 
+`GroupStream` is that set-up one length group at a time, run with a method's own forward (edge
+attribution runs `sender_run`, with autograd on EAP's base run); `contrast` is the stream kept whole,
+with the functional forward's `RunCache`s.
+
 User hooks on the model are refused: every method computes from the weights (or adds its own hooks),
 so an attached hook would be silently ignored or silently mixed in.
 """
