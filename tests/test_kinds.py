@@ -172,6 +172,18 @@ def test_eap_ig_activations_variant_is_what_runs(toy_model, pairs):
     assert (inputs - expected).abs().max() > 1e-3 * scale  # the two variants differ on the toy
 
 
+def test_eap_ig_rule_is_what_runs(toy_model, pairs):
+    """A config's `rule = "left"` (the EAP-IG library's points) runs that rule, not the midpoints."""
+    from interp.methods.circuits.edge_attribution import eap_ig
+
+    computed = spec_for("eap_ig").compute(analysis("eap_ig", rule="left", steps=3), toy_model, pairs, CTX)
+    expected = eap_ig(toy_model, pairs, "logit_diff", steps=3, rule="left", reduce="none").values
+    midpoint = eap_ig(toy_model, pairs, "logit_diff", steps=3, reduce="none").values
+    scale = expected.abs().max()
+    assert (computed.values - expected).abs().max() <= 1e-5 * scale
+    assert (midpoint - expected).abs().max() > 1e-3 * scale
+
+
 class TestLightCopiesAreTheMethods:
     """The options models import no method; the switches they copy must stay the methods' own."""
 
@@ -180,6 +192,7 @@ class TestLightCopiesAreTheMethods:
         from interp.data.tasks import options as task_options
         from interp.methods.ablation import Method
         from interp.methods.circuits.circuit import Mode
+        from interp.methods.circuits.edge_attribution import Rule
         from interp.methods.contrastive import Direction
         from interp.methods.head_scores import ScoreKind
         from interp.methods.interventions import Where
@@ -191,6 +204,7 @@ class TestLightCopiesAreTheMethods:
             (options.Where, Where),
             (ablation.Method, Method),
             (edges.Mode, Mode),
+            (edges.Rule, Rule),
             (head_scores.ScoreKind, ScoreKind),
             (task_options.MetricKind, MetricKind),
         ):

@@ -12,6 +12,7 @@ from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext
 
 Mode = Literal["counterfactual", "mean", "zero"]  # interp.methods.circuits.circuit.Mode
 EdgeMethod = Literal["eap", "eap_ig", "edge_patch"]
+Rule = Literal["midpoint", "left", "right"]  # interp.methods.circuits.edge_attribution.Rule
 
 EDGE_EXPLANATION = (
     "Edge scores: the metric change when only one edge (sender -> receiver input) carries the source run's "
@@ -24,6 +25,11 @@ DIRECTION = (
     "denoising: the reverse"
 )
 STEPS = "integration steps of EAP-IG (1 .. 100)"
+RULE = (
+    "where EAP-IG's steps sit between the corrupted (t=0) and clean (t=1) runs: 'midpoint' (the default, "
+    "(k + 0.5)/steps: the more accurate), 'left' (k/steps, k = 0..steps-1: the EAP-IG library's inputs "
+    "variant), 'right' ((k + 1)/steps: the library's ig-activations points)"
+)
 
 
 class EdgeOptions(AnalysisOptions):
@@ -42,6 +48,7 @@ class EapIgOptions(AnalysisOptions):
     variant: Literal["inputs", "activations"] = Field(
         "inputs", description="interpolate the input embeddings, or each node group's outputs (MIB)"
     )
+    rule: Rule = Field("midpoint", description=RULE)
 
 
 class FaithfulnessOptions(AnalysisOptions):
@@ -51,11 +58,13 @@ class FaithfulnessOptions(AnalysisOptions):
     direction: Direction = Field("noising", description=DIRECTION)
     edge_method: EdgeMethod = Field("eap_ig", description="how edges are scored before circuits are chosen")
     steps: int = Field(5, ge=1, le=100, description=STEPS + " (read with edge_method = 'eap_ig' only)")
+    rule: Rule = Field("midpoint", description=RULE + " (read with edge_method = 'eap_ig' only)")
     mode: Mode = Field("counterfactual", description="what edges left out of a circuit carry")
 
     def unread(self) -> dict[str, str]:
         if self.edge_method != "eap_ig":
-            return {"steps": f"edge_method = {self.edge_method!r} does not integrate (only 'eap_ig' does)"}
+            why = f"edge_method = {self.edge_method!r} does not integrate (only 'eap_ig' does)"
+            return {"steps": why, "rule": why}
         return {}
 
 
@@ -86,6 +95,7 @@ def _eap_ig(options: EapIgOptions, model, pairs, ctx: UnitContext) -> Computed:
         direction=options.direction,
         steps=options.steps,
         variant=options.variant,
+        rule=options.rule,
         reduce="none",
     )
     return Computed(("edge",), scores.values)
@@ -126,7 +136,7 @@ def _scores(options: FaithfulnessOptions, model, pairs, ctx: UnitContext):
 
     if options.edge_method == "eap_ig":
         return edge_attribution.eap_ig(
-            model, pairs, ctx.metric, direction=options.direction, steps=options.steps
+            model, pairs, ctx.metric, direction=options.direction, steps=options.steps, rule=options.rule
         )
     if options.edge_method == "eap":
         return edge_attribution.eap(model, pairs, ctx.metric, direction=options.direction)
