@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 import torch
+from figure_checks import assert_edges_clear_nodes, assert_sign_colours, circle_nodes, segment_distance
 from helpers import ioi_pairs
 
 from interp.methods.activation_patching import sweep
@@ -87,26 +87,6 @@ def test_head_explorer_carries_each_heads_numbers(toy_model):
     assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["text/plain"] == NOT_DISPLAYED
 
 
-def _segment_distance(point, a, b) -> float:
-    """Distance from `point` to the segment a-b (plain arithmetic, independent of the figure code)."""
-    (px, py), (ax, ay), (bx, by) = point, a, b
-    dx, dy = bx - ax, by - ay
-    length2 = dx * dx + dy * dy
-    t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / length2))
-    return math.hypot(px - (ax + t * dx), py - (ay + t * dy))
-
-
-def _nodes(figure) -> dict[str, tuple[float, float, float]]:
-    """name -> (x, y, radius) of the circuit graph's node circles (drawn in data coordinates)."""
-    nodes = {}
-    for shape in figure.layout.shapes:
-        assert shape.type == "circle" and shape.xref == "x" and shape.yref == "y"
-        rx, ry = (shape.x1 - shape.x0) / 2, (shape.y1 - shape.y0) / 2
-        assert math.isclose(rx, ry)
-        nodes[shape.name] = ((shape.x0 + shape.x1) / 2, (shape.y0 + shape.y1) / 2, rx)
-    return nodes
-
-
 class TestCircuitGraph:
     """Every edge drawn joins its own two nodes and passes over no other; labels are readable."""
 
@@ -118,25 +98,12 @@ class TestCircuitGraph:
         edges = Graph.of(n_layers, n_heads).edge_names
         values = torch.randn(len(edges), generator=torch.Generator().manual_seed(n_heads))
         figure = circuit_graph(edges, values, n_layers, n_heads, "t", shown=(5, len(edges)))
-        nodes = _nodes(figure)
+        nodes = circle_nodes(figure)
         assert len(nodes) == n_layers * (n_heads + 1) + 2
         # the axes keep a 1:1 aspect, so a radius in data units is the drawn radius
         assert figure.layout.yaxis.scaleanchor == "x" and figure.layout.yaxis.scaleratio == 1
-        drawn = [trace for trace in figure.data if trace.mode == "lines"]
-        assert sorted(trace.meta["edge"] for trace in drawn) == sorted(edges)  # every edge drawn once
-        for trace in drawn:
-            sender, receiver = trace.meta["sender"], trace.meta["receiver"]
-            assert trace.meta["edge"].startswith(f"{sender}->{receiver}")
-            path = list(zip(trace.x, trace.y, strict=True))
-            # it starts on its sender's circle and ends on its receiver's
-            for (x, y), node in ((path[0], sender), (path[-1], receiver)):
-                cx, cy, r = nodes[node]
-                assert math.isclose(math.hypot(x - cx, y - cy), r, rel_tol=1e-6), (trace.meta["edge"], node)
-            for name, (cx, cy, r) in nodes.items():
-                if name in (sender, receiver):
-                    continue
-                nearest = min(_segment_distance((cx, cy), a, b) for a, b in itertools.pairwise(path))
-                assert nearest > r, (trace.meta["edge"], name, nearest)
+        drawn = assert_edges_clear_nodes(figure)
+        assert sorted(drawn) == sorted(edges)  # every edge drawn once
 
     def test_the_reported_crossing_is_routed_around(self):
         """`a1.h0 -> a3.h2<v>` was drawn straight through `a2.h1`; its q, k, v inputs enter apart."""
@@ -144,12 +111,12 @@ class TestCircuitGraph:
 
         edges = ["a1.h0->a3.h2<q>", "a1.h0->a3.h2<k>", "a1.h0->a3.h2<v>"]
         figure = circuit_graph(edges, torch.tensor([1.0, -2.0, 3.0]), 4, 4, "t")
-        nodes = _nodes(figure)
+        nodes = circle_nodes(figure)
         cx, cy, r = nodes["a2.h1"]
         ends = []
         for trace in figure.data[:3]:
             path = list(zip(trace.x, trace.y, strict=True))
-            assert min(_segment_distance((cx, cy), a, b) for a, b in itertools.pairwise(path)) > r
+            assert min(segment_distance((cx, cy), a, b) for a, b in itertools.pairwise(path)) > r
             ends.append(path[-1])
         assert len(set(ends)) == 3
 
@@ -161,56 +128,8 @@ class TestCircuitGraph:
         size = labels.textfont.size
         assert size >= 12 and figure.layout.yaxis.tickfont.size >= 12
         # the longest label ("a11.h11") fits inside its circle at that size (a glyph is ~0.6 em wide)
-        diameter_px = 2 * _nodes(figure)["a11.h11"][2] * UNIT_PX
+        diameter_px = 2 * circle_nodes(figure)["a11.h11"][2] * UNIT_PX
         assert max(len(text) for text in labels.text) * 0.6 * size < diameter_px
-
-
-def _rgb(colour: str) -> tuple[float, float, float]:
-    if colour.startswith("#"):
-        return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    return tuple(float(v) for v in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3])
-
-
-def heatmap_colour(trace, z: float) -> tuple[float, float, float]:
-    """The colour plotly draws for `z`: the trace's colour scale (reversed if asked) over zmin..zmax."""
-    stops = [(float(at), _rgb(c)) for at, c in trace.colorscale]
-    if trace.reversescale:
-        stops = [(1 - at, c) for at, c in reversed(stops)]
-    at = min(1.0, max(0.0, (z - trace.zmin) / (trace.zmax - trace.zmin)))
-    for (a, ca), (b, cb) in itertools.pairwise(stops):
-        if a <= at <= b:
-            t = 0.0 if b == a else (at - a) / (b - a)
-            return tuple(x + t * (y - x) for x, y in zip(ca, cb, strict=True))
-    raise AssertionError(f"{at} is outside the colour scale")
-
-
-def sign_of_colour(rgb) -> int:
-    """+1 for a blue, -1 for a red (the convention: blue positive, red negative)."""
-    r, _, b = rgb
-    assert abs(r - b) > 3, f"{rgb} is neither red nor blue"
-    return 1 if b > r else -1
-
-
-def figure_signs(figure) -> list[tuple[float, int]]:
-    """(value, sign of its colour) for every value that a figure colours by sign."""
-    out = []
-    for trace in figure.data:
-        if trace.type == "heatmap":
-            out += [(z, sign_of_colour(heatmap_colour(trace, z))) for row in trace.z for z in row if z]
-        elif trace.type == "bar" and not isinstance(trace.marker.color, str | None):
-            out += [(y, sign_of_colour(_rgb(c))) for y, c in zip(trace.y, trace.marker.color, strict=True)]
-        elif trace.type == "scatter" and trace.mode == "lines" and trace.meta:  # circuit edges
-            out.append((trace.meta["value"], sign_of_colour(_rgb(trace.line.color))))
-        elif trace.type == "scatter" and not isinstance(trace.marker.color, str | None):
-            out += [(y, sign_of_colour(_rgb(c))) for y, c in zip(trace.y, trace.marker.color, strict=True)]
-    return out
-
-
-def assert_sign_colours(figure, name: str) -> None:
-    """The figure colours at least one positive and one negative value, each by the convention."""
-    signs = [(value, sign) for value, sign in figure_signs(figure) if value != 0]
-    assert any(v > 0 for v, _ in signs) and any(v < 0 for v, _ in signs), name
-    assert all((value > 0) == (sign > 0) for value, sign in signs), (name, signs)
 
 
 def test_every_figure_colours_sign_one_way():

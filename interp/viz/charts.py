@@ -36,10 +36,10 @@ def grouped_bars(
     values: Float[Tensor, "layer component"], groups: list[str], title: str, value_label: str
 ) -> go.Figure:
     """One bar group per layer (e.g. attention vs MLP direct logit attribution): colour is the sign,
-    the pattern the group (the first solid, the others hatched; the legend names them)."""
+    the pattern the group (the first solid, the others hatched; the title names them)."""
     data = values.float()
     layers = [f"L{layer}" for layer in range(data.shape[0])]
-    shapes = ["", "/", ".", "x", "\\", "+"]
+    patterns = [("", "solid"), ("/", "hatched"), (".", "dotted"), ("x", "crossed"), ("+", "gridded")]
     figure = go.Figure(
         [
             go.Bar(
@@ -48,14 +48,17 @@ def grouped_bars(
                 y=data[:, i].tolist(),
                 marker={
                     "color": [sign_colour(v) for v in data[:, i].tolist()],
-                    "pattern": {"shape": shapes[i % len(shapes)], "fgcolor": "white"},
+                    "pattern": {"shape": patterns[i % len(patterns)][0], "fgcolor": "white"},
                     "line": {"color": "#333", "width": 1},
                 },
             )
             for i, g in enumerate(groups)
         ]
     )
-    figure.update_layout(title=title, barmode="group", yaxis={"title": value_label})
+    # a legend swatch would show its group's first bar's sign colour: the title names the patterns instead
+    key = ", ".join(f"{g} {patterns[i % len(patterns)][1]}" for i, g in enumerate(groups))
+    figure.update_traces(showlegend=False)
+    figure.update_layout(title=f"{title} ({key})", barmode="group", yaxis={"title": value_label})
     return figure
 
 
