@@ -373,5 +373,11 @@ def test_a_long_token_in_a_run_report_keeps_it_within_the_viewport(toy_run, tmp_
     example["answer"] = LONG
     results["attention_example"]["tokens"][1] = LONG
     (tmp_path / "results.json").write_text(json.dumps(results))
-    scroll, viewport = _page_width(write_report(tmp_path))
+    with drawn_page(write_report(tmp_path)) as page:
+        scroll, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        summary = page.inner_text(".summary")
+        details = page.inner_text("#run-details")
     assert scroll <= viewport, (scroll, viewport)
+    # the summary shows the example shortened; the run details keep every character
+    assert len(summary) < 4000 and "characters; in full under Run details" in summary
+    assert LONG in details

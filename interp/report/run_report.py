@@ -131,6 +131,14 @@ def _figures(
     return figures
 
 
+def _shortened(text: str, limit: int = 240) -> str:
+    """`text`, or its start and end around an ellipsis when longer than `limit` (the summary stays short;
+    the run details keep the whole string)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 60]}…{text[-40:]} ({len(text)} characters; in full under Run details)"
+
+
 def build_report(results: dict) -> Report:
     """The report of a run from its results.json contents: a header, then one section per analysis."""
     model, task, baseline = results["model"], results["task"], results["baseline"]
@@ -150,7 +158,8 @@ def build_report(results: dict) -> Report:
         lead=[
             f"Metric {baseline['metric']}: clean {baseline['clean']:.4f}, corrupted {baseline['corrupted']:.4f} "
             f"(mean over {task['n_pairs']} prompt pairs of {task['name']}; example: "
-            f"{''.join(example['clean_tokens'])!r} -> {example['answer']!r}). Each analysis below says which "
+            f"{_shortened(''.join(example['clean_tokens']))!r} -> {_shortened(example['answer'])!r}). Each "
+            "analysis below says which "
             "components carry that difference; the largest changes are listed here, each line in its own "
             f"unit (in brackets). The gap, clean - corrupted, is {gap_text}: lines in {baseline['metric']} "
             "units or logits also give each value as a fraction of it, the scale patching uses.",
