@@ -4,6 +4,8 @@ no console errors, no request leaves file://, and hostile token strings show lit
 from __future__ import annotations
 
 import json
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -117,13 +119,41 @@ def test_hostile_tokens_render_literally(tmp_path):
         assert all(repr(token) in listed for listed in state["token_lists"]), token
 
 
-@pytest.mark.slow
-def test_demo_report_draws_offline(tmp_path):
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> Path:
+    """One run of experiments/ioi.toml on the toy, shared by this module's report tests."""
     from interp.cli import main
 
-    assert main(["run", str(Path(__file__).resolve().parents[1] / "experiments" / "ioi.toml"), "--out",
-                 str(tmp_path), "--quiet"]) == 0  # fmt: skip
-    state = open_offline(tmp_path / "report.html", screenshot=ARTIFACTS / "demo-report.png")
+    out = tmp_path_factory.mktemp("ioi-toy")
+    assert main(["run", str(Path(__file__).resolve().parents[1] / "experiments" / "ioi.toml"), "--model", "toy",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    return out
+
+
+@contextmanager
+def drawn_page(path: Path, width: int = 1200):
+    """A Chromium page on `path` (offline), once every figure and widget has drawn."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.plotly-figure')].every(f => f.querySelector('.main-svg'))
+                    && [...document.querySelectorAll('.interp-attention')].every(w => w.querySelector('canvas'))""",
+                timeout=120_000,
+            )
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_demo_report_draws_offline(toy_run):
+    state = open_offline(toy_run / "report.html", screenshot=ARTIFACTS / "demo-report.png")
     assert state["errors"] == [] and state["external"] == []
     assert state["figures"] >= 8 and state["drawn"] >= state["figures"]
     assert state["widgets"] == 1 and state["widgets_drawn"] == 1
@@ -199,3 +229,155 @@ def test_head_explorer_clicks_through_heads_and_tokens(tmp_path):
             assert page.locator("img[src='x']").count() == 0 and errors == []
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_summary_names_each_lines_unit(toy_run):
+    """Patching lines are fractions of the gap, ablation and edge lines changes in the metric, DLA lines
+    logits: each line says so, and metric/logit values are also given on the gap's scale."""
+    results = json.loads((toy_run / "results.json").read_text())
+    gap = results["baseline"]["clean"] - results["baseline"]["corrupted"]
+    with drawn_page(toy_run / "report.html") as page:
+        lines = page.eval_on_selector_all(".summary li", "els => els.map(e => e.innerText)")
+        headers = page.eval_on_selector_all(
+            "section table th:nth-child(2)", "els => els.map(e => e.innerText)"
+        )
+    by_name = {line.split(" (", 1)[0]: line for line in lines}
+    expected = {
+        "patch_head_out": "[normalised metric: 1 = the clean value, 0 = the corrupted one]",
+        "path_patch": "[normalised metric: 1 = the clean value, 0 = the corrupted one]",
+        "attrib_head_out": "[estimated effect as a fraction of the clean - corrupted gap]",
+        "ablate_head": "[logit_diff change, ablated - clean]",
+        "dla_head": "[logits: direct contribution to logit(answer) - logit(wrong)]",
+        "eap_ig": "[estimated logit_diff change, patched - unpatched]",
+        "induction_scores": "[attention score, 0 to 1]",
+    }
+    for name, unit in expected.items():
+        assert unit in by_name[name], by_name[name]
+    assert all(re.search(r"\[[^\]]+\]:", line) for line in lines), lines  # every line has its unit
+    for name in ("ablate_head", "dla_head", "eap_ig"):  # the metric's units, also on the gap's scale
+        pairs = re.findall(r"\(([+-]\d+\.\d+) = ([+-]\d+\.\d+) of the gap\)", by_name[name])
+        assert len(pairs) == 3
+        for value, fraction in pairs:
+            assert abs(float(value) / gap - float(fraction)) <= 0.005 + 1e-9
+    assert "of the gap" not in by_name["patch_head_out"]
+    assert "value (logit_diff change, ablated - clean)" in headers  # the section's table says it too
+
+
+@pytest.mark.slow
+def test_run_details_table_starts_with_its_facts(toy_run):
+    with drawn_page(toy_run / "report.html") as page:
+        rows = page.eval_on_selector_all(
+            "#run-details tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+        )
+    assert rows[0][0] == "model" and rows[0][1].startswith("toy")
+    assert all(len(row) == 2 and row[0] and row[1] for row in rows), rows  # no empty header row
+
+
+@pytest.mark.slow
+def test_run_report_figures_colour_sign_one_way_and_route_edges(toy_run):
+    """Every figure of the toy run's report that colours by sign does so blue positive, red negative;
+    the circuit graph's edges pass over no node they do not join."""
+    from figure_checks import assert_edges_clear_nodes, assert_sign_colours, figure_signs
+
+    from interp.report.run_report import build_report
+
+    report = build_report(json.loads((toy_run / "results.json").read_text()))
+    unsigned = []
+    for section in report.sections:
+        for figure in section.figures:
+            signs = figure_signs(figure)
+            if signs:
+                # both signs wherever the run's values have both (a logit lens may stay positive)
+                assert_sign_colours(figure, section.title, both=min(signs)[0] < 0 < max(signs)[0])
+            else:
+                unsigned.append(section.title)
+            if section.title.startswith("eap_ig"):
+                assert len(assert_edges_clear_nodes(figure)) == 200
+    # only scores in 0..1 (a sequential scale) and the faithfulness curves colour nothing by sign
+    assert unsigned == ["induction_scores (head_scores)", "circuit_faithfulness (circuit_faithfulness)"]
+    assert "blue = positive, red = negative" in report.render()
+
+
+def test_head_explorer_colours_as_the_heatmaps_do(tmp_path):
+    """A head's cell has the colour its value has in the layer x head heatmap: blue positive, red negative."""
+    from figure_checks import heatmap_colour, sign_of_colour
+
+    from interp.viz.explorer import HeadExplorer
+
+    grid = torch.tensor([[0.8, -0.5, 0.0], [0.2, -1.0, 0.05]])
+    explorer = HeadExplorer("effects", "how to read", "effect", grid, {}, ["a", "b"], None)
+    path = (
+        Report(title="explorer")
+        .add(Section("explorer", "click", widgets=[explorer]))
+        .write(tmp_path / "e.html")
+    )
+    heatmap = layer_head_heatmap(grid, "effects").data[0]
+    with drawn_page(path) as page:
+        cells = page.eval_on_selector_all(
+            ".interp-explorer-head",
+            "els => els.map(e => [+e.dataset.layer, +e.dataset.head, getComputedStyle(e).backgroundColor])",
+        )
+    assert len(cells) == 6
+    for layer, head, colour in cells:
+        drawn = [float(v) for v in re.findall(r"[\d.]+", colour)[:3]]
+        expected = heatmap_colour(heatmap, float(grid[layer, head]))
+        assert max(abs(a - b) for a, b in zip(drawn, expected, strict=True)) <= 1.0, (layer, head)
+        if abs(grid[layer, head]) > 0.1:
+            assert sign_of_colour(drawn) == (1 if grid[layer, head] > 0 else -1)
+
+
+LONG = "x" * 10_000
+
+
+def _page_width(path: Path) -> tuple[int, int]:
+    with drawn_page(path) as page:
+        return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+
+def test_a_long_token_keeps_the_page_within_the_viewport(tmp_path):
+    """One 10,000-character token (no space to break at) in every place a token reaches: the page
+    scrolls vertically only."""
+    from interp.viz.explorer import HeadExplorer
+
+    tokens = ["When", LONG, HOSTILE[2], " to"]
+    n = len(tokens)
+    patterns = torch.tril(torch.ones(2, n, n))
+    patterns = patterns / patterns.sum(-1, keepdim=True)
+    explorer = HeadExplorer("effects", LONG, "effect", torch.randn(1, 2), {LONG: torch.randn(1, 2)}, tokens,
+                            patterns[None].expand(1, 2, n, n))  # fmt: skip
+    report = Report(title=f"ioi {LONG}", header={"example clean prompt": "".join(tokens)}, lead=[LONG])
+    report.add(
+        Section(
+            f"heads {LONG}",
+            LONG,
+            figures=[layer_pos_heatmap(torch.randn(2, n), tokens, LONG)],
+            widgets=[AttentionPatterns(patterns, tokens), explorer],
+            finding=f"L0H1 {LONG} (+1.0)",
+            unit=LONG,
+            table_header=["token", LONG],
+            table_rows=[[t, t] for t in tokens],
+        )
+    )
+    scroll, viewport = _page_width(report.write(tmp_path / "long.html"))
+    assert scroll <= viewport, (scroll, viewport)
+
+
+@pytest.mark.slow
+def test_a_long_token_in_a_run_report_keeps_it_within_the_viewport(toy_run, tmp_path):
+    from interp.report.run_report import write_report
+
+    results = json.loads((toy_run / "results.json").read_text())
+    example = results["task"]["example"]
+    example["clean_tokens"][1] = example["corrupted_tokens"][1] = LONG
+    example["answer"] = LONG
+    results["attention_example"]["tokens"][1] = LONG
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    with drawn_page(write_report(tmp_path)) as page:
+        scroll, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        summary = page.inner_text(".summary")
+        details = page.inner_text("#run-details")
+    assert scroll <= viewport, (scroll, viewport)
+    # the summary shows the example shortened; the run details keep every character
+    assert len(summary) < 4000 and "characters; in full under Run details" in summary
+    assert LONG in details

@@ -49,3 +49,17 @@ def test_heatmap_hover_names_heads():
     trace = figure.data[0]
     assert trace.customdata[1][0] == "L1H0" and "%{customdata}" in trace.hovertemplate
     assert trace.zmid == 0 and trace.zmin == -2 and trace.zmax == 2
+
+
+def test_every_analysis_kind_has_a_unit():
+    """The summary says each line's unit: every registered kind has one, with the metric filled in."""
+    import interp.runner.config  # noqa: F401  (registers every kind)
+    from interp.report.run_report import UNITS, unit_of
+    from interp.runner.registry import REGISTRY
+
+    assert set(REGISTRY) <= set(UNITS), set(REGISTRY) - set(UNITS)
+    assert unit_of({"kind": "ablate_head"}, "prob") == ("prob change, ablated - clean", "metric")
+    # DLA is in logits: on the gap's scale only when the metric is the logit difference
+    assert unit_of({"kind": "dla_head"}, "logit_diff")[1] == "logits"
+    assert unit_of({"kind": "dla_head"}, "prob")[1] is None
+    assert unit_of({"kind": "eap", "unit": "nats"}, "kl") == ("nats", "metric")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
 import torch
+from figure_checks import assert_edges_clear_nodes, assert_sign_colours, circle_nodes, segment_distance
 from helpers import ioi_pairs
 
 from interp.methods.activation_patching import sweep
@@ -81,3 +85,66 @@ def test_head_explorer_carries_each_heads_numbers(toy_model):
     bundle = explorer._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["text/plain"] == NOT_DISPLAYED
+
+
+class TestCircuitGraph:
+    """Every edge drawn joins its own two nodes and passes over no other; labels are readable."""
+
+    @pytest.mark.parametrize("n_layers, n_heads", [(4, 4), (5, 3), (3, 6)])
+    def test_no_edge_crosses_a_node_it_does_not_join(self, n_layers, n_heads):
+        from interp.methods.circuits.graph import Graph
+        from interp.viz.circuit import circuit_graph
+
+        edges = Graph.of(n_layers, n_heads).edge_names
+        values = torch.randn(len(edges), generator=torch.Generator().manual_seed(n_heads))
+        figure = circuit_graph(edges, values, n_layers, n_heads, "t", shown=(5, len(edges)))
+        nodes = circle_nodes(figure)
+        assert len(nodes) == n_layers * (n_heads + 1) + 2
+        # the axes keep a 1:1 aspect, so a radius in data units is the drawn radius
+        assert figure.layout.yaxis.scaleanchor == "x" and figure.layout.yaxis.scaleratio == 1
+        drawn = assert_edges_clear_nodes(figure)
+        assert sorted(drawn) == sorted(edges)  # every edge drawn once
+
+    def test_the_reported_crossing_is_routed_around(self):
+        """`a1.h0 -> a3.h2<v>` was drawn straight through `a2.h1`; its q, k, v inputs enter apart."""
+        from interp.viz.circuit import circuit_graph
+
+        edges = ["a1.h0->a3.h2<q>", "a1.h0->a3.h2<k>", "a1.h0->a3.h2<v>"]
+        figure = circuit_graph(edges, torch.tensor([1.0, -2.0, 3.0]), 4, 4, "t")
+        nodes = circle_nodes(figure)
+        cx, cy, r = nodes["a2.h1"]
+        ends = []
+        for trace in figure.data[:3]:
+            path = list(zip(trace.x, trace.y, strict=True))
+            assert min(segment_distance((cx, cy), a, b) for a, b in itertools.pairwise(path)) > r
+            ends.append(path[-1])
+        assert len(set(ends)) == 3
+
+    def test_labels_are_readable(self):
+        from interp.viz.circuit import UNIT_PX, circuit_graph
+
+        figure = circuit_graph(["a0.h0->a1.h0<q>"], torch.tensor([1.0]), 12, 12, "t")
+        labels = next(trace for trace in figure.data if trace.mode == "text")
+        size = labels.textfont.size
+        assert size >= 12 and figure.layout.yaxis.tickfont.size >= 12
+        # the longest label ("a11.h11") fits inside its circle at that size (a glyph is ~0.6 em wide)
+        diameter_px = 2 * circle_nodes(figure)["a11.h11"][2] * UNIT_PX
+        assert max(len(text) for text in labels.text) * 0.6 * size < diameter_px
+
+
+def test_every_figure_colours_sign_one_way():
+    """Blue positive, red negative, in heatmaps, bar charts, the logit lens and the circuit graph."""
+    from interp.viz.circuit import circuit_graph
+    from interp.viz.heatmaps import layer_head_heatmap
+
+    values = torch.tensor([[0.5, -1.0], [0.1, 2.0]])
+    figures = {
+        "layer_head_heatmap": layer_head_heatmap(values, "t"),
+        "layer_pos_heatmap": layer_pos_heatmap(values, ["a", "b"], "t"),
+        "ranked_bars": ranked_bars(["L1H2", "L0H0"], [-2.0, 1.0], "t", "v"),
+        "grouped_bars": grouped_bars(values, ["attn", "mlp"], "t", "v"),
+        "logit_lens_chart": logit_lens_chart(torch.tensor([-1.0, 0.5, 3.0]), ["e", "0", "1"], "t", "v"),
+        "circuit_graph": circuit_graph(["input->a0.h0<q>", "a0.h0->logits"], torch.tensor([-1.0, 2.0]), 1, 1, "t"),
+    }  # fmt: skip
+    for name, figure in figures.items():
+        assert_sign_colours(figure, name)

@@ -23,7 +23,13 @@ from interp.base.html import html_table, script_json
 from interp.model.info import versions
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem;
+       color: #222; overflow-wrap: anywhere; }
+.plotly-figure, .interp-explorer-root, .interp-attention-block { max-width: 100%; overflow-x: auto; }
+.interp-explorer { overflow-wrap: normal; }
+.interp-explorer-reading, .interp-explorer-position { overflow-wrap: anywhere; }
+table.facts th { font-weight: normal; }
+.unit { color: #555; font-size: .9em; }
 header { border-bottom: 1px solid #ccc; margin-bottom: 1rem; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 td, th { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; font-size: .9rem; }
@@ -54,6 +60,7 @@ class Section:
     explanation: str
     figures: list[go.Figure] = field(default_factory=list)
     finding: str = ""  # one line for the report's summary, e.g. the top components and their values
+    unit: str = ""  # what one value is measured in, shown beside the finding in the summary
     table_header: list[str] = field(default_factory=list)
     table_rows: list[list] = field(default_factory=list)
     widgets: list = field(
@@ -118,7 +125,7 @@ class Report:
                 parts.append(html_table(section.table_header, section.table_rows))
             parts.append("</section>")
         parts.append("<section id='run-details'><h2>Run details</h2>")
-        parts.append(html_table(["", ""], [[k, v] for k, v in facts.items()]) + "</section>")
+        parts.append(_facts_table(facts) + "</section>")
         parts.append(
             "<script>const FIGURES = " + script_json(figure_specs) + ";\nfor (const f of FIGURES) {"
             " Plotly.newPlot(f.id, f.figure.data, f.figure.layout || {}, {responsive: true}); }"
@@ -129,7 +136,9 @@ class Report:
     def _summary(self) -> str:
         """The lead sentences and one linked line per section that has a finding."""
         rows = [
-            f"<li><a href='#section-{i}'>{html.escape(section.title)}</a>: {html.escape(section.finding)}</li>"
+            f"<li><a href='#section-{i}'>{html.escape(section.title)}</a>"
+            + (f" <span class='unit'>[{html.escape(section.unit)}]</span>" if section.unit else "")
+            + f": {html.escape(section.finding)}</li>"
             for i, section in enumerate(self.sections)
             if section.finding
         ]
@@ -141,3 +150,12 @@ class Report:
     def write(self, path: str | Path) -> Path:
         """Render and write atomically to `path`."""
         return write_atomic(path, self.render())
+
+
+def _facts_table(facts: dict[str, str]) -> str:
+    """Run details as rows of (fact, value), each fact a row header: no empty header row above them."""
+    body = "".join(
+        f"<tr><th scope='row'>{html.escape(str(key))}</th><td>{html.escape(str(value))}</td></tr>"
+        for key, value in facts.items()
+    )
+    return f"<table class='facts'><tbody>{body}</tbody></table>"

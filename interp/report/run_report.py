@@ -14,11 +14,47 @@ from interp.methods.result import component_name, top_coords
 from interp.report.html import Report, Section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.circuit import circuit_graph, faithfulness_chart
+from interp.viz.colours import CONVENTION
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
 
 
 class ReportError(InterpError, ValueError):
     """A run directory whose results cannot be rendered; the message says what is wrong with it."""
+
+
+# What one value of each kind is measured in, and on which scale: "gap" values are already fractions of
+# the clean - corrupted gap; "metric" values are in the task metric's units and "logits" in logit
+# differences, which the summary also shows as a fraction of the gap (for "logits" only when the metric
+# is the logit difference itself); None: a scale of its own. `{metric}` is the run's metric.
+UNITS: dict[str, tuple[str, str | None]] = {
+    **{
+        kind: ("normalised metric: 1 = the clean value, 0 = the corrupted one", "gap")
+        for kind in (
+            "patch_resid_pre", "patch_attn_out", "patch_mlp_out", "patch_head_out", "patch_head_out_by_pos",
+            "patch_head_q", "patch_head_k", "patch_head_v", "patch_head_pattern", "path_patch",
+        )
+    },
+    "attrib_head_out": ("estimated effect as a fraction of the clean - corrupted gap", "gap"),
+    "attrib_resid_pre": ("estimated effect as a fraction of the clean - corrupted gap", "gap"),
+    "dla_head": ("logits: direct contribution to logit(answer) - logit(wrong)", "logits"),
+    "dla_layer": ("logits: direct contribution to logit(answer) - logit(wrong)", "logits"),
+    "logit_lens": ("logits: logit(answer) - logit(wrong)", "logits"),
+    "ablate_head": ("{metric} change, ablated - clean", "metric"),
+    "head_scores": ("attention score, 0 to 1", None),
+    "edge_patch": ("{metric} change, patched - unpatched", "metric"),
+    "eap": ("estimated {metric} change, patched - unpatched", "metric"),
+    "eap_ig": ("estimated {metric} change, patched - unpatched", "metric"),
+    "circuit_faithfulness": ("faithfulness, 1 = the full model, 0 = the empty circuit; CPR, CMD: areas", None),
+    "steer": ("{metric} of the steered corrupted prompts", None),
+    "generate": ("1 = the text changed with the intervention", None),
+}  # fmt: skip
+
+
+def unit_of(entry: dict, metric: str) -> tuple[str, str | None]:
+    """An analysis's unit (its own `unit` field if results.json has one, else the kind's) and its scale."""
+    unit, scale = UNITS.get(entry["kind"], ("see the section's values", None))
+    unit = entry.get("unit", unit)
+    return unit.format(metric=metric), (scale if scale != "logits" or metric == "logit_diff" else None)
 
 
 def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
@@ -34,13 +70,18 @@ def _top_rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
     return [[component_name(dims, coords, labels), f"{value:+.4f}"] for coords, value in ranked]
 
 
-def _finding(entry: dict, rows: list[list[str]]) -> str:
-    """One line for the summary: the top three components by effect (a curve's CPR/CMD, if it has them)."""
+def _finding(entry: dict, rows: list[list[str]], scale: str | None, gap: float) -> str:
+    """One line for the summary: the top three components by effect (a curve's CPR/CMD, if it has them);
+    values in metric units or logits also as a fraction of the clean - corrupted `gap`."""
     if entry.get("no_effect", 0.0) is None:
         scores = [
             f"{k.upper()} {entry[k]:.3f}" for k in ("cpr", "cmd") if isinstance(entry.get(k), int | float)
         ]
         return ", ".join(scores) or "a curve: see its figure"
+    if scale in ("metric", "logits") and gap:
+        return ", ".join(
+            f"{name} ({value} = {float(value) / gap:+.2f} of the gap)" for name, value in rows[:3]
+        )
     return ", ".join(f"{name} ({value})" for name, value in rows[:3])
 
 
@@ -70,11 +111,9 @@ def _figures(
                 grouped_bars(values, entry["labels"]["component"], title, "direct logit attribution")
             )
         elif name == "circuit_graph" and dims == ["edge"] and "edges" in entry:
-            noising = entry.get("options", {}).get("direction", "noising") == "noising"
-            importance = -values if noising else values
             figures.append(
-                circuit_graph(entry["edges"], importance, model["n_layers"], model["n_heads"], title)
-            )
+                circuit_graph(entry["edges"], values, model["n_layers"], model["n_heads"], title)
+            )  # coloured by the sign of the stored score, as its table lists it
         elif name == "faithfulness_curve" and dims == ["ranking", "fraction"]:
             curves = dict(zip(entry["labels"]["ranking"], values.tolist(), strict=True))
             figures.append(faithfulness_chart(entry.get("fractions", []), curves, title))
@@ -92,10 +131,19 @@ def _figures(
     return figures
 
 
+def _shortened(text: str, limit: int = 240) -> str:
+    """`text`, or its start and end around an ellipsis when longer than `limit` (the summary stays short;
+    the run details keep the whole string)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 60]}…{text[-40:]} ({len(text)} characters; in full under Run details)"
+
+
 def build_report(results: dict) -> Report:
     """The report of a run from its results.json contents: a header, then one section per analysis."""
     model, task, baseline = results["model"], results["task"], results["baseline"]
     example = task["example"]
+    gap_text = f"{baseline['clean'] - baseline['corrupted']:.4f}"
     report = Report(
         title=f"{task['name']} on {model['source']}",
         header={
@@ -110,8 +158,12 @@ def build_report(results: dict) -> Report:
         lead=[
             f"Metric {baseline['metric']}: clean {baseline['clean']:.4f}, corrupted {baseline['corrupted']:.4f} "
             f"(mean over {task['n_pairs']} prompt pairs of {task['name']}; example: "
-            f"{''.join(example['clean_tokens'])!r} -> {example['answer']!r}). Each analysis below says which "
-            "components carry that difference; the largest changes are listed here."
+            f"{_shortened(''.join(example['clean_tokens']))!r} -> {_shortened(example['answer'])!r}). Each "
+            "analysis below says which "
+            "components carry that difference; the largest changes are listed here, each line in its own "
+            f"unit (in brackets). The gap, clean - corrupted, is {gap_text}: lines in {baseline['metric']} "
+            "units or logits also give each value as a fraction of it, the scale patching uses.",
+            CONVENTION,
         ],
     )
     attention = results.get("attention_example") or {}
@@ -144,17 +196,20 @@ def build_report(results: dict) -> Report:
                 widgets=[explorer],
             )
         )
+    gap = baseline["clean"] - baseline["corrupted"]
     for entry in results["analyses"]:
         values = torch.tensor(entry["values"], dtype=torch.float32)
         rows = _top_rows(entry, values)
+        unit, scale = unit_of(entry, baseline["metric"])
         report.add(
             Section(
                 title=f"{entry['name']} ({entry['kind']})",
                 explanation=f"{entry.get('explanation', '')} Values: {entry['description']}.".strip(),
                 figures=_figures(entry, values, example["clean_tokens"], rows, model),
-                table_header=["component", "value"],
+                table_header=["component", f"value ({unit})"],
                 table_rows=rows,
-                finding=_finding(entry, rows),
+                finding=_finding(entry, rows, scale, gap),
+                unit=unit,
             )
         )
         if entry.get("samples"):
@@ -195,7 +250,7 @@ def _explorer(results: dict):
     return HeadExplorer(
         title=f"{first['name']}: click a head",
         reading=(
-            f"Colour: {first['name']} ({first['kind']}; red positive, blue negative, white 0). The selected "
+            f"Colour: {first['name']} ({first['kind']}; blue positive, red negative, white 0). The selected "
             "head's attention on the example prompt is on the right."
         ),
         grid_name=first["name"],

@@ -1,4 +1,8 @@
-"""Line, bar and scatter charts: logit lens, per-layer attribution, ablations, attribution vs exact."""
+"""Line, bar and scatter charts: logit lens, per-layer attribution, ablations, attribution vs exact.
+
+Bars and the logit lens's markers are coloured by their value's sign, as every figure is
+(`interp.viz.colours`: blue positive, red negative); grouped bars tell their groups apart by pattern.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,23 @@ import plotly.graph_objects as go
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.viz.colours import sign_colour
+
 
 def logit_lens_chart(
     values: Float[Tensor, " layer"], labels: list[str], title: str, value_label: str
 ) -> go.Figure:
     """One value per residual-stream reading (the embedding, then after each layer), as a line."""
+    ys = values.float().tolist()
     figure = go.Figure(
-        go.Scatter(x=labels, y=values.float().tolist(), mode="lines+markers", name=value_label)
+        go.Scatter(
+            x=labels,
+            y=ys,
+            mode="lines+markers",
+            name=value_label,
+            line={"color": "#888"},
+            marker={"color": [sign_colour(y) for y in ys], "size": 9},
+        )
     )
     figure.update_layout(title=title, xaxis={"title": "residual stream after"}, yaxis={"title": value_label})
     return figure
@@ -21,19 +35,36 @@ def logit_lens_chart(
 def grouped_bars(
     values: Float[Tensor, "layer component"], groups: list[str], title: str, value_label: str
 ) -> go.Figure:
-    """One bar group per layer (e.g. attention vs MLP direct logit attribution)."""
+    """One bar group per layer (e.g. attention vs MLP direct logit attribution): colour is the sign,
+    the pattern the group (the first solid, the others hatched; the title names them)."""
     data = values.float()
     layers = [f"L{layer}" for layer in range(data.shape[0])]
-    figure = go.Figure([go.Bar(name=g, x=layers, y=data[:, i].tolist()) for i, g in enumerate(groups)])
-    figure.update_layout(title=title, barmode="group", yaxis={"title": value_label})
+    patterns = [("", "solid"), ("/", "hatched"), (".", "dotted"), ("x", "crossed"), ("+", "gridded")]
+    figure = go.Figure(
+        [
+            go.Bar(
+                name=g,
+                x=layers,
+                y=data[:, i].tolist(),
+                marker={
+                    "color": [sign_colour(v) for v in data[:, i].tolist()],
+                    "pattern": {"shape": patterns[i % len(patterns)][0], "fgcolor": "white"},
+                    "line": {"color": "#333", "width": 1},
+                },
+            )
+            for i, g in enumerate(groups)
+        ]
+    )
+    # a legend swatch would show its group's first bar's sign colour: the title names the patterns instead
+    key = ", ".join(f"{g} {patterns[i % len(patterns)][1]}" for i, g in enumerate(groups))
+    figure.update_traces(showlegend=False)
+    figure.update_layout(title=f"{title} ({key})", barmode="group", yaxis={"title": value_label})
     return figure
 
 
 def ranked_bars(labels: list[str], values: list[float], title: str, value_label: str) -> go.Figure:
     """Components sorted by effect (e.g. the ablation sweep's largest metric changes)."""
-    figure = go.Figure(
-        go.Bar(x=labels, y=values, marker_color=["#b2182b" if v < 0 else "#2166ac" for v in values])
-    )
+    figure = go.Figure(go.Bar(x=labels, y=values, marker_color=[sign_colour(v) for v in values]))
     figure.update_layout(title=title, yaxis={"title": value_label}, xaxis={"title": "component"})
     return figure
 

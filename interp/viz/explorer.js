@@ -12,11 +12,18 @@ function interpExplorer(el, data) {
   const grid = data.grid.values;
   let scale = 1e-9;
   for (const row of grid) for (const v of row) scale = Math.max(scale, Math.abs(v));
-  const colour = (v) => {
-    const t = Math.min(1, Math.abs(v) / scale);
-    const c = Math.round(255 * (1 - t));
-    return v >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`;
-  };
+  // the report's sign convention: the heatmaps' diverging stops (red negative, blue positive) centred on 0
+  const scaleStops = data.colourscale || [[0, "rgb(178,24,43)"], [0.5, "rgb(247,247,247)"], [1, "rgb(33,102,172)"]];
+  const stops = scaleStops.map(([at, c]) => [at, c.match(/\d+/g).map(Number)]);
+  const colour = (v) => stopColour(0.5 + 0.5 * Math.max(-1, Math.min(1, v / scale)));
+  function stopColour(at) {
+    let i = 1;
+    while (i < stops.length - 1 && stops[i][0] < at) i++;
+    const [a, ca] = stops[i - 1], [b, cb] = stops[i];
+    const t = b > a ? (at - a) / (b - a) : 0;
+    const mix = ca.map((x, k) => Math.round(x + t * (cb[k] - x)));
+    return `rgb(${mix[0]},${mix[1]},${mix[2]})`;
+  }
   el.replaceChildren();
   const root = make("div", "interp-explorer");
   root.style.cssText = "display:flex;gap:24px;align-items:flex-start;font:13px system-ui,sans-serif";
@@ -80,13 +87,15 @@ function interpExplorer(el, data) {
     note.style.marginTop = "6px";
     pattern.forEach((weights, dest) => {
       const tr = make("tr");
-      const label = make("th", "", JSON.stringify(tokens[dest]));
+      const full = JSON.stringify(tokens[dest]);
+      const label = make("th", "", full.length > 24 ? full.slice(0, 23) + "\u2026" : full);
+      label.title = full;
       label.style.cssText = "text-align:right;font-weight:normal;padding-right:4px;white-space:pre;cursor:pointer";
       tr.append(label);
       weights.forEach((w, src) => {
         const td = make("td");
-        const g = Math.round(255 * (1 - w));
-        td.style.cssText = `width:14px;height:14px;border:1px solid #f0f0f0;background:rgb(${g},${g},255)`;
+        // weights 0..1 on the positive half of the same scale (white 0, blue 1)
+        td.style.cssText = `width:14px;height:14px;border:1px solid #f0f0f0;background:${stopColour(0.5 + 0.5 * Math.max(0, Math.min(1, w)))}`;
         td.title = `${JSON.stringify(tokens[dest])} -> ${JSON.stringify(tokens[src])}: ${w.toFixed(3)}`;
         tr.append(td);
       });

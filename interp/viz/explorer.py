@@ -24,6 +24,7 @@ from interp.base.html import script_json
 from interp.data.prompts import PromptPairs
 from interp.data.tokens import str_tokens
 from interp.model.loading import HookedPhi
+from interp.viz.colours import DIVERGING
 
 NOT_DISPLAYED = (
     "Head explorer (an interactive widget): its view was not saved with this notebook. Run the cell in "
@@ -78,6 +79,7 @@ class HeadExplorer:
             else [
                 [[[round(float(w), 4) for w in row] for row in head] for head in layer] for layer in patterns
             ],
+            "colourscale": DIVERGING,  # the heatmaps' stops: one value, one colour in every figure
             "start": list(start),  # the head with the largest |value| is selected first
         }
         self.id = f"interp-explorer-{uuid.uuid4().hex[:12]}"
@@ -146,7 +148,7 @@ def head_explorer(
     return HeadExplorer(
         title=f"{grid_name}: click a head",
         reading=(
-            f"Colour: {grid_name} (red positive, blue negative, white 0). The selected head's attention "
+            f"Colour: {grid_name} (blue positive, red negative, white 0). The selected head's attention "
             "on the example prompt is on the right."
         ),
         grid_name=grid_name,

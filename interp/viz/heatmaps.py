@@ -6,6 +6,8 @@ import plotly.graph_objects as go
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.viz.colours import DIVERGING
+
 
 def layer_head_heatmap(
     values: Float[Tensor, "layer head"],
@@ -16,8 +18,8 @@ def layer_head_heatmap(
 ) -> go.Figure:
     """One cell per head; hover shows `L{layer}H{head}` and the value.
 
-    `diverging=True` (effects that can be negative) uses a red-blue scale centred on 0;
-    `False` (scores in [0, 1]) a sequential one from 0.
+    `diverging=True` (effects that can be negative) uses the report's sign convention (blue positive,
+    red negative, white 0; `interp.viz.colours`); `False` (scores in [0, 1]) a sequential one from 0.
     """
     data = values.detach().float().cpu()
     n_layers, n_heads = data.shape
@@ -29,8 +31,7 @@ def layer_head_heatmap(
         y=list(range(n_layers)),
         customdata=labels,
         hovertemplate=f"%{{customdata}}<br>{value_label}: %{{z:.4f}}<extra></extra>",
-        colorscale="RdBu" if diverging else "Viridis",
-        reversescale=diverging,
+        colorscale=DIVERGING if diverging else "Viridis",
         zmid=0 if diverging else None,
         zmin=-bound if diverging else 0,
         zmax=bound if diverging else max(bound, 1e-9),
@@ -58,7 +59,8 @@ def layer_pos_heatmap(
 ) -> go.Figure:
     """Rows (layers, or layer-head pairs) x positions, the prompt's tokens on the x axis.
 
-    Token strings are shown as data (plotly escapes axis text), numbered so repeats stay distinct.
+    Token strings are shown as data (plotly escapes axis text), numbered so repeats stay distinct;
+    colours follow the sign convention of `interp.viz.colours` (blue positive, red negative).
     """
     data = values.detach().float().cpu()
     n_rows, n_pos = data.shape
@@ -72,8 +74,7 @@ def layer_pos_heatmap(
             y=list(range(n_rows)),
             customdata=[[f"{rows[r]} pos {p}" for p in range(n_pos)] for r in range(n_rows)],
             hovertemplate=f"%{{customdata}}<br>{value_label}: %{{z:.4f}}<extra></extra>",
-            colorscale="RdBu",
-            reversescale=True,
+            colorscale=DIVERGING,  # blue positive, red negative (interp.viz.colours)
             zmid=0,
             zmin=-bound,
             zmax=bound,
