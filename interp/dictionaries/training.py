@@ -322,6 +322,21 @@ def _batches(
     return pairs(), n_tokens
 
 
+def training_config(config: TrainingConfig | None, options: dict) -> TrainingConfig:
+    """`config`, or a `TrainingConfig` from keyword options (an unknown one is an error naming it)."""
+    if config is not None:
+        if options:
+            raise InputError("Give either config= or training options as keywords, not both.")
+        return config
+    known = {f.name for f in dataclasses.fields(TrainingConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(
+            f"Unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}."
+        )
+    return TrainingConfig(**options)
+
+
 def train_dictionary(
     dictionary: Dictionary,
     data: Tensor | Iterable,
@@ -343,16 +358,7 @@ def train_dictionary(
         raise InputError(
             f"train_dictionary trains a Dictionary (see make_dictionary), not a {type(dictionary).__name__}."
         )
-    if config is not None and options:
-        raise InputError("Give either config= or training options as keywords, not both.")
-    if config is None:
-        known = {f.name for f in dataclasses.fields(TrainingConfig)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise InputError(
-                f"Unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}."
-            )
-        config = TrainingConfig(**options)
+    config = training_config(config, options)
     if dictionary.kind != "sae" and isinstance(data, Tensor) and targets is None:
         raise InputError(f"a {dictionary.kind} needs targets= (activations of its output hook).")
     pairs, total = _batches(data, targets, config.n_tokens)
