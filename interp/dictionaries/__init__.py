@@ -12,6 +12,7 @@ evaluation.py     L0, explained variance, cosine, dead / dense latents; CE loss 
 
 from interp.dictionaries import architectures as architectures
 from interp.dictionaries.base import Dictionary, DictionaryConfig
+from interp.dictionaries.io import load_dictionary, save_dictionary
 from interp.dictionaries.registry import architectures as architecture_names
 from interp.dictionaries.registry import make_config, make_dictionary, register_architecture
 from interp.dictionaries.training import TrainingConfig, train_dictionary
@@ -20,6 +21,8 @@ __all__ = [
     "Dictionary",
     "DictionaryConfig",
     "architecture_names",
+    "load_dictionary",
+    "save_dictionary",
     "make_config",
     "make_dictionary",
     "register_architecture",
