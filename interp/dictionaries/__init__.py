@@ -12,15 +12,22 @@ evaluation.py     L0, explained variance, cosine, dead / dense latents; CE loss 
 
 from interp.dictionaries import architectures as architectures
 from interp.dictionaries.base import Dictionary, DictionaryConfig
+from interp.dictionaries.evaluation import DictionaryMetrics, evaluate_dictionary, evaluate_on_model
 from interp.dictionaries.io import load_dictionary, save_dictionary
 from interp.dictionaries.registry import architectures as architecture_names
 from interp.dictionaries.registry import make_config, make_dictionary, register_architecture
+from interp.dictionaries.streaming import model_activations, train_from_model
 from interp.dictionaries.training import TrainingConfig, train_dictionary
 
 __all__ = [
     "Dictionary",
     "DictionaryConfig",
+    "DictionaryMetrics",
     "architecture_names",
+    "evaluate_dictionary",
+    "evaluate_on_model",
+    "model_activations",
+    "train_from_model",
     "load_dictionary",
     "save_dictionary",
     "make_config",

@@ -92,7 +92,7 @@ def _hooks_of(dictionary: Dictionary) -> list[str]:
     return [dictionary.hook_name, dictionary.hook_name_out]
 
 
-def _token_batches(
+def token_batches(
     tokens: Tensor | Iterable, model_batch: int
 ) -> tuple[Iterator[tuple[Tensor, Tensor | None]], int | None]:
     if isinstance(tokens, Tensor):
@@ -148,7 +148,7 @@ def train_from_model(
     hooks = {d_index: _hooks_of(d) for d_index, d in enumerate(dictionaries)}
     names = list(dict.fromkeys(name for pair in hooks.values() for name in pair))
     validate_hook_names(model, names)
-    batches, n_positions = _token_batches(tokens, model_batch)
+    batches, n_positions = token_batches(tokens, model_batch)
     trainers = [
         DictionaryTrainer(d, cfg, cfg.n_tokens if cfg.n_tokens is not None else n_positions)
         for d, cfg in zip(dictionaries, configs, strict=True)

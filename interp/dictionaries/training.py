@@ -294,7 +294,7 @@ class DictionaryTrainer:
         )
 
 
-def _batches(
+def activation_batches(
     data: Tensor | tuple[Tensor, Tensor] | Iterable, targets: Tensor | None, n_tokens: int | None
 ) -> tuple[Iterator[tuple[Tensor, Tensor | None]], int | None]:
     """(x, target) pairs and the run's length in tokens where it is known."""
@@ -361,7 +361,7 @@ def train_dictionary(
     config = training_config(config, options)
     if dictionary.kind != "sae" and isinstance(data, Tensor) and targets is None:
         raise InputError(f"a {dictionary.kind} needs targets= (activations of its output hook).")
-    pairs, total = _batches(data, targets, config.n_tokens)
+    pairs, total = activation_batches(data, targets, config.n_tokens)
     trainer = DictionaryTrainer(dictionary, config, total)
     for x, target in pairs:
         if trainer.done:
