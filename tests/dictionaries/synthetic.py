@@ -6,8 +6,9 @@ import torch
 from torch import Tensor
 
 
-def unit_directions(n_features: int = 64, d: int = 32, seed: int = 0) -> Tensor:
-    """`n_features` random unit vectors in `d` dimensions: the ground-truth features."""
+def unit_directions(n_features: int = 64, d: int = 32, seed: int = 1234) -> Tensor:
+    """`n_features` random unit vectors in `d` dimensions: the ground-truth features (the default seed
+    differs from dictionaries' initialisation seed 0, whose first rows would otherwise be these)."""
     generator = torch.Generator().manual_seed(seed)
     directions = torch.randn(n_features, d, generator=generator)
     return directions / directions.norm(dim=-1, keepdim=True)
