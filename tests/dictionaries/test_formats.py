@@ -331,3 +331,26 @@ class TestSparsifyLayout:
         assert load_dictionary(tmp_path / "gpt_neox.layers.2", hook_name="blocks.2.hook_resid_post").hook_name
         with pytest.raises(InputError, match="TopK dictionaries only"):
             save_dictionary(random_dictionary("relu", "sae"), tmp_path / "x", format="sparsify")
+
+
+REAL = Path(__file__).parent / "data" / "sparsify_1.3.3"
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "hooks"),
+    [
+        ("sae/layers.2", "sae", ("blocks.2.hook_resid_post", "blocks.2.hook_resid_post")),
+        ("transcoder/layers.1.mlp", "transcoder", ("blocks.1.ln1.hook_out", "blocks.1.hook_mlp_out")),
+        ("skip/layers.1.mlp", "skip_transcoder", ("blocks.1.ln1.hook_out", "blocks.1.hook_mlp_out")),
+    ],
+)
+def test_files_written_by_sparsify_1_3_3_itself_encode_as_sparsify_computed(case, kind, hooks):
+    """Fixtures written by eai-sparsify 1.3.3's SparseCoder.save_to_disk, with its own forward's
+    outputs (data/make_sparsify_files.py, which also checks that sparsify reads what we write)."""
+    expected = load_file(REAL / "expected.safetensors")
+    d = load_dictionary(REAL / case)
+    assert (d.kind, d.hook_name, d.hook_name_out) == (kind, *hooks)
+    name = case.split("/")[0]
+    with torch.no_grad():
+        torch.testing.assert_close(d.encode(expected["x"]), expected[f"{name}.acts"])
+        torch.testing.assert_close(d(expected["x"]), expected[f"{name}.out"])
