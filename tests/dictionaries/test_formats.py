@@ -354,3 +354,32 @@ def test_files_written_by_sparsify_1_3_3_itself_encode_as_sparsify_computed(case
     with torch.no_grad():
         torch.testing.assert_close(d.encode(expected["x"]), expected[f"{name}.acts"])
         torch.testing.assert_close(d(expected["x"]), expected[f"{name}.out"])
+
+
+SAELENS = Path(__file__).parent / "data" / "saelens_6.54"
+
+
+@pytest.mark.parametrize(
+    ("case", "architecture", "kind"),
+    [
+        ("standard", "relu", "sae"),
+        ("topk", "topk", "sae"),
+        ("topk_rescaled", "topk", "sae"),
+        ("jumprelu", "jumprelu", "sae"),
+        ("batchtopk", "jumprelu", "sae"),  # SAELens writes a trained BatchTopK as a JumpReLU
+        ("transcoder", "relu", "transcoder"),
+        ("skip_transcoder", "relu", "skip_transcoder"),
+        ("jumprelu_skip_transcoder", "jumprelu", "skip_transcoder"),
+    ],
+)
+def test_files_written_by_saelens_6_54_itself_encode_as_saelens_computed(case, architecture, kind):
+    """Fixtures written by SAELens 6.54's own SAE.save_model / save_inference_model with its own
+    encode and forward outputs (data/make_saelens_files.py, which also checks that SAELens's
+    load_from_disk reads what save_dictionary writes)."""
+    expected = load_file(SAELENS / "expected.safetensors")
+    d = load_dictionary(SAELENS / case)
+    assert (d.architecture, d.kind) == (architecture, kind)
+    assert d.hook_name == ("blocks.2.hook_resid_pre" if kind == "sae" else "blocks.1.ln1.hook_normalized")
+    with torch.no_grad():
+        torch.testing.assert_close(d.encode(expected["x"]), expected[f"{case}.acts"])
+        torch.testing.assert_close(d(expected["x"]), expected[f"{case}.out"])

@@ -64,7 +64,8 @@ _DESCRIPTIVE = {
     "model_name", "model_class_name", "model_from_pretrained_kwargs", "prepend_bos", "exclude_special_tokens",
     "neuronpedia_id", "context_size", "seqpos_slice", "dataset_path", "sae_lens_version",
     "sae_lens_training_version", "hook_layer", "hook_point_layer", "hf_hook_name", "hf_hook_name_out",
-    "dataset_trust_remote_code", "device", "dtype", "hook_head_index_out",
+    "dataset_trust_remote_code", "device", "dtype", "hook_head_index_out", "training_architecture",
+    "training_architecture_details",
     # training configs written into cfg.json by SAELens's trainers (6.x and older runner configs)
     "l1_coefficient", "lp_norm", "l1_warm_up_steps", "decoder_init_norm", "jumprelu_init_threshold",
     "jumprelu_bandwidth", "jumprelu_sparsity_loss_mode", "l0_coefficient", "l0_warm_up_steps",
