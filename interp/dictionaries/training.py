@@ -7,7 +7,10 @@ What a training run does, in order:
   `batch_tokens` rows, the other half stays to mix with what comes next (at the end, all of it);
 - before the first step `b_dec` is initialised from the first buffer-full of data: for an SAE the
   geometric median of the inputs (Weiszfeld's iterations), for a transcoder the mean of the targets
-  (`b_dec_init="auto"`; or name one of `geometric_median`, `mean`, `zeros`);
+  (`b_dec_init="auto"`; or name one of `geometric_median`, `mean`, `zeros`); a transcoder, whose
+  input is not centred by `b_dec`, has `b_enc` set so that its pre-activations start at mean zero
+  on that data (otherwise the few latents aligned with the input's mean win every TopK slot and
+  most others die at once);
 - Adam with a linear learning-rate warm-up over `lr_warmup_steps` and a linear decay to zero over
   the last `lr_decay_fraction` of the steps (which needs the run's length: `n_tokens`, or a tensor);
 - architectures with unit-norm decoders (all but ReLU + L1) have the gradient along each decoder row
@@ -236,6 +239,8 @@ class DictionaryTrainer:
             points = rows[:, : d.d_in] if d.kind == "sae" else rows[:, d.d_in :]
             points = points[:32768]
             d.b_dec.copy_(geometric_median(points) if how == "geometric_median" else points.mean(0))
+        if d.kind != "sae":  # no b_dec is subtracted from a transcoder's input: centre its pre-activations
+            d.b_enc.copy_(-(self.buffer.rows[:32768, : d.d_in].mean(0) @ d.W_enc))
         self.initialized = True
 
     def _lr(self) -> float:

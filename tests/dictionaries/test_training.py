@@ -79,6 +79,21 @@ class TestBDecInit:
         )  # the first full buffer held all 256
 
 
+def test_a_transcoders_pre_activations_start_centred_on_the_data():
+    x = torch.randn(512, 6) + 3.0
+    tc = make_dictionary("topk", d_in=6, d_sae=12, k=2, kind="transcoder", d_out=3)
+    trainer = DictionaryTrainer(tc, TrainingConfig(batch_tokens=64, buffer_tokens=512), 512)
+    trainer.buffer.add(torch.cat([x, torch.randn(512, 3)], dim=-1))
+    trainer._init_b_dec()
+    with torch.no_grad():
+        torch.testing.assert_close(tc.pre_acts(x).mean(0), torch.zeros(12), atol=1e-5, rtol=0)
+    sae = make_dictionary("topk", d_in=6, d_sae=12, k=2)
+    trainer = DictionaryTrainer(sae, TrainingConfig(batch_tokens=64, buffer_tokens=512), 512)
+    trainer.buffer.add(x)
+    trainer._init_b_dec()
+    assert torch.count_nonzero(sae.b_enc) == 0  # an SAE is centred by b_dec instead
+
+
 def test_learning_rate_warms_up_then_decays_to_zero():
     d = make_dictionary("topk", d_in=4, d_sae=8, k=2)
     train_dictionary(
@@ -110,7 +125,7 @@ def test_training_reduces_the_error_and_logs():
     d = make_dictionary("topk", d_in=8, d_sae=32, k=4)
     with torch.no_grad():
         before = float((d(x) - x).pow(2).sum(-1).mean())
-    train_dictionary(d, x, batch_tokens=100, buffer_tokens=1000, log_every=10)
+    train_dictionary(d, x, batch_tokens=100, buffer_tokens=1000, log_every=10, lr=3e-3)
     with torch.no_grad():
         after = float((d(x) - x).pow(2).sum(-1).mean())
     assert after < 0.5 * before
