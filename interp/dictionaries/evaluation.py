@@ -167,12 +167,17 @@ def _next_token_losses(
     return ce[valid.to(ce.device)], log_probs[valid.to(ce.device)]
 
 
+def _written(dictionary: Dictionary, x: Tensor, like: Tensor) -> Tensor:
+    """The dictionary's output for `x`, on the device and in the dtype of the activation it replaces."""
+    return dictionary(x.to(dictionary.W_dec.device)).to(like.device, like.dtype)
+
+
 def _splice_hooks(dictionary: Dictionary, mode: str) -> list:
     """Forward hooks that write the dictionary's output (`spliced`) or zeros (`zero`)."""
     if mode == "zero":
         return [(dictionary.hook_name_out, lambda act, hook: torch.zeros_like(act))]
     if dictionary.kind == "sae":
-        return [(dictionary.hook_name, lambda act, hook: dictionary(act).to(act.dtype))]
+        return [(dictionary.hook_name, lambda act, hook: _written(dictionary, act, act))]
     saved: dict[str, Tensor] = {}
 
     def read(act: Tensor, hook) -> None:
@@ -181,7 +186,7 @@ def _splice_hooks(dictionary: Dictionary, mode: str) -> list:
     def write(act: Tensor, hook) -> Tensor:
         if "x" not in saved:
             raise InputError(f"{dictionary.hook_name!r} did not run before {dictionary.hook_name_out!r}.")
-        return dictionary(saved.pop("x")).to(act.dtype)
+        return _written(dictionary, saved.pop("x"), act)
 
     return [(dictionary.hook_name, read), (dictionary.hook_name_out, write)]
 

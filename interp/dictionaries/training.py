@@ -37,6 +37,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.base.console import say
 from interp.base.errors import InputError
 from interp.dictionaries.base import Dictionary
 
@@ -69,6 +70,8 @@ class TrainingConfig:
     """Steps between log records (the last step is always logged)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam's betas."""
+    progress: bool = False
+    """Print each log record as one line (step, tokens, losses, L0, explained variance, dead fraction)."""
 
     def __post_init__(self) -> None:
         positive = {"batch_tokens": self.batch_tokens, "dead_after_tokens": self.dead_after_tokens}
@@ -286,17 +289,23 @@ class DictionaryTrainer:
     def _record(self, last) -> None:
         losses, acts, out, target, dead = last
         variance = (target - target.mean(0)).pow(2).sum()
-        self.log.append(
-            {
-                "step": self.step,
-                "tokens": self.tokens,
-                "lr": self._lr(),
-                **{name: float(value) for name, value in losses.items()},
-                "l0": float((acts > 0).sum(-1).float().mean()),
-                "explained_variance": float(1 - (target - out).pow(2).sum() / variance.clamp_min(1e-12)),
-                "dead_fraction": float(dead.float().mean()),
-            }
-        )
+        record = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "lr": self._lr(),
+            **{name: float(value) for name, value in losses.items()},
+            "l0": float((acts > 0).sum(-1).float().mean()),
+            "explained_variance": float(1 - (target - out).pow(2).sum() / variance.clamp_min(1e-12)),
+            "dead_fraction": float(dead.float().mean()),
+        }
+        self.log.append(record)
+        if self.config.progress:
+            name = self.dictionary.hook_name or self.dictionary.architecture
+            losses_text = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k in losses)
+            say(
+                f"{name}: step {record['step']} tokens {record['tokens']} {losses_text} l0 {record['l0']:.1f} "
+                f"explained variance {record['explained_variance']:.3f} dead {record['dead_fraction']:.1%}"
+            )
 
 
 def activation_batches(

@@ -175,3 +175,19 @@ class TestErrors:
             train_dictionary(
                 d, torch.randn(100, 8), targets=torch.randn(100, 8), batch_tokens=10, buffer_tokens=20
             )
+
+
+def test_progress_prints_one_line_per_log_record(capsys):
+    d = make_dictionary("topk", d_in=8, d_sae=16, k=2, hook_name="blocks.0.hook_resid_pre")
+    train_dictionary(d, torch.randn(1000, 8), batch_tokens=50, buffer_tokens=200, log_every=5, progress=True)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(d.training_log) == 4
+    last = d.training_log[-1]
+    assert lines[-1].startswith("blocks.0.hook_resid_pre: step 20 tokens 1000 mse ")
+    assert (
+        f"l0 {last['l0']:.1f}" in lines[-1]
+        and f"explained variance {last['explained_variance']:.3f}" in lines[-1]
+    )
+    d2 = make_dictionary("topk", d_in=8, d_sae=16, k=2)
+    train_dictionary(d2, torch.randn(1000, 8), batch_tokens=50, buffer_tokens=200, log_every=5)
+    assert capsys.readouterr().out == ""
