@@ -220,6 +220,17 @@ class TestSAELensLayout:
         with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
             load_dictionary(tmp_path / "d")
 
+    def test_saelens_fields_edited_after_we_wrote_the_file_are_not_silently_overruled(self, tmp_path):
+        save_dictionary(random_dictionary("topk", "sae", k=3), tmp_path / "d")
+        cfg = json.loads((tmp_path / "d" / "cfg.json").read_text())
+        cfg["k"] = 5
+        (tmp_path / "d" / "cfg.json").write_text(json.dumps(cfg))
+        with pytest.raises(InputError, match="disagree.*k: 5 vs 3"):
+            load_dictionary(tmp_path / "d")
+        del cfg["metadata"]["interp"]
+        (tmp_path / "d" / "cfg.json").write_text(json.dumps(cfg))
+        assert load_dictionary(tmp_path / "d").cfg.k == 5
+
     def test_an_unknown_field_can_be_accepted_knowingly(self, tmp_path):
         save_dictionary(random_dictionary("relu", "sae"), tmp_path / "d")
         cfg = json.loads((tmp_path / "d" / "cfg.json").read_text())

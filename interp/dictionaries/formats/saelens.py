@@ -262,6 +262,7 @@ def read_saelens(
         fields = dict(flat["interp"])
         architecture = fields.pop("architecture")
         fields.update(hooks)
+        _check_agrees(flat, architecture, fields, directory)
     else:
         architecture, kind = _architecture(flat, directory)
         fields = {"d_in": flat.get("d_in"), "d_sae": flat.get("d_sae"), "kind": kind, **hooks}
@@ -283,6 +284,33 @@ def read_saelens(
     sparsity = directory / SPARSITY
     dictionary.log_density = load_file(sparsity)["sparsity"].float() if sparsity.is_file() else None
     return dictionary.eval()
+
+
+def _check_agrees(flat: dict, architecture: str, fields: dict, path: Path) -> None:
+    """Our config in `metadata.interp` must still say what SAELens's fields say (a tool that edits
+    the SAELens fields and keeps the metadata would otherwise be silently overruled)."""
+    kind = fields.get("kind", "sae")
+    saelens_says = {
+        "architecture": _WRITE_NAMES.get((architecture, kind)),
+        "d_in": fields.get("d_in"),
+        "d_sae": fields.get("d_sae"),
+        "apply_b_dec_to_input": fields.get("apply_b_dec_to_input", kind == "sae"),
+    }
+    if architecture == "topk":
+        saelens_says["k"] = fields.get("k")
+        saelens_says["rescale_acts_by_decoder_norm"] = fields.get("rescale_acts_by_decoder_norm", False)
+    if kind != "sae":
+        saelens_says["d_out"] = fields.get("d_out") or fields.get("d_in")
+    differ = [
+        f"{key}: {flat.get(key)!r} vs {value!r}"
+        for key, value in saelens_says.items()
+        if flat.get(key) != value
+    ]
+    if differ:
+        raise InputError(
+            f"{path / CFG}: the SAELens fields and metadata.interp disagree ({'; '.join(differ)}); remove "
+            "metadata.interp to read the file by its SAELens fields."
+        )
 
 
 def _hooks(flat: dict, hook_name: str | None, hook_name_out: str | None, path: Path) -> dict[str, str | None]:
