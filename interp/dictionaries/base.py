@@ -120,6 +120,9 @@ class Dictionary(nn.Module):
             self.W_skip = nn.Parameter(torch.zeros(d_out, d_in))
         else:
             self.W_skip = None
+        self.training_log: list[dict] = []  # filled by training (see training.py)
+        self.file_metadata: dict[str, Any] = {}  # descriptive fields of the file it was loaded from
+        self.log_density: Tensor | None = None  # log10 firing frequency per latent, if known
         self.initialize(seed)
 
     # --- what it is -------------------------------------------------------------------------

@@ -209,6 +209,21 @@ class TestActivations:
         )
 
 
+def test_jumprelu_l0_coefficient_warms_up():
+    d = make_dictionary("jumprelu", d_in=4, d_sae=6, l0_coefficient=2.0, l0_warmup_steps=4)
+    pre = torch.randn(10, 6)
+    dead = torch.zeros(6, dtype=torch.bool)
+    l0 = (pre > d.threshold).float().sum(-1).mean()
+    args = (pre, pre, torch.zeros(10, 4), torch.zeros(10, 4), dead)
+    torch.testing.assert_close(d.extra_losses(*args, 0)["l0"], 2.0 * 0.25 * l0)
+    torch.testing.assert_close(d.extra_losses(*args, 3)["l0"], 2.0 * l0)
+
+
+def test_a_new_dictionary_has_empty_provenance():
+    d = make_dictionary("topk", d_in=4, d_sae=6, k=2)
+    assert d.training_log == [] and d.file_metadata == {} and d.log_density is None
+
+
 class TestAuxK:
     def test_auxk_is_zero_without_dead_latents_and_trains_only_dead_ones(self):
         d = randomized(make_dictionary("topk", d_in=8, d_sae=30, k=3, aux_coefficient=1.0))
