@@ -123,6 +123,7 @@ class Dictionary(nn.Module):
         self.training_log: list[dict] = []  # filled by training (see training.py)
         self.file_metadata: dict[str, Any] = {}  # descriptive fields of the file it was loaded from
         self.log_density: Tensor | None = None  # log10 firing frequency per latent, if known
+        self.trained = False  # set by training and by loading: the weights are not a random init
         self.initialize(seed)
 
     # --- what it is -------------------------------------------------------------------------

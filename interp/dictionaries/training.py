@@ -11,6 +11,10 @@ What a training run does, in order:
   input is not centred by `b_dec`, has `b_enc` set so that its pre-activations start at mean zero
   on that data (otherwise the few latents aligned with the input's mean win every TopK slot and
   most others die at once);
+- with `normalize_activations`, inputs (and a transcoder's targets) are scaled by constants that
+  give them a mean norm of sqrt(width) (estimated on that first buffer; Anthropic's April 2024
+  update), training runs in those units, and the constants are folded into the weights at the end
+  (`scale_dictionary`), so the result reads and writes raw activations;
 - Adam with a linear learning-rate warm-up over `lr_warmup_steps` and a linear decay to zero over
   the last `lr_decay_fraction` of the steps (which needs the run's length: `n_tokens`, or a tensor);
 - architectures with unit-norm decoders (all but ReLU + L1) have the gradient along each decoder row
@@ -64,6 +68,11 @@ class TrainingConfig:
     """Seed of the shuffling buffer's permutations."""
     b_dec_init: BDecInit = "auto"
     """How `b_dec` starts (see the module docstring)."""
+    normalize_activations: bool = False
+    """Train on inputs (and targets) scaled by constants that make their mean norm sqrt(width),
+    estimated on the first buffer, and fold the constants into the weights at the end, so the
+    dictionary reads and writes raw activations. Makes learning rates and coefficients transfer
+    across hooks and models; the log's losses are then in scaled units."""
     dead_after_tokens: int = 1_000_000
     """A latent that has not fired for this many tokens counts as dead."""
     log_every: int = 50
@@ -109,6 +118,23 @@ def geometric_median(
         if moved <= tolerance * median.norm().clamp_min(1e-8):
             break
     return median
+
+
+@torch.no_grad()
+def scale_dictionary(dictionary: Dictionary, c_in: float, c_out: float) -> None:
+    """Change the weights in place so that the new dictionary on `x` equals the old one on
+    `c_in * x`, divided by `c_out`. Decoder rows keep their norms: the latents' activations (and
+    thresholds) are what scales, by 1/c_out, which every architecture here is equivariant to."""
+    d = dictionary
+    if d.kind == "sae" and c_in != c_out:
+        raise InputError("an SAE reads and writes one space: c_in must equal c_out.")
+    d.W_enc.mul_(c_in / c_out)
+    d.b_enc.div_(c_out)
+    d.b_dec.div_(c_out)
+    if isinstance(getattr(d, "threshold", None), Tensor):
+        d.threshold.div_(c_out)
+    if d.W_skip is not None:
+        d.W_skip.mul_(c_in / c_out)
 
 
 class ShuffleBuffer:
@@ -164,6 +190,7 @@ class DictionaryTrainer:
         self.tokens = 0
         self.pushed = 0
         self.initialized = False
+        self.scale: tuple[float, float] | None = None  # (input, output) factors while training
         device = dictionary.W_dec.device
         self.since_fired = torch.zeros(dictionary.d_sae, dtype=torch.long, device=device)
         self.fired_in_window = torch.zeros(dictionary.d_sae, dtype=torch.long, device=device)
@@ -199,7 +226,8 @@ class DictionaryTrainer:
                 )
             rows = torch.cat([rows, target_rows], dim=-1)
         self.pushed += rows.shape[0]
-        self.buffer.add(rows.to(d.W_dec.device))
+        rows = rows.to(d.W_dec.device)
+        self.buffer.add(self._scaled(rows) if self.scale is not None else rows)
         if not self.initialized and len(self.buffer) >= self.config.buffer_tokens:
             self._init_b_dec()
         for batch in self.buffer.release():
@@ -222,7 +250,17 @@ class DictionaryTrainer:
             )
         if not self.log or self.log[-1]["step"] != self.step:
             self._record(self._last)
+        if self.scale is not None:
+            scale_dictionary(self.dictionary, *self.scale)  # back to raw activations
+            self.scale = None
+        self.dictionary.trained = True
         return self.dictionary.eval()
+
+    def _scaled(self, rows: Tensor) -> Tensor:
+        d, (c_in, c_out) = self.dictionary, self.scale
+        if d.kind == "sae":
+            return rows * c_in
+        return torch.cat([rows[:, : d.d_in] * c_in, rows[:, d.d_in :] * c_out], dim=-1)
 
     def _split(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         d = self.dictionary
@@ -233,6 +271,21 @@ class DictionaryTrainer:
     @torch.no_grad()
     def _init_b_dec(self) -> None:
         d, how = self.dictionary, self.config.b_dec_init
+        if self.config.normalize_activations:
+            sample = self.buffer.rows[:32768]
+            c_in = d.d_in**0.5 / float(sample[:, : d.d_in].norm(dim=-1).mean().clamp_min(1e-12))
+            c_out = (
+                c_in
+                if d.kind == "sae"
+                else d.d_out**0.5 / float(sample[:, d.d_in :].norm(dim=-1).mean().clamp_min(1e-12))
+            )
+            self.scale = (c_in, c_out)
+            self.buffer.rows = self._scaled(self.buffer.rows)
+            if d.trained:  # go on from the same function, in scaled units (a random init stays as it is)
+                scale_dictionary(d, 1 / c_in, 1 / c_out)
+        if d.trained:  # training goes on: b_dec and b_enc are the trained ones
+            self.initialized = True
+            return
         if how == "auto":
             how = "geometric_median" if d.kind == "sae" else "mean"
         if how == "zeros":
@@ -297,6 +350,7 @@ class DictionaryTrainer:
             "l0": float((acts > 0).sum(-1).float().mean()),
             "explained_variance": float(1 - (target - out).pow(2).sum() / variance.clamp_min(1e-12)),
             "dead_fraction": float(dead.float().mean()),
+            **({"input_scale": self.scale[0], "output_scale": self.scale[1]} if self.scale else {}),
         }
         self.log.append(record)
         if self.config.progress:

@@ -13,6 +13,7 @@ from interp.dictionaries.training import (
     ShuffleBuffer,
     TrainingConfig,
     geometric_median,
+    scale_dictionary,
     train_dictionary,
 )
 
@@ -191,3 +192,69 @@ def test_progress_prints_one_line_per_log_record(capsys):
     d2 = make_dictionary("topk", d_in=8, d_sae=16, k=2)
     train_dictionary(d2, torch.randn(1000, 8), batch_tokens=50, buffer_tokens=200, log_every=5)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("arch", "kind"),
+    [("relu", "sae"), ("topk", "sae"), ("jumprelu", "skip_transcoder"), ("batchtopk", "transcoder")],
+)
+def test_scaling_a_dictionary_rescales_its_function(arch, kind):
+    fields = {"k": 3} if "topk" in arch else {}
+    d = make_dictionary(arch, d_in=8, d_sae=20, kind=kind, d_out=None if kind == "sae" else 5, **fields)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in [*d.parameters(), *d.buffers()]:
+            parameter.copy_(
+                torch.rand(parameter.shape, generator=generator) * 0.2
+                if parameter.shape == (20,)
+                else torch.randn(parameter.shape, generator=generator)
+            )
+    x = torch.randn(30, 8)
+    c_in, c_out = (3.0, 3.0) if kind == "sae" else (3.0, 0.5)
+    with torch.no_grad():
+        before_acts, before_out = d.encode(c_in * x), d(c_in * x)
+        norms = d.W_dec.norm(dim=-1).clone()
+        scale_dictionary(d, c_in, c_out)
+        torch.testing.assert_close(d.encode(x), before_acts / c_out)
+        torch.testing.assert_close(d(x), before_out / c_out)
+        torch.testing.assert_close(d.W_dec.norm(dim=-1), norms)
+    if kind == "sae":
+        with pytest.raises(InputError, match="c_in must equal c_out"):
+            scale_dictionary(d, 2.0, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["sae", "transcoder"])
+def test_normalized_training_is_invariant_to_the_activations_scale(kind):
+    """With a power-of-two factor the scaled data are bit-identical, so the two runs train the same
+    dictionary in scaled units and differ, once folded, by exactly that factor."""
+    x = sparse_codes(3000, n_features=16, active=2.0) @ unit_directions(16, 8) + 0.5
+    y = x @ torch.randn(8, 4, generator=torch.Generator().manual_seed(3)) if kind == "transcoder" else None
+    runs = []
+    for factor in (1.0, 1024.0):
+        d = make_dictionary("topk", d_in=8, d_sae=32, k=4, kind=kind, d_out=None if kind == "sae" else 4)
+        targets = None if y is None else y * factor
+        train_dictionary(
+            d, x * factor, targets=targets, normalize_activations=True, batch_tokens=100, buffer_tokens=1000
+        )
+        runs.append(d)
+    small, large = runs
+    assert small.training_log[-1]["input_scale"] == pytest.approx(
+        1024 * large.training_log[-1]["input_scale"]
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(large.encode(1024 * x), 1024 * small.encode(x))
+        torch.testing.assert_close(large(1024 * x), 1024 * small(x))
+    assert small.trained and large.trained
+
+
+def test_normalized_training_continues_from_the_trained_function():
+    """A trained dictionary is first expressed in the scaled units (the same function), so a run with
+    a learning rate too small to move it leaves it as it was."""
+    x = sparse_codes(2000, n_features=16, active=2.0) @ unit_directions(16, 8) * 50.0
+    d = make_dictionary("topk", d_in=8, d_sae=32, k=4)
+    train_dictionary(d, x, batch_tokens=100, buffer_tokens=1000)
+    with torch.no_grad():
+        before = d(x).clone()
+    train_dictionary(d, x, normalize_activations=True, lr=1e-12, batch_tokens=100, buffer_tokens=1000)
+    with torch.no_grad():
+        torch.testing.assert_close(d(x), before, rtol=1e-4, atol=1e-3)

@@ -283,6 +283,7 @@ def read_saelens(
     dictionary.file_metadata = {k: v for k, v in flat.items() if k in _DESCRIPTIVE or k in ignore_fields}
     sparsity = directory / SPARSITY
     dictionary.log_density = load_file(sparsity)["sparsity"].float() if sparsity.is_file() else None
+    dictionary.trained = True
     return dictionary.eval()
 
 

@@ -204,4 +204,5 @@ def read_sparsify(
     dictionary.load_state_dict({name: t.to(torch.float32).contiguous() for name, t in state.items()})
     dictionary.file_metadata = {k: cfg[k] for k in _DESCRIPTIVE if k in cfg}
     dictionary.log_density = None
+    dictionary.trained = True
     return dictionary.eval()
