@@ -21,6 +21,7 @@ LAYERS = {
     "model": 1,
     "engine": 2,
     "data": 3,
+    "dictionaries": 3,
     "methods": 4,
     "viz": 5,
     "report": 6,
@@ -75,7 +76,7 @@ def test_every_top_level_entry_has_a_layer_and_there_are_few():
         p.stem if p.suffix == ".py" else p.name for p in PACKAGE.iterdir() if p.name != "__pycache__"
     )
     assert set(entries) <= set(LAYERS), f"unplaced entries: {sorted(set(entries) - set(LAYERS))}"
-    assert len(entries) <= 12, entries
+    assert len(entries) <= 13, entries
 
 
 def test_no_import_cycles():

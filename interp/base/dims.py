@@ -33,6 +33,11 @@ DIMS: dict[str, str] = {
     "multiplier": "steering: the multipliers a vector is added with",
     "sample": "generation: the prompts continued as text samples",
     "dims": "the axes of a result, whatever they are (layer head, layer pos, ...)",
+    "d_sae": "a dictionary's latents (SAE / transcoder features)",
+    "d_in": "the width of the hook point a dictionary reads",
+    "d_out": "the width of the hook point a transcoder writes (= d_in for an SAE)",
+    "token": "token positions flattened over prompts (one activation vector each)",
+    "bin": "histogram bins",
 }
 
 Tokens = Int[Tensor, "batch pos"]
