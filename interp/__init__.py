@@ -12,6 +12,7 @@ The package is layered; each layer imports only from the ones above it in this l
     model/     loading Phi as a hooked model, sources, folding, hook names, caching
     engine/    the functional Phi forward and the batched patch engine
     data/      prompt pairs, metrics, token helpers, tasks
+    dictionaries/  sparse dictionaries (SAEs, transcoders): architectures, training, formats, evaluation
     methods/   the contrastive core and one file per method
     viz/       plotly figures and attention widgets
     report/    self-contained HTML reports (from results.json)
@@ -31,6 +32,15 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.base.version": ("__version__",),
     "interp.data.metrics": ("make_metric", "normalise"),
     "interp.data.prompts": ("PromptError", "PromptPair", "PromptPairs"),
+    "interp.dictionaries": (
+        "Dictionary",
+        "evaluate_dictionary",
+        "evaluate_on_model",
+        "load_dictionary",
+        "save_dictionary",
+        "train_dictionary",
+        "train_from_model",
+    ),
     "interp.methods.ablation": ("Component", "ablate", "ablation_sweep"),
     "interp.methods.activation_patching": ("sweep",),
     "interp.methods.attribution_patching": ("agreement", "attribution_patch"),
