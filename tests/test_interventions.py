@@ -160,7 +160,7 @@ class TestPatchFrom:
             generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(6, 80))])
         with pytest.raises(InputError, match="batch of 3"):
             generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(3, 6, 2, 40))])
-        with pytest.raises(InputError, match=r"at blocks.0.attn.hook_z the model has \(2, 6, 2, 40\)"):
+        with pytest.raises(InputError, match=r"shape \(1, 6, 3, 40\); .* = \(batch, pos, 2, 40\)"):
             generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(1, 6, 3, 40))])
         with pytest.raises(InputError, match="no head axis"):
             generate(
