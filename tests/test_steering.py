@@ -91,3 +91,42 @@ def test_a_sweep_with_explicit_prompts_scores_their_vector_as_transformer_lens_h
     assert abs(from_pairs.scores[0, 0] - sweep.scores[0, 0]) > 1e-3  # a different vector
     with pytest.raises(InputError, match="both positive and negative"):
         steer_sweep(toy_model, pairs, [1], [1.0], positive=positive)
+
+
+class TestSweepArguments:
+    def test_generated_only_steering_is_refused_with_the_reason(self, toy_model):
+        """The sweep scores the prompt's last position, which generated-only steering never reaches:
+        every cell was the unsteered metric (KL 0) while the samples changed."""
+        pairs = ioi_pairs(toy_model.tokenizer, 2, seed=4)
+        with pytest.raises(
+            InputError, match=r"positions='generated' is not allowed: the sweep scores the prompt's last"
+        ):
+            steer_sweep(toy_model, pairs, [4], [1.0], positions="generated", n_samples=0)
+
+    def test_prompt_steering_reaches_the_scored_position(self, toy_model):
+        pairs = ioi_pairs(toy_model.tokenizer, 2, seed=4)
+        sweep = steer_sweep(toy_model, pairs, [4], [1.0], positions="prompt", n_samples=0)
+        assert abs(sweep.scores[0, 0] - sweep.unsteered) > 1e-3 and sweep.kl[0, 0] > 1e-4
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            (
+                dict(multipliers=[1.0, float("nan")]),
+                r"steer_sweep multiplier=nan is not allowed; use a finite number",
+            ),
+            (dict(multipliers=[float("inf")]), r"multiplier=inf is not allowed"),
+            (dict(n_samples=-1), r"n_samples=-1 is not allowed; use an integer >= 0"),
+            (dict(max_new_tokens=0), r"max_new_tokens=0 is not allowed; use an integer >= 1"),
+            (dict(layers=[9]), r"layer 9 is not allowed; use an integer 0 \.\. 4"),
+            (
+                dict(positive="Mary and John. John gave it to", negative=["Mary and John. Mary gave it to"]),
+                r"positive='Mary and John. John gave it to' is not allowed; use a list of prompts",
+            ),
+        ],
+    )
+    def test_bad_arguments_are_refused_by_name(self, toy_model, kwargs, match):
+        pairs = ioi_pairs(toy_model.tokenizer, 2, seed=4)
+        args = dict(layers=[4], multipliers=[1.0], n_samples=0) | kwargs
+        with pytest.raises(InputError, match=match):
+            steer_sweep(toy_model, pairs, args.pop("layers"), args.pop("multipliers"), **args)
