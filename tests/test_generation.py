@@ -272,3 +272,22 @@ class TestNonFiniteLogits:
         )
         assert all(torch.isfinite(t).all() for t in a.step_logits)
         assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens, strict=True))
+
+
+def test_the_readme_generation_block_runs_as_written():
+    """README.md's "Generating with interventions" block, after the "Instruments" block that defines
+    `model` (the toy) and `pairs`, executed as written (it named an undefined `corrupted_tokens`)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    instruments = [b for b in blocks if "pairs = interp.PromptPairs.from_strings" in b]
+    generation = [
+        b for b in blocks if b.startswith("from interp import AblateHeads, Hook, PatchFrom, generate")
+    ]
+    assert len(instruments) == 1 and len(generation) == 1
+    namespace: dict = {}
+    exec(instruments[0], namespace)
+    exec(generation[0], namespace)
+    assert namespace["model"].cfg.n_layers == 4  # the toy

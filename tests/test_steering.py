@@ -130,3 +130,28 @@ class TestSweepArguments:
         args = dict(layers=[4], multipliers=[1.0], n_samples=0) | kwargs
         with pytest.raises(InputError, match=match):
             steer_sweep(toy_model, pairs, args.pop("layers"), args.pop("multipliers"), **args)
+
+
+def test_generated_only_steering_never_changes_the_first_new_token(toy_model):
+    """README's "Generating with interventions" claims, on its own pair and prompts: the corrupted
+    prompt is answered " John"; the pair's vector at the final residual on the prompt's positions
+    answers " Mary"; on the generated positions only, the first new token's logits are exactly the
+    unsteered ones (it is chosen before any generated position runs) while later tokens change."""
+    from interp.data.prompts import PromptPairs
+    from interp.methods.generation import generate
+
+    pairs = PromptPairs.from_strings(toy_model.tokenizer, [
+        {"clean": "When Mary and John went to the store, John gave a drink to",
+         "corrupted": "When Mary and John went to the store, Mary gave a drink to",
+         "answer": " Mary", "wrong": " John"},
+    ])  # fmt: skip
+    v = steering_vector(toy_model, pairs, layer=toy_model.cfg.n_layers)
+    corrupted = "When Mary and John went to the store, Mary gave a drink to"
+    kwargs = dict(return_logits=True, stop_at_eos=False)
+    plain = generate(toy_model, corrupted, 6, **kwargs)
+    prompt = generate(toy_model, corrupted, 6, interventions=[v.steer(1.0, "prompt")], **kwargs)
+    generated = generate(toy_model, corrupted, 6, interventions=[v.steer(1.0, "generated")], **kwargs)
+    first = [toy_model.tokenizer.decode(g.new_tokens[0][:1]) for g in (plain, prompt, generated)]
+    assert first == [" John", " Mary", " John"]
+    assert torch.equal(generated.step_logits[0][0], plain.step_logits[0][0])
+    assert not torch.equal(generated.step_logits[0][1:], plain.step_logits[0][1:])
