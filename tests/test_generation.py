@@ -201,7 +201,8 @@ class TestPaddedBatches:
 
 class TestNonFiniteLogits:
     """NaN logits have argmax 0, which was returned as text with no error: now an error naming the
-    step, the prompt and the intervention that wrote the first non-finite value, on every path."""
+    step, the prompt and the intervention that wrote the first NaN or +inf, on every path; -inf alone
+    (a banned token, a masked score) is not an error."""
 
     @staticmethod
     def nan_at_generated(x, site):
@@ -224,7 +225,7 @@ class TestNonFiniteLogits:
         hook = Hook("blocks.1.hook_resid_pre", self.nan_at_generated, positions="generated")
         with pytest.raises(
             InputError,
-            match=r"generation step 1 \(new token 2\) of prompt 0 .* non-finite logits .* "
+            match=r"generation step 1 \(new token 2\) of prompt 0 .* NaN or infinite logits.* "
             r"Hook\('blocks.1.hook_resid_pre'\) introduced them: .* first at position 6",
         ):
             generate(tiny, tokens, 4, interventions=[hook], **kwargs)
@@ -249,7 +250,7 @@ class TestNonFiniteLogits:
         from interp.base.errors import ResultsError
 
         with pytest.raises(
-            ResultsError, match=r"step 0 .* No intervention wrote a non-finite value \(interventions: none\)"
+            ResultsError, match=r"step 0 .* No intervention wrote NaN or \+inf \(interventions: none\)"
         ):
             generate(model, torch.tensor([[5, 6, 7]]), 3)
         with pytest.raises(ResultsError, match=r"interventions: AblateHeads"):
@@ -260,6 +261,27 @@ class TestNonFiniteLogits:
                 interventions=[AblateHeads([(0, 0)])],
             )
         assert generate(model, torch.tensor([[5, 6, 8]]), 3).new_tokens[0].numel() > 0  # token 7 unused: fine
+
+    @pytest.mark.parametrize("temperature", [0.0, 1.0])
+    def test_minus_infinity_bans_a_token_and_is_not_an_error(self, tiny, temperature):
+        from interp.methods.interventions import Hook
+
+        tokens = torch.randint(5, 300, (2, 5), generator=torch.Generator().manual_seed(25))
+        plain = generate(tiny, tokens, 6, stop_at_eos=False)
+        banned = int(plain.new_tokens[0][0])
+
+        def ban(logits, site):
+            logits[..., banned] = float("-inf")  # in place, as TransformerLens hooks do
+
+        def mask_first_key(scores, site):  # no position but the first attends to position 0
+            scores = scores.clone()
+            scores[..., (1 if site.start == 0 else 0) :, 0] = float("-inf")
+            return scores
+
+        masked = Hook("blocks.0.attn.hook_attn_scores", mask_first_key)
+        kwargs = dict(stop_at_eos=False, temperature=temperature) | (dict(seed=1) if temperature else {})
+        out = generate(tiny, tokens, 6, interventions=[Hook("hook_unembed", ban), masked], **kwargs)
+        assert all(banned not in t.tolist() for t in out.new_tokens)
 
     def test_a_finite_run_is_unchanged_by_the_check(self, tiny):
         """The check only reads the logits: the same tokens and logits as before, with an

@@ -87,10 +87,12 @@ def generate(
     `temperature` 0: greedy; else sample from softmax(logits / temperature), top-`top_k` if given, with
     a generator seeded by `seed` (0 if None; `top_k` and `seed` are refused when greedy, which would
     ignore them). The prompt and its new tokens must fit the model's context (`cfg.n_ctx`); every
-    argument is checked before anything runs (`interp.methods.generation_checks`). Non-finite logits
-    (from a hook's output, say) are an error naming the step and, where one did, the intervention
-    that wrote the first non-finite value: never a NaN argmax returned as text. `keep`: hook points whose activations to return for every position
-    (prompt and generated), gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
+    argument is checked before anything runs (`interp.methods.generation_checks`). NaN or +inf
+    logits (from a hook's output, say) are an error naming the step and, where one did, the
+    intervention that wrote the first NaN or +inf: never a NaN argmax returned as text (-inf logits
+    alone, a token banned by a hook, are fine).
+
+    `keep`: hook points whose activations to return for every position (prompt and generated), gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
     "blocks.1.attn.hook_pattern") or "resid_pre.3" / "resid_final". `use_cache=False` recomputes the
     whole sequence each step (the reference the cached path is tested against).
 
@@ -198,7 +200,7 @@ def _generate_group(
     w, prompt, max_new_tokens, edits, keep, use_cache, temperature, top_k, generator, eos, bar, pad
 ):
     """One batch of prompts, equal-length or left-padded by `pad`: (sequences, per-step final logits,
-    kept activations, None or the (row, step) of the first non-finite logits)."""
+    kept activations, None or the (row, step) of the first NaN or +inf logits, or no finite one)."""
     batch = prompt.shape[0]
     finite = []  # per step [batch] bool, on the device: checked once at the end, no host sync per step
     sequence = prompt
@@ -217,7 +219,9 @@ def _generate_group(
             kept[name].append(activations[name])
         last = logits[:, -1].float()
         steps.append(last)
-        ok = torch.isfinite(last).all(-1) | finished  # a finished row's later logits are not used
+        # one reduction per step, on the device: amax is NaN if any logit is, +inf if any is, -inf if
+        # none is finite; -inf logits alone (a token banned by a hook) are fine
+        ok = torch.isfinite(last.amax(-1)) | finished  # a finished row's later logits are not used
         finite.append(ok)
         if temperature > 0 and not bool(ok.all()):  # sampling reads the probabilities on the host anyway
             break
@@ -250,17 +254,18 @@ def _generate_group(
 def non_finite_error(
     model: HookedPhi, w, interventions, rows, n, width, pad, sequence, j, step, texts
 ) -> InterpError:
-    """The error for non-finite logits at generation `step` of the group's row `j`, naming what
+    """The error for NaN or infinite logits at generation `step` of the group's row `j`, naming what
     introduced them: the group's forward is replayed up to that step with every edit watched, and
-    the first intervention whose output is non-finite where its input was finite is blamed (an
-    InputError); if none is, the forward itself overflowed (a ResultsError)."""
+    the first intervention that wrote NaN or +inf where its input had none is blamed (an
+    InputError); if none did, the forward itself overflowed (a ResultsError). -inf is not blamed: it
+    is how a hook masks a score or bans a token."""
     first: list[tuple[Intervention, Site, int]] = []
 
     def wrap(item: Intervention, fn):
         def watched(x: Tensor, site: Site) -> Tensor:
             out = fn(x, site)
-            if not first and bool(torch.isfinite(x[j]).all()) and not bool(torch.isfinite(out[j]).all()):
-                bad = (~torch.isfinite(out[j])).nonzero()[0, pos_axis(site.name) - 1]
+            if not first and not bool(_broken(x[j]).any()) and bool(_broken(out[j]).any()):
+                bad = _broken(out[j]).nonzero()[0, pos_axis(site.name) - 1]
                 first.append((item, site, site.start + int(bad) - (0 if pad is None else int(pad[j]))))
             return out
 
@@ -270,21 +275,26 @@ def non_finite_error(
     IncrementalRun(w, edits, (), pad).extend(sequence[:, : width + step])
     i = rows[j]
     where = (
-        f"generation step {step} (new token {step + 1}) of prompt {i} ({texts[i][:60]!r}) gave non-finite "
-        "logits (NaN or inf); their argmax would be returned as text"
+        f"generation step {step} (new token {step + 1}) of prompt {i} ({texts[i][:60]!r}) gave NaN or "
+        "infinite logits; their argmax would be returned as text"
     )
     if first:
         item, site, position = first[0]
         return InputError(
-            f"{where}. {describe(item)} introduced them: it wrote non-finite values at {site.name}, first "
+            f"{where}. {describe(item)} introduced them: it wrote NaN or +inf at {site.name}, first "
             f"at position {position}. Make the intervention finite."
         )
     named = ", ".join(describe(item) for item in interventions) or "none"
     return ResultsError(
-        f"{where}. No intervention wrote a non-finite value (interventions: {named}): the forward "
+        f"{where}. No intervention wrote NaN or +inf (interventions: {named}): the forward "
         "overflowed after them or in the model itself (large multipliers or hook outputs, the weights, or "
         "a dtype too narrow for them: try dtype='float32')."
     )
+
+
+def _broken(t: Tensor) -> Tensor:
+    """Where `t` is NaN or +inf."""
+    return torch.isnan(t) | torch.isposinf(t)
 
 
 def _concat(point: str, parts: list[Tensor]) -> Tensor:
