@@ -155,3 +155,12 @@ def test_generated_only_steering_never_changes_the_first_new_token(toy_model):
     assert first == [" John", " Mary", " John"]
     assert torch.equal(generated.step_logits[0][0], plain.step_logits[0][0])
     assert not torch.equal(generated.step_logits[0][1:], plain.step_logits[0][1:])
+
+
+def test_projection_refuses_empty_text(toy_model):
+    pairs = ioi_pairs(toy_model.tokenizer, 2, seed=1)
+    vector = steering_vector(toy_model, pairs, 3)
+    with pytest.raises(
+        InputError, match=r"projection text='' is not allowed; use a string of at least one token"
+    ):
+        projection(toy_model, "", vector)

@@ -92,7 +92,8 @@ def generate(
     intervention that wrote the first NaN or +inf: never a NaN argmax returned as text (-inf logits
     alone, a token banned by a hook, are fine).
 
-    `keep`: hook points whose activations to return for every position (prompt and generated), gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
+    `keep`: hook points whose activations to return for every position (prompt and generated),
+    gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
     "blocks.1.attn.hook_pattern") or "resid_pre.3" / "resid_final". `use_cache=False` recomputes the
     whole sequence each step (the reference the cached path is tested against).
 

@@ -258,10 +258,19 @@ def projection(
 ) -> tuple[list[str], Float[Tensor, " pos"]]:
     """Each token of `text` and its residual stream (entering `vector.layer`) projected on the vector's
     unit direction."""
+    if not isinstance(vector, SteeringVector):
+        raise InputError(
+            f"projection takes a SteeringVector (from steering_vector), not {type(vector).__name__}."
+        )
+    _check_layer(model, vector.layer)
     w = PhiWeights.from_model(model)
-    tokens = model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
-        model.cfg.device
+    tokens = (
+        model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.cfg.device)
+        if isinstance(text, str)
+        else None
     )
+    if tokens is None or tokens.shape[1] == 0:
+        raise InputError(f"projection text={text!r} is not allowed; use a string of at least one token.")
     name = _residual_point(vector.layer, w.n_layers)
     _, kept = IncrementalRun(w, keep=(name,)).extend(tokens)
     unit = vector.vector.float() / vector.vector.float().norm().clamp_min(1e-12)
