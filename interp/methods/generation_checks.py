@@ -126,7 +126,11 @@ def check_generate(
     n_ctx = getattr(cfg, "n_ctx", None)
     if n_ctx is not None and longest + max_new_tokens > n_ctx:
         which = "The longest prompt" if len(token_lists) > 1 else "The prompt"
-        fits = f"max_new_tokens <= {n_ctx - longest}" if longest < n_ctx else "a prompt shorter than that"
+        fits = (
+            f"max_new_tokens <= {n_ctx - longest}"
+            if longest < n_ctx
+            else f"a prompt of at most {n_ctx - 1} tokens"
+        )
         raise InputError(
             f"{which} has {longest} tokens; with max_new_tokens={max_new_tokens} the sequence would reach "
             f"{longest + max_new_tokens} tokens, more than the model's context of {n_ctx} (positions past it "

@@ -4,14 +4,16 @@
   `layer` (`layer == n_layers`: the final residual).
 - `AblateHeads(heads)`: zero each listed head's `z` (its write to the residual stream goes).
 - `Hook(name, fn)`: any TransformerLens hook point, by its name (aliases accepted), with a
-  TransformerLens-style function `fn(activation, site) -> activation | None` (None: unchanged).
+  TransformerLens-style function `fn(activation, site) -> activation | None` (None: the activation
+  as `fn` left it, edited in place or not).
 - `PatchFrom(name, source)`: put a stored activation in, e.g. `cache[name]` from
   `model.run_with_cache(corrupted)`; optionally only some heads.
 
 Each acts at `positions`: "all", "prompt" (the prompt's positions), "generated" (the new tokens'), or a
 list of absolute positions. Under the key/value cache a hook sees only the positions being run, so
 `fn` gets a `Site` saying which absolute positions its tensor holds (`site.start .. site.stop`); `fn`
-is called on the whole tensor and its result is used at the chosen positions only. All of them are
+is called on (a copy of) the whole tensor and its result, or its in-place edit when it returns None,
+is used at the chosen positions only. Arguments are checked by `interp.methods.generation_checks`. All of them are
 compiled per group of equal-length prompts into edit functions on `interp.engine.incremental`'s
 points, with vectors and masks moved to the model's device and dtype once, not every step.
 """
@@ -57,7 +59,7 @@ class AblateHeads:
 @dataclass
 class Hook:
     """Call `fn(activation, site)` at the TransformerLens hook point `name`; its result (None: the
-    activation unchanged) replaces the activation at `positions`. Layouts are TransformerLens's
+    activation as `fn` left it, edited in place or not) replaces the activation at `positions`. Layouts are TransformerLens's
     (`hook_z`: batch pos head d_head; `hook_pattern`: batch head dest_pos src_pos)."""
 
     name: str
