@@ -197,3 +197,119 @@ class TestPaddedBatches:
         for i, tokens in enumerate(ragged):
             alone = generate(tiny, tokens[None], 4, interventions=[hook], stop_at_eos=False)
             assert torch.equal(together.tokens[i], alone.tokens[0])
+
+
+class TestNonFiniteLogits:
+    """NaN logits have argmax 0, which was returned as text with no error: now an error naming the
+    step, the prompt and the intervention that wrote the first NaN or +inf, on every path; -inf alone
+    (a banned token, a masked score) is not an error."""
+
+    @staticmethod
+    def nan_at_generated(x, site):
+        return x * float("nan")
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            dict(stop_at_eos=False),
+            dict(stop_at_eos=True),
+            dict(stop_at_eos=False, use_cache=False),
+            dict(stop_at_eos=False, temperature=1.0),  # was a RuntimeError inside torch.multinomial
+            dict(stop_at_eos=False, keep=["resid_final"], return_logits=True),
+        ],
+    )
+    def test_a_hook_writing_nan_is_named_with_the_step(self, tiny, kwargs):
+        from interp.methods.interventions import Hook
+
+        tokens = torch.randint(5, 300, (2, 6), generator=torch.Generator().manual_seed(21))
+        hook = Hook("blocks.1.hook_resid_pre", self.nan_at_generated, positions="generated")
+        with pytest.raises(
+            InputError,
+            match=r"generation step 1 \(new token 2\) of prompt 0 .* NaN or infinite logits.* "
+            r"Hook\('blocks.1.hook_resid_pre'\) introduced them: .* first at position 6",
+        ):
+            generate(tiny, tokens, 4, interventions=[hook], **kwargs)
+
+    def test_a_nan_at_a_listed_position_of_one_prompt_names_that_prompt(self, tiny):
+        from interp.methods.interventions import Hook
+
+        def nan_in_second_row(x, site):
+            x = x.clone()
+            x[1] = float("nan")
+            return x
+
+        tokens = torch.randint(5, 300, (2, 6), generator=torch.Generator().manual_seed(22))
+        hook = Hook("blocks.0.attn.hook_z", nan_in_second_row, positions=[7])
+        with pytest.raises(InputError, match=r"step 2 \(new token 3\) of prompt 1 .* first at position 7"):
+            generate(tiny, tokens, 4, interventions=[hook], stop_at_eos=False)
+
+    def test_non_finite_weights_are_blamed_on_the_forward(self, tiny_phi_dir):
+        model = load_model(tiny_phi_dir)  # its own copy: the weights are spoilt below
+        with torch.no_grad():
+            model.original_model.model.embed_tokens.weight[7] = float("inf")
+        from interp.base.errors import ResultsError
+
+        with pytest.raises(
+            ResultsError, match=r"step 0 .* No intervention wrote NaN or \+inf \(interventions: none\)"
+        ):
+            generate(model, torch.tensor([[5, 6, 7]]), 3)
+        with pytest.raises(ResultsError, match=r"interventions: AblateHeads"):
+            generate(
+                model,
+                [torch.tensor([5, 6]), torch.tensor([5, 7, 6])],
+                3,
+                interventions=[AblateHeads([(0, 0)])],
+            )
+        assert generate(model, torch.tensor([[5, 6, 8]]), 3).new_tokens[0].numel() > 0  # token 7 unused: fine
+
+    @pytest.mark.parametrize("temperature", [0.0, 1.0])
+    def test_minus_infinity_bans_a_token_and_is_not_an_error(self, tiny, temperature):
+        from interp.methods.interventions import Hook
+
+        tokens = torch.randint(5, 300, (2, 5), generator=torch.Generator().manual_seed(25))
+        plain = generate(tiny, tokens, 6, stop_at_eos=False)
+        banned = int(plain.new_tokens[0][0])
+
+        def ban(logits, site):
+            logits[..., banned] = float("-inf")  # in place, as TransformerLens hooks do
+
+        def mask_first_key(scores, site):  # no position but the first attends to position 0
+            scores = scores.clone()
+            scores[..., (1 if site.start == 0 else 0) :, 0] = float("-inf")
+            return scores
+
+        masked = Hook("blocks.0.attn.hook_attn_scores", mask_first_key)
+        kwargs = dict(stop_at_eos=False, temperature=temperature) | (dict(seed=1) if temperature else {})
+        out = generate(tiny, tokens, 6, interventions=[Hook("hook_unembed", ban), masked], **kwargs)
+        assert all(banned not in t.tolist() for t in out.new_tokens)
+
+    def test_a_finite_run_is_unchanged_by_the_check(self, tiny):
+        """The check only reads the logits: the same tokens and logits as before, with an
+        intervention on every step (here against recomputing without the cache)."""
+        tokens = torch.randint(5, 300, (2, 5), generator=torch.Generator().manual_seed(23))
+        steer = [Steer(1, torch.randn(tiny.cfg.d_model, generator=torch.Generator().manual_seed(24)), 2.0)]
+        a = generate(tiny, tokens, 6, interventions=steer, stop_at_eos=False, return_logits=True)
+        b = generate(
+            tiny, tokens, 6, interventions=steer, stop_at_eos=False, return_logits=True, use_cache=False
+        )
+        assert all(torch.isfinite(t).all() for t in a.step_logits)
+        assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens, strict=True))
+
+
+def test_the_readme_generation_block_runs_as_written():
+    """README.md's "Generating with interventions" block, after the "Instruments" block that defines
+    `model` (the toy) and `pairs`, executed as written (it named an undefined `corrupted_tokens`)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    instruments = [b for b in blocks if "pairs = interp.PromptPairs.from_strings" in b]
+    generation = [
+        b for b in blocks if b.startswith("from interp import AblateHeads, Hook, PatchFrom, generate")
+    ]
+    assert len(instruments) == 1 and len(generation) == 1
+    namespace: dict = {}
+    exec(instruments[0], namespace)
+    exec(generation[0], namespace)
+    assert namespace["model"].cfg.n_layers == 4  # the toy

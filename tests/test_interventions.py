@@ -94,6 +94,40 @@ def test_positions_choose_where_the_hook_acts(tiny, prompts, name, positions):
     assert (step_logits(gen) - reference).abs().max() <= 1e-4
 
 
+def wobble_in_place(act: torch.Tensor, site: Site) -> None:
+    """`wobble` as TransformerLens users write it: the activation edited in place, None returned."""
+    act.copy_(wobble(act, site))
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated", [1, 4, 7]])
+@pytest.mark.parametrize(
+    "name", ["blocks.1.hook_resid_pre", "blocks.0.attn.hook_pattern", "blocks.1.attn.hook_k", "hook_embed"]
+)
+def test_in_place_hooks_honour_positions_on_both_paths(tiny, prompts, name, positions):
+    """A hook that edits in place and returns None acts at `positions` only, cached or not: equal to
+    TransformerLens `run_with_hooks` with the same in-place hook restricted to those positions."""
+    n_prompt = prompts.shape[1]
+    hook = Hook(name, wobble_in_place, positions)
+    kwargs = dict(interventions=[hook], stop_at_eos=False, return_logits=True)
+    cached = generate(tiny, prompts, N_NEW, **kwargs)
+    full = torch.stack(cached.tokens)
+    total = full.shape[1]
+    chosen = {"all": range(total), "prompt": range(n_prompt), "generated": range(n_prompt, total)}
+    index = torch.tensor(list(chosen.get(str(positions), positions)))
+    axis = pos_axis(name)
+
+    def restricted(act, hook):  # in place, at the chosen positions only
+        edited = act.clone()
+        wobble_in_place(edited, Site(name, None, 0, act.shape[axis]))
+        act.index_copy_(axis, index, edited.index_select(axis, index))
+
+    reference = tiny.run_with_hooks(full, fwd_hooks=[(name, restricted)])[:, n_prompt - 1 : -1]
+    uncached = generate(tiny, prompts, N_NEW, use_cache=False, **kwargs)
+    assert (step_logits(cached) - reference).abs().max() <= 1e-4 * reference.abs().max()
+    assert (step_logits(uncached) - reference).abs().max() <= 1e-4 * reference.abs().max()
+    assert all(torch.equal(a, b) for a, b in zip(cached.tokens, uncached.tokens, strict=True))
+
+
 def test_a_hook_returning_none_only_observes(tiny, prompts):
     seen = []
     gen = generate(
@@ -160,7 +194,7 @@ class TestPatchFrom:
             generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(6, 80))])
         with pytest.raises(InputError, match="batch of 3"):
             generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(3, 6, 2, 40))])
-        with pytest.raises(InputError, match=r"at blocks.0.attn.hook_z the model has \(2, 6, 2, 40\)"):
+        with pytest.raises(InputError, match=r"shape \(1, 6, 3, 40\); .* = \(batch, pos, 2, 40\)"):
             generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(1, 6, 3, 40))])
         with pytest.raises(InputError, match="no head axis"):
             generate(

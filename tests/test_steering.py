@@ -91,3 +91,76 @@ def test_a_sweep_with_explicit_prompts_scores_their_vector_as_transformer_lens_h
     assert abs(from_pairs.scores[0, 0] - sweep.scores[0, 0]) > 1e-3  # a different vector
     with pytest.raises(InputError, match="both positive and negative"):
         steer_sweep(toy_model, pairs, [1], [1.0], positive=positive)
+
+
+class TestSweepArguments:
+    def test_generated_only_steering_is_refused_with_the_reason(self, toy_model):
+        """The sweep scores the prompt's last position, which generated-only steering never reaches:
+        every cell was the unsteered metric (KL 0) while the samples changed."""
+        pairs = ioi_pairs(toy_model.tokenizer, 2, seed=4)
+        with pytest.raises(
+            InputError, match=r"positions='generated' is not allowed: the sweep scores the prompt's last"
+        ):
+            steer_sweep(toy_model, pairs, [4], [1.0], positions="generated", n_samples=0)
+
+    def test_prompt_steering_reaches_the_scored_position(self, toy_model):
+        pairs = ioi_pairs(toy_model.tokenizer, 2, seed=4)
+        sweep = steer_sweep(toy_model, pairs, [4], [1.0], positions="prompt", n_samples=0)
+        assert abs(sweep.scores[0, 0] - sweep.unsteered) > 1e-3 and sweep.kl[0, 0] > 1e-4
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            (
+                dict(multipliers=[1.0, float("nan")]),
+                r"steer_sweep multiplier=nan is not allowed; use a finite number",
+            ),
+            (dict(multipliers=[float("inf")]), r"multiplier=inf is not allowed"),
+            (dict(n_samples=-1), r"n_samples=-1 is not allowed; use an integer >= 0"),
+            (dict(max_new_tokens=0), r"max_new_tokens=0 is not allowed; use an integer >= 1"),
+            (dict(layers=[9]), r"layer 9 is not allowed; use an integer 0 \.\. 4"),
+            (
+                dict(positive="Mary and John. John gave it to", negative=["Mary and John. Mary gave it to"]),
+                r"positive='Mary and John. John gave it to' is not allowed; use a list of prompts",
+            ),
+        ],
+    )
+    def test_bad_arguments_are_refused_by_name(self, toy_model, kwargs, match):
+        pairs = ioi_pairs(toy_model.tokenizer, 2, seed=4)
+        args = dict(layers=[4], multipliers=[1.0], n_samples=0) | kwargs
+        with pytest.raises(InputError, match=match):
+            steer_sweep(toy_model, pairs, args.pop("layers"), args.pop("multipliers"), **args)
+
+
+def test_generated_only_steering_never_changes_the_first_new_token(toy_model):
+    """README's "Generating with interventions" claims, on its own pair and prompts: the corrupted
+    prompt is answered " John"; the pair's vector at the final residual on the prompt's positions
+    answers " Mary"; on the generated positions only, the first new token's logits are exactly the
+    unsteered ones (it is chosen before any generated position runs) while later tokens change."""
+    from interp.data.prompts import PromptPairs
+    from interp.methods.generation import generate
+
+    pairs = PromptPairs.from_strings(toy_model.tokenizer, [
+        {"clean": "When Mary and John went to the store, John gave a drink to",
+         "corrupted": "When Mary and John went to the store, Mary gave a drink to",
+         "answer": " Mary", "wrong": " John"},
+    ])  # fmt: skip
+    v = steering_vector(toy_model, pairs, layer=toy_model.cfg.n_layers)
+    corrupted = "When Mary and John went to the store, Mary gave a drink to"
+    kwargs = dict(return_logits=True, stop_at_eos=False)
+    plain = generate(toy_model, corrupted, 6, **kwargs)
+    prompt = generate(toy_model, corrupted, 6, interventions=[v.steer(1.0, "prompt")], **kwargs)
+    generated = generate(toy_model, corrupted, 6, interventions=[v.steer(1.0, "generated")], **kwargs)
+    first = [toy_model.tokenizer.decode(g.new_tokens[0][:1]) for g in (plain, prompt, generated)]
+    assert first == [" John", " Mary", " John"]
+    assert torch.equal(generated.step_logits[0][0], plain.step_logits[0][0])
+    assert not torch.equal(generated.step_logits[0][1:], plain.step_logits[0][1:])
+
+
+def test_projection_refuses_empty_text(toy_model):
+    pairs = ioi_pairs(toy_model.tokenizer, 2, seed=1)
+    vector = steering_vector(toy_model, pairs, 3)
+    with pytest.raises(
+        InputError, match=r"projection text='' is not allowed; use a string of at least one token"
+    ):
+        projection(toy_model, "", vector)

@@ -33,19 +33,13 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.base.errors import InputError
+from interp.base.errors import InputError, InterpError, ResultsError
 from interp.data.prompts import length_groups
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
-from interp.engine.incremental import IncrementalRun, fit_src_pos
-from interp.methods.interventions import (
-    AblateHeads,
-    Intervention,
-    Steer,
-    check_interventions,
-    compile_edits,
-    resolve_point,
-)
+from interp.engine.incremental import IncrementalRun, Site, fit_src_pos
+from interp.methods.generation_checks import check_generate, describe
+from interp.methods.interventions import AblateHeads, Intervention, Steer, compile_edits
 from interp.model.hooks import pos_axis, refuse_user_hooks
 from interp.model.loading import HookedPhi
 
@@ -71,48 +65,6 @@ class Generation:
         return html_table(["prompt", "continuation"], rows)
 
 
-def _keep_points(model: HookedPhi, keep: Sequence[str]) -> dict[str, str]:
-    """Each name in `keep` -> the engine point it names ("resid_pre.3" and "resid_final" accepted)."""
-    n_layers = model.cfg.n_layers
-    out = {}
-    for name in keep:
-        if name == "resid_final":
-            out[name] = f"blocks.{n_layers - 1}.hook_resid_post"
-        elif name.startswith("resid_pre.") and name[len("resid_pre.") :].isdigit():
-            layer = int(name[len("resid_pre.") :])
-            if layer >= n_layers:
-                raise InputError(
-                    f"keep={name!r} is not allowed; use 'resid_pre.0' .. 'resid_pre.{n_layers - 1}', "
-                    "'resid_final' or a TransformerLens hook name."
-                )
-            out[name] = f"blocks.{layer}.hook_resid_pre"
-        else:
-            out[name] = resolve_point(model, name)
-    return out
-
-
-def _tokenize(model: HookedPhi, prompts) -> tuple[list[str], list[Tensor]]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if isinstance(prompts, Tensor):
-        rows = prompts.reshape(-1, prompts.shape[-1]) if prompts.dim() > 1 else prompts[None]
-        token_lists = [row.long() for row in rows]
-        return [model.tokenizer.decode(t) for t in token_lists], token_lists
-    texts = list(prompts)
-    if texts and all(isinstance(t, Tensor) and t.dim() == 1 and len(t) > 0 for t in texts):
-        token_lists = [t.long().cpu() for t in texts]  # token ids, one tensor per prompt, any lengths
-        return [model.tokenizer.decode(t) for t in token_lists], token_lists
-    if not texts or not all(isinstance(t, str) and t for t in texts):
-        raise InputError(
-            "prompts must be a non-empty string, a list of non-empty strings, a tensor of token ids, or a "
-            "list of 1-d token-id tensors."
-        )
-    token_lists = [
-        model.tokenizer(t, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for t in texts
-    ]
-    return texts, token_lists
-
-
 @torch.no_grad()
 def generate(
     model: HookedPhi,
@@ -122,7 +74,7 @@ def generate(
     interventions: Sequence[Intervention] = (),
     temperature: float = 0.0,
     top_k: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     stop_at_eos: bool = True,
     keep: Sequence[str] = (),
     use_cache: bool = True,
@@ -133,8 +85,15 @@ def generate(
     """Continue each prompt by up to `max_new_tokens` tokens with `interventions` applied.
 
     `temperature` 0: greedy; else sample from softmax(logits / temperature), top-`top_k` if given, with
-    a generator seeded by `seed`. `keep`: hook points whose activations to return for every position
-    (prompt and generated), gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
+    a generator seeded by `seed` (0 if None; `top_k` and `seed` are refused when greedy, which would
+    ignore them). The prompt and its new tokens must fit the model's context (`cfg.n_ctx`); every
+    argument is checked before anything runs (`interp.methods.generation_checks`). NaN or +inf
+    logits (from a hook's output, say) are an error naming the step and, where one did, the
+    intervention that wrote the first NaN or +inf: never a NaN argmax returned as text (-inf logits
+    alone, a token banned by a hook, are fine).
+
+    `keep`: hook points whose activations to return for every position (prompt and generated),
+    gathered while generating: TransformerLens names ("blocks.3.attn.hook_z",
     "blocks.1.attn.hook_pattern") or "resid_pre.3" / "resid_final". `use_cache=False` recomputes the
     whole sequence each step (the reference the cached path is tested against).
 
@@ -144,17 +103,17 @@ def generate(
     or "generated" (Hook, PatchFrom and listed positions name absolute positions, which differ row
     by row under padding) and otherwise groups by length."""
     refuse_user_hooks(model, "generate")
-    if max_new_tokens < 1:
-        raise InputError(f"max_new_tokens={max_new_tokens} is not allowed; use 1 or more.")
-    if temperature < 0:
-        raise InputError(f"temperature={temperature} is not allowed; use 0 (greedy) or more.")
-    check_interventions(model, interventions)
-    keep_points = _keep_points(model, keep)
+    args = check_generate(
+        model, prompts, max_new_tokens, interventions, temperature, top_k, seed, stop_at_eos, keep,
+        use_cache, return_logits, progress, batching,
+    )  # fmt: skip
+    texts, token_lists, keep_points, interventions = (
+        args.texts, args.token_lists, args.keep_points, args.interventions,
+    )  # fmt: skip
     w = PhiWeights.from_model(model)
     device = model.cfg.device
-    texts, token_lists = _tokenize(model, prompts)
     eos = model.tokenizer.eos_token_id if stop_at_eos else None
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
     n = len(texts)
     out_tokens: list[Tensor | None] = [None] * n
     out_logits: list[Tensor | None] = [None] * n
@@ -177,10 +136,16 @@ def generate(
             ]
         ).to(device)
         edits = compile_edits(model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device)
-        sequence, logits_seen, kept = _generate_group(
+        sequence, logits_seen, kept, bad = _generate_group(
             w, prompt, max_new_tokens, edits, sorted(set(keep_points.values())), use_cache,
             temperature, top_k, generator, eos, bar, pad if padded else None,
         )  # fmt: skip
+        if bad is not None:
+            if bar is not None:
+                bar.close()
+            raise non_finite_error(
+                model, w, interventions, rows, n, width, pad if padded else None, sequence, *bad, texts
+            )
         for j, i in enumerate(rows):
             p = int(pad[j])
             out_tokens[i] = sequence[j, p:].cpu()
@@ -214,8 +179,6 @@ def generate(
 
 def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: Tensor) -> bool:
     """Whether to run the prompts as one left-padded batch."""
-    if batching not in ("auto", "padded", "by_length"):
-        raise InputError(f"batching={batching!r} is not allowed; use 'auto', 'padded' or 'by_length'.")
     fits = all(isinstance(i, Steer | AblateHeads) and isinstance(i.positions, str) for i in interventions)
     if batching == "padded" and not fits:
         raise InputError(
@@ -238,8 +201,9 @@ def _generate_group(
     w, prompt, max_new_tokens, edits, keep, use_cache, temperature, top_k, generator, eos, bar, pad
 ):
     """One batch of prompts, equal-length or left-padded by `pad`: (sequences, per-step final logits,
-    kept activations)."""
+    kept activations, None or the (row, step) of the first NaN or +inf logits, or no finite one)."""
     batch = prompt.shape[0]
+    finite = []  # per step [batch] bool, on the device: checked once at the end, no host sync per step
     sequence = prompt
     steps = []
     kept: dict[str, list[Tensor]] = {name: [] for name in keep}
@@ -256,6 +220,12 @@ def _generate_group(
             kept[name].append(activations[name])
         last = logits[:, -1].float()
         steps.append(last)
+        # one reduction per step, on the device: amax is NaN if any logit is, +inf if any is, -inf if
+        # none is finite; -inf logits alone (a token banned by a hook) are fine
+        ok = torch.isfinite(last.amax(-1)) | finished  # a finished row's later logits are not used
+        finite.append(ok)
+        if temperature > 0 and not bool(ok.all()):  # sampling reads the probabilities on the host anyway
+            break
         token = _choose(last, temperature, top_k, generator)
         if eos is not None:
             token = torch.where(finished, torch.full_like(token, eos), token)
@@ -264,8 +234,12 @@ def _generate_group(
         new = token[:, None]
         if bar is not None:
             bar.update(1)
-        if eos is not None and bool(finished.all()):
+        if eos is not None and bool(finished.all() | ~ok.all()):  # one sync for both
             break
+    ok = torch.stack(finite, dim=1)  # batch step
+    if not bool(ok.all()):
+        row, step = (~ok).nonzero()[0].tolist()
+        return sequence, torch.stack(steps, dim=1), {}, (row, step)
     if keep:  # the last token chosen has not been run: run it for its activations
         _, activations = run.extend(new, all_logits=all_logits)
         for name in keep:
@@ -274,7 +248,54 @@ def _generate_group(
         sequence,
         torch.stack(steps, dim=1),
         {name: _concat(name, parts) for name, parts in kept.items()},
+        None,
     )
+
+
+def non_finite_error(
+    model: HookedPhi, w, interventions, rows, n, width, pad, sequence, j, step, texts
+) -> InterpError:
+    """The error for NaN or infinite logits at generation `step` of the group's row `j`, naming what
+    introduced them: the group's forward is replayed up to that step with every edit watched, and
+    the first intervention that wrote NaN or +inf where its input had none is blamed (an
+    InputError); if none did, the forward itself overflowed (a ResultsError). -inf is not blamed: it
+    is how a hook masks a score or bans a token."""
+    first: list[tuple[Intervention, Site, int]] = []
+
+    def wrap(item: Intervention, fn):
+        def watched(x: Tensor, site: Site) -> Tensor:
+            out = fn(x, site)
+            if not first and not bool(_broken(x[j]).any()) and bool(_broken(out[j]).any()):
+                bad = _broken(out[j]).nonzero()[0, pos_axis(site.name) - 1]
+                first.append((item, site, site.start + int(bad) - (0 if pad is None else int(pad[j]))))
+            return out
+
+        return watched
+
+    edits = compile_edits(model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device, wrap)
+    IncrementalRun(w, edits, (), pad).extend(sequence[:, : width + step])
+    i = rows[j]
+    where = (
+        f"generation step {step} (new token {step + 1}) of prompt {i} ({texts[i][:60]!r}) gave NaN or "
+        "infinite logits; their argmax would be returned as text"
+    )
+    if first:
+        item, site, position = first[0]
+        return InputError(
+            f"{where}. {describe(item)} introduced them: it wrote NaN or +inf at {site.name}, first "
+            f"at position {position}. Make the intervention finite."
+        )
+    named = ", ".join(describe(item) for item in interventions) or "none"
+    return ResultsError(
+        f"{where}. No intervention wrote NaN or +inf (interventions: {named}): the forward "
+        "overflowed after them or in the model itself (large multipliers or hook outputs, the weights, or "
+        "a dtype too narrow for them: try dtype='float32')."
+    )
+
+
+def _broken(t: Tensor) -> Tensor:
+    """Where `t` is NaN or +inf."""
+    return torch.isnan(t) | torch.isposinf(t)
 
 
 def _concat(point: str, parts: list[Tensor]) -> Tensor:
@@ -294,4 +315,9 @@ def _choose(logits: Tensor, temperature: float, top_k: int | None, generator: to
         threshold = scaled.topk(min(top_k, scaled.shape[-1]), dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
     probs = scaled.softmax(-1).cpu()
+    if not bool(torch.isfinite(probs).all()):  # the logits are finite: logits / temperature overflowed
+        raise InputError(
+            f"temperature={temperature!r} is too small to sample with (logits / temperature overflow); use "
+            "temperature=0 for greedy decoding, or a larger temperature."
+        )
     return torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)

@@ -4,14 +4,16 @@
   `layer` (`layer == n_layers`: the final residual).
 - `AblateHeads(heads)`: zero each listed head's `z` (its write to the residual stream goes).
 - `Hook(name, fn)`: any TransformerLens hook point, by its name (aliases accepted), with a
-  TransformerLens-style function `fn(activation, site) -> activation | None` (None: unchanged).
+  TransformerLens-style function `fn(activation, site) -> activation | None` (None: the activation
+  as `fn` left it, edited in place or not).
 - `PatchFrom(name, source)`: put a stored activation in, e.g. `cache[name]` from
   `model.run_with_cache(corrupted)`; optionally only some heads.
 
 Each acts at `positions`: "all", "prompt" (the prompt's positions), "generated" (the new tokens'), or a
 list of absolute positions. Under the key/value cache a hook sees only the positions being run, so
 `fn` gets a `Site` saying which absolute positions its tensor holds (`site.start .. site.stop`); `fn`
-is called on the whole tensor and its result is used at the chosen positions only. All of them are
+is called on (a copy of) the whole tensor and its result, or its in-place edit when it returns None,
+is used at the chosen positions only. Arguments are checked by `interp.methods.generation_checks`. All of them are
 compiled per group of equal-length prompts into edit functions on `interp.engine.incremental`'s
 points, with vectors and masks moved to the model's device and dtype once, not every step.
 """
@@ -57,7 +59,7 @@ class AblateHeads:
 @dataclass
 class Hook:
     """Call `fn(activation, site)` at the TransformerLens hook point `name`; its result (None: the
-    activation unchanged) replaces the activation at `positions`. Layouts are TransformerLens's
+    activation as `fn` left it, edited in place or not) replaces the activation at `positions`. Layouts are TransformerLens's
     (`hook_z`: batch pos head d_head; `hook_pattern`: batch head dest_pos src_pos)."""
 
     name: str
@@ -92,60 +94,6 @@ def resolve_point(model: HookedPhi, name: str) -> str:
         f"{', '.join(BLOCK_POINTS)} (as blocks.<layer>.<name>); outside: hook_embed, ln_final.hook_out, "
         "hook_unembed."
     )
-
-
-def check_interventions(model: HookedPhi, interventions: Sequence[Intervention]) -> None:
-    """Every intervention well-formed for this model, or an error naming what is wrong and what is allowed."""
-    cfg = model.cfg
-    for item in interventions:
-        if not isinstance(item, Steer | AblateHeads | Hook | PatchFrom):
-            raise InputError(f"{item!r} is not an intervention; use Steer, AblateHeads, Hook or PatchFrom.")
-        _check_positions(item.positions)
-        if isinstance(item, Steer):
-            if not 0 <= item.layer <= cfg.n_layers:
-                raise InputError(
-                    f"Steer layer {item.layer} is not allowed; use 0 .. {cfg.n_layers} ({cfg.n_layers}: the final residual)."
-                )
-            if tuple(item.vector.shape) != (cfg.d_model,):
-                raise InputError(
-                    f"a steering vector must have shape ({cfg.d_model},), not {tuple(item.vector.shape)}."
-                )
-        elif isinstance(item, AblateHeads):
-            bad = [(la, h) for la, h in item.heads if not (0 <= la < cfg.n_layers and 0 <= h < cfg.n_heads)]
-            if bad:
-                raise InputError(
-                    f"heads {bad} are not heads of this model ({cfg.n_layers} layers x {cfg.n_heads} heads)."
-                )
-        elif isinstance(item, Hook):
-            resolve_point(model, item.name)
-            if not callable(item.fn):
-                raise InputError(
-                    f"Hook({item.name!r}) needs a function fn(activation, site), not {item.fn!r}."
-                )
-        else:
-            name = resolve_point(model, item.name)
-            if not isinstance(item.source, Tensor):
-                raise InputError(
-                    f"PatchFrom({item.name!r}) needs a tensor source, not {type(item.source).__name__}."
-                )
-            if item.heads is not None:
-                if head_axis(name) is None:
-                    raise InputError(f"PatchFrom({item.name!r}) has no head axis; leave heads=None.")
-                bad = [h for h in item.heads if not 0 <= h < cfg.n_heads]
-                if bad:
-                    raise InputError(
-                        f"PatchFrom heads {bad} are not heads of this model (0 .. {cfg.n_heads - 1})."
-                    )
-
-
-def _check_positions(positions) -> None:
-    if isinstance(positions, str):
-        if positions not in ("all", "prompt", "generated"):
-            raise InputError(
-                f"positions={positions!r} is not allowed; use 'all', 'prompt', 'generated' or a list of positions."
-            )
-    elif not all(isinstance(p, int) and p >= 0 for p in positions):
-        raise InputError(f"positions={positions!r} is not allowed; absolute positions are integers >= 0.")
 
 
 def _selected(positions: Positions, site: Site, n_prompt: int, device) -> Tensor | str | None:
@@ -185,31 +133,49 @@ def compile_edits(
     n_total: int,
     dtype: torch.dtype,
     device,
+    wrap: Callable[[Intervention, EditFn], EditFn] | None = None,
 ) -> dict[str, list[EditFn]]:
     """Edit functions per engine point for one group: prompts `rows` (indices into the `n_total`
-    prompts given to `generate`) of `n_prompt` tokens."""
+    prompts given to `generate`) of `n_prompt` tokens. `wrap(intervention, fn)`, if given, replaces
+    each edit function (e.g. to watch what it writes)."""
     edits: dict[str, list[EditFn]] = {}
-    n_layers = model.cfg.n_layers
     for item in interventions:
-        if isinstance(item, Steer):
-            name = (
-                f"blocks.{n_layers - 1}.hook_resid_post"
-                if item.layer == n_layers
-                else f"blocks.{item.layer}.hook_resid_pre"
-            )
-            edits.setdefault(name, []).append(_steer(item, n_prompt, dtype, device))
-        elif isinstance(item, AblateHeads):
-            for layer in sorted({la for la, _ in item.heads}):
-                heads = sorted({h for la, h in item.heads if la == layer})
-                edits.setdefault(f"blocks.{layer}.attn.hook_z", []).append(
-                    _ablate(heads, item.positions, n_prompt, model.cfg.n_heads, dtype, device)
-                )
-        elif isinstance(item, Hook):
-            edits.setdefault(resolve_point(model, item.name), []).append(_hook(item, n_prompt))
-        else:
-            name = resolve_point(model, item.name)
-            edits.setdefault(name, []).append(_patch(item, name, n_prompt, rows, n_total, dtype, device))
+        for name, fn in _compile(model, item, n_prompt, rows, n_total, dtype, device):
+            edits.setdefault(name, []).append(fn if wrap is None else wrap(item, fn))
     return edits
+
+
+def _compile(
+    model: HookedPhi, item: Intervention, n_prompt: int, rows: Sequence[int], n_total: int, dtype, device
+) -> list[tuple[str, EditFn]]:
+    """One intervention's (engine point, edit function) pairs."""
+    n_layers = model.cfg.n_layers
+    if isinstance(item, Steer):
+        name = (
+            f"blocks.{n_layers - 1}.hook_resid_post"
+            if item.layer == n_layers
+            else f"blocks.{item.layer}.hook_resid_pre"
+        )
+        return [(name, _steer(item, n_prompt, dtype, device))]
+    if isinstance(item, AblateHeads):
+        return [
+            (
+                f"blocks.{layer}.attn.hook_z",
+                _ablate(
+                    sorted({h for la, h in item.heads if la == layer}),
+                    item.positions,
+                    n_prompt,
+                    model.cfg.n_heads,
+                    dtype,
+                    device,
+                ),
+            )
+            for layer in sorted({la for la, _ in item.heads})
+        ]
+    if isinstance(item, Hook):
+        return [(resolve_point(model, item.name), _hook(item, n_prompt))]
+    name = resolve_point(model, item.name)
+    return [(name, _patch(item, name, n_prompt, rows, n_total, dtype, device))]
 
 
 def _steer(item: Steer, n_prompt: int, dtype, device) -> EditFn:
@@ -242,9 +208,12 @@ def _hook(item: Hook, n_prompt: int) -> EditFn:
         chosen = _selected(item.positions, site, n_prompt, x.device)
         if chosen is None:
             return x
-        out = item.fn(x, site)
+        # fn gets its own copy: an in-place edit (TransformerLens's idiom, returning None) then
+        # reaches the chosen positions only, and never a tensor the forward still reads
+        given = x.clone()
+        out = item.fn(given, site)
         if out is None:
-            return x
+            out = given
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise InputError(
@@ -260,21 +229,11 @@ def _patch(
     item: PatchFrom, name: str, n_prompt: int, rows: Sequence[int], n_total: int, dtype, device
 ) -> EditFn:
     axis = pos_axis(name)
-    source = item.source.detach()
+    source = item.source.detach()  # its layout and batch checked by generation_checks
     if source.dim() == _ndim(name):
-        if source.shape[0] not in (1, n_total):
-            raise InputError(
-                f"PatchFrom({item.name!r}) source has a batch of {source.shape[0]}; use 1 or one row per "
-                f"prompt ({n_total})."
-            )
         source = source if source.shape[0] == 1 else source[list(rows)]
-    elif source.dim() == _ndim(name) - 1:
-        source = source[None]
     else:
-        raise InputError(
-            f"PatchFrom({item.name!r}) source has {source.dim()} axes; {name} has {_ndim(name)} "
-            f"({_layout(name)}), or {_ndim(name) - 1} without the batch."
-        )
+        source = source[None]
     source = source.to(device, dtype)
     n_source = source.shape[axis]
     heads = None
@@ -297,7 +256,7 @@ def _patch(
         if list(src.shape[1:]) != expected[1:]:
             raise InputError(
                 f"PatchFrom({item.name!r}) source has shape {tuple(item.source.shape)}; at {name} the model has "
-                f"{tuple(x.shape)} for positions {site.start}..{site.stop - 1} ({_layout(name)})."
+                f"{tuple(x.shape)} for positions {site.start}..{site.stop - 1} ({layout(name)})."
             )
         src = src.expand(x.shape[0], *src.shape[1:])
         index = torch.tensor([p - site.start for p in covered], device=x.device)
@@ -313,7 +272,8 @@ def _ndim(name: str) -> int:
     return 4 if head_axis(name) is not None else 3
 
 
-def _layout(name: str) -> str:
+def layout(name: str) -> str:
+    """The point's TransformerLens layout, e.g. "batch pos head d_head"."""
     point = name.split(".", 2)[2] if name.startswith("blocks.") else name
     if point in ("attn.hook_attn_scores", "attn.hook_pattern"):
         return "batch head dest_pos src_pos"

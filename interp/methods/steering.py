@@ -6,7 +6,8 @@
   positive and negative prompts instead.
 - `steer_sweep(model, pairs, layers, multipliers)`: for each layer a vector from the pairs (or from
   explicit `positive` / `negative` prompts), added with each multiplier to the corrupted prompts
-  (positions `"all"` by default); scored by the metric
+  (positions `"all"` by default, or `"prompt"`; `"generated"` is refused: the scored final prompt
+  position is never a generated one); scored by the metric
   (logit difference by default) and the KL divergence from the unsteered run at the final position,
   with greedy samples of steered and unsteered text.
 - `projection(model, text, vector, layer)`: each token's residual stream projected on the vector's
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import torch
 from jaxtyping import Float
@@ -30,6 +32,7 @@ from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun
 from interp.methods.contrastive import check_inputs
 from interp.methods.generation import generate
+from interp.methods.generation_checks import integer, real
 from interp.methods.interventions import Steer, Where, compile_edits
 from interp.model.loading import HookedPhi
 
@@ -47,10 +50,11 @@ class SteeringVector:
         return Steer(self.layer, self.vector, multiplier, positions)
 
 
-def _check_layer(model: HookedPhi, layer: int) -> None:
-    if not 0 <= layer <= model.cfg.n_layers:
+def _check_layer(model: HookedPhi, layer) -> None:
+    n_layers = model.cfg.n_layers
+    if isinstance(layer, bool) or not isinstance(layer, Integral) or not 0 <= layer <= n_layers:
         raise InputError(
-            f"layer {layer} is not allowed; use 0 .. {model.cfg.n_layers} ({model.cfg.n_layers}: the final residual)."
+            f"layer {layer!r} is not allowed; use an integer 0 .. {n_layers} ({n_layers}: the final residual)."
         )
 
 
@@ -103,6 +107,11 @@ def steering_vector_from_prompts(
     """Mean residual at the final token of `positive` prompts minus that of `negative` ones (ActAdd
     with one of each). The two lists may differ in length and their prompts in token count."""
     _check_layer(model, layer)
+    for name, prompts in (("positive", positive), ("negative", negative)):
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise InputError(f"{name}={prompts!r} is not allowed; use a list of prompts, e.g. [{prompts!r}].")
+        if not all(isinstance(p, str) for p in prompts):
+            raise InputError(f"{name} holds {prompts!r}; use a list of prompts (strings).")
     if not positive or not negative:
         raise InputError("steering_vector_from_prompts needs at least one positive and one negative prompt.")
     w = PhiWeights.from_model(model)
@@ -170,8 +179,23 @@ def steer_sweep(
     corrupted (CAA), or, given `positive` and `negative` prompts, theirs (`steering_vector_from_prompts`),
     still scored on the pairs."""
     check_inputs(model, pairs, "steer_sweep")
+    if positions == "generated":
+        raise InputError(
+            "steer_sweep positions='generated' is not allowed: the sweep scores the prompt's last position, "
+            "which steering only generated positions never reaches (every cell would equal the unsteered "
+            "metric, KL 0, while the samples change). Use 'all' or 'prompt'; to see generated-only steering, "
+            "generate(model, prompt, n, interventions=[vector.steer(multiplier, 'generated')])."
+        )
+    if positions not in ("all", "prompt"):
+        raise InputError(f"steer_sweep positions={positions!r} is not allowed; use 'all' or 'prompt'.")
+    for name, values in (("layers", layers), ("multipliers", multipliers)):
+        if isinstance(values, str) or not isinstance(values, Sequence):
+            raise InputError(f"steer_sweep {name}={values!r} is not allowed; use a list.")
     if not layers or not multipliers:
         raise InputError("steer_sweep needs at least one layer and one multiplier.")
+    multipliers = [real("steer_sweep multiplier", m) for m in multipliers]
+    n_samples = integer("n_samples", n_samples, 0)
+    max_new_tokens = integer("max_new_tokens", max_new_tokens, 1)
     if (positive is None) != (negative is None):
         raise InputError(
             "steer_sweep takes both positive and negative prompts, or neither (then the pairs')."
@@ -234,10 +258,19 @@ def projection(
 ) -> tuple[list[str], Float[Tensor, " pos"]]:
     """Each token of `text` and its residual stream (entering `vector.layer`) projected on the vector's
     unit direction."""
+    if not isinstance(vector, SteeringVector):
+        raise InputError(
+            f"projection takes a SteeringVector (from steering_vector), not {type(vector).__name__}."
+        )
+    _check_layer(model, vector.layer)
     w = PhiWeights.from_model(model)
-    tokens = model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
-        model.cfg.device
+    tokens = (
+        model.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.cfg.device)
+        if isinstance(text, str)
+        else None
     )
+    if tokens is None or tokens.shape[1] == 0:
+        raise InputError(f"projection text={text!r} is not allowed; use a string of at least one token.")
     name = _residual_point(vector.layer, w.n_layers)
     _, kept = IncrementalRun(w, keep=(name,)).extend(tokens)
     unit = vector.vector.float() / vector.vector.float().norm().clamp_min(1e-12)
