@@ -18,13 +18,8 @@ DOCS = [ROOT / "README.md", ROOT / "notebooks" / "README.md"]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 HUB_OR_PATH = re.compile(r"""load_model\((["'])(?!toy\1)[^"']+\1""")
 
-# blocks being mended on other branches: (file, first line of the block) -> (why it fails today, the error)
-EXPECTED_TO_FAIL = {
-    ("README.md", "from interp import AblateHeads, Hook, PatchFrom, generate, steering_vector"): (
-        "the generation block uses `corrupted_tokens`, which no block defines",
-        NameError,
-    ),
-}
+# blocks known to fail, each with its reason: (file, first line of the block) -> (why, the error expected)
+EXPECTED_TO_FAIL: dict[tuple[str, str], tuple[str, type[BaseException]]] = {}
 
 
 def python_blocks(path: Path) -> list[tuple[int, str]]:
