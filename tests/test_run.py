@@ -97,6 +97,29 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
     assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
 
 
+def test_a_resumed_run_computes_with_the_thread_count_it_began_with(tmp_path, monkeypatch):
+    """Float sums depend on how work is split over CPU threads: a run records its thread count and a
+    resume (with another count in effect, as on a Ray actor or another shell) computes with it."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
+        real = worker.compute_unit
+        monkeypatch.setattr(worker, "compute_unit", interrupted_at(4, real))
+        with pytest.raises(KeyboardInterrupt):
+            experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", progress=False)
+        monkeypatch.setattr(worker, "compute_unit", real)
+        torch.set_num_threads(1)
+        resumed = experiment.run_experiment(
+            parse_config(SMALL), tmp_path / "cut", resume=True, progress=False
+        )
+        assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
+        assert json.loads((tmp_path / "cut" / "run.json").read_text())["torch_threads"] == 2
+        assert torch.get_num_threads() == 1  # the run's count was set while it ran, then restored
+    finally:
+        torch.set_num_threads(previous)
+
+
 SIGTERM_AT_UNIT = """
 import os, signal, sys
 import interp.runner.worker as worker

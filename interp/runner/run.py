@@ -4,7 +4,8 @@ The work is split into units: (analysis, batch of prompt pairs). Each finished u
 values are written atomically to `OUT/units/<analysis>/batch-NNNNN.safetensors` with the config's
 hash and a checksum, so a run killed at any point loses at most the unit in progress, and a unit is
 used again only if it is this config's and intact (`interp.runner.store`). Because every unit is a
-pure function of the config, a resumed run's results are identical to an uninterrupted run's.
+pure function of the config (computed, on any backend, with the torch CPU thread count the run began
+with, recorded in its manifest), a resumed run's results are identical to an uninterrupted run's.
 
 Order of a run: check and lock `--out`; load the model and build the prompts (a failure here leaves
 nothing that blocks the corrected command); write the manifest; compute the baseline units and
@@ -113,9 +114,10 @@ def _run(
     digest = run.open(config, resume=resume, force=force)
     try:
         run.log(f"start (resume={resume}, force={force}, backend={backend}) config hash {digest}")
-        executor = make_executor(backend, config, **(backend_options or {}))
+        threads = run.threads() or torch.get_num_threads()  # a resumed run keeps the count it began with
+        executor = make_executor(backend, config, threads=threads, **(backend_options or {}))
         try:
-            run.begin(config, digest)
+            run.begin(config, digest, threads)
             plan = plan_units(config, executor.n_pairs())
             done = {unit for unit in plan.units if run.load_unit(*unit, digest) is not None}
             if done:

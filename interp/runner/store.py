@@ -1,6 +1,7 @@
 """The run directory: owned by one config, locked while a run writes, every unit checked before it is used.
 
-    OUT/run.json               the manifest: config hash, interp version, when the run began
+    OUT/run.json               the manifest: config hash, interp version, when the run began, the
+                               torch CPU thread count every unit of the run is computed with
     OUT/config.resolved.toml   the resolved config (first line: its hash)
     OUT/run.log                one timestamped line per event, errors included
     OUT/.lock                  held (flock) by the process writing the directory; holds its pid
@@ -257,13 +258,25 @@ class RunDirectory:
 
     # --- writing ---
 
-    def begin(self, config: ExperimentConfig, digest: str) -> None:
-        """Record which config owns the directory; called once the model and prompts have loaded."""
+    def threads(self) -> int | None:
+        """The torch CPU thread count this run's units are computed with (recorded when it began; None for
+        a new run, or one begun by a version of interp that did not record it)."""
+        try:
+            threads = json.loads(read_run_file(self.out / MANIFEST)).get("torch_threads")
+        except (OSError, ValueError, AttributeError, FileKindError):
+            return None
+        return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
+
+    def begin(self, config: ExperimentConfig, digest: str, threads: int) -> None:
+        """Record which config owns the directory and the thread count its units are computed with
+        (float sums depend on how work is split over threads, so a resumed run keeps the count it began
+        with, whichever backend); called once the model and prompts have loaded."""
         write_atomic(self.out / RESOLVED, f"# config hash: {digest}\n" + to_toml(config))
         manifest = {
             "config_hash": digest,
             "interp_version": __version__,
             "began": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "torch_threads": threads,
         }
         if not (self.out / MANIFEST).exists():
             write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1))
