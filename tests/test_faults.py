@@ -164,6 +164,63 @@ class TestDamagedUnits:
         assert load_file(unit)["values"].numel() > 0
 
 
+class TestSymbolicLinks:
+    """Nothing opens a run file through a symbolic link: a link where a run file goes is refused before
+    anything is written (a link planted in a shared directory must not make a run write elsewhere); a unit
+    that is a link is not trusted, and is recomputed."""
+
+    @pytest.mark.parametrize(
+        "name",
+        [".lock", "run.log", "run.json", "config.resolved.toml", "results.json", "tensors.safetensors",
+         "report.html", "units", "units/A"],
+    )  # fmt: skip
+    def test_a_link_where_a_run_file_goes_is_refused_and_its_target_untouched(
+        self, reference, tmp_path, capsys, name
+    ):
+        victim = tmp_path / "victim"
+        victim.mkdir()
+        (victim / "precious").write_text("keep me\n")
+        target = victim if name.startswith("units") else victim / "precious"
+        out = tmp_path / "out"
+        (out / name).parent.mkdir(parents=True)
+        (out / name).symlink_to(target)
+        before = {p: p.read_bytes() for p in victim.rglob("*")}
+        for extra in ([], ["--resume"], ["--force"]):
+            assert run_cli(reference / "c.toml", "--out", out, *extra) == 2
+            assert "symbolic link" in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in victim.rglob("*")} == before
+        (out / name).unlink()
+        assert run_cli(reference / "c.toml", "--out", out, "--force") == 0
+        assert values(out) == values(reference / "run")
+
+    def test_a_unit_that_is_a_link_is_recomputed_with_a_warning(self, reference, tmp_path, capsys):
+        out = tmp_path / "run"
+        shutil.copytree(reference / "run", out)
+        unit = sorted((out / "units" / "A").glob("*.safetensors"))[0]
+        outside = tmp_path / "outside.safetensors"
+        outside.write_bytes(unit.read_bytes())  # a valid unit of this very run, but not in the directory
+        unit.unlink()
+        unit.symlink_to(outside)
+        assert run_cli(reference / "c.toml", "--out", out, "--resume") == 0
+        assert f"recomputing {unit}: it is a symbolic link (to {outside})" in capsys.readouterr().err
+        assert not unit.is_symlink() and unit.is_file()
+        assert outside.read_bytes() == (reference / "run" / "units" / "A" / unit.name).read_bytes()
+        assert values(out) == values(reference / "run")
+
+    def test_files_are_opened_without_following_a_link_planted_later(self, tmp_path):
+        from interp.base.errors import FileKindError
+        from interp.runner.store import RunLog, read_run_file
+
+        target = tmp_path / "target"
+        target.write_text("keep me\n")
+        link = tmp_path / "run.log"
+        link.symlink_to(target)
+        RunLog(link)("a line")  # a log line is dropped, never written through the link
+        assert target.read_text() == "keep me\n"
+        with pytest.raises(FileKindError, match="is a symbolic link"):
+            read_run_file(link)
+
+
 class TestLock:
     def test_a_second_run_is_refused_naming_the_holder(self, reference, tmp_path, capsys):
         out = tmp_path / "locked"

@@ -97,6 +97,82 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch):
     assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
 
 
+def test_a_resumed_run_computes_with_the_thread_count_it_began_with(tmp_path, monkeypatch):
+    """Float sums depend on how work is split over CPU threads: a run records its thread count and a
+    resume (with another count in effect, as on a Ray actor or another shell) computes with it."""
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
+        real = worker.compute_unit
+        monkeypatch.setattr(worker, "compute_unit", interrupted_at(4, real))
+        with pytest.raises(KeyboardInterrupt):
+            experiment.run_experiment(parse_config(SMALL), tmp_path / "cut", progress=False)
+        monkeypatch.setattr(worker, "compute_unit", real)
+        torch.set_num_threads(1)
+        resumed = experiment.run_experiment(
+            parse_config(SMALL), tmp_path / "cut", resume=True, progress=False
+        )
+        assert values(resumed) == values(expected) and resumed["baseline"] == expected["baseline"]
+        assert json.loads((tmp_path / "cut" / "run.json").read_text())["torch_threads"] == 2
+        assert torch.get_num_threads() == 1  # the run's count was set while it ran, then restored
+    finally:
+        torch.set_num_threads(previous)
+
+
+SIGTERM_AT_UNIT = """
+import os, signal, sys
+import interp.runner.worker as worker
+from interp.cli import main
+real, calls = worker.compute_unit, [0]
+def compute(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to this thread before the next line runs
+    return real(*args, **kwargs)
+worker.compute_unit = compute
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_sigterm_is_logged_like_ctrl_c_and_the_run_resumes(tmp_path):
+    """A stop is logged whatever stopped the run: SIGTERM leaves its line in run.log as Ctrl-C does."""
+    from interp.runner.config import to_toml
+
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(parse_config(SMALL)))
+    out = tmp_path / "cut"
+    args = ["run", str(path), "--out", str(out), "--quiet"]
+    stopped = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT_UNIT, "4", *args], capture_output=True, text=True
+    )
+    assert stopped.returncode == 130, stopped.stderr  # as Ctrl-C: "rerun with --resume"
+    log = (out / "run.log").read_text()
+    assert "stopped: terminated by SIGTERM; finished units are kept" in log
+    assert 0 < len(list(out.glob("units/*/*.safetensors"))) < 11 and not (out / "results.json").exists()
+    assert main([*args, "--resume"]) == 0
+    expected = experiment.run_experiment(parse_config(SMALL), tmp_path / "whole", progress=False)
+    assert values(json.loads((out / "results.json").read_text())) == values(expected)
+
+
+def test_sigterm_handling_is_limited_to_the_run(tmp_path, monkeypatch):
+    """Outside a run SIGTERM keeps its previous handler; a handler someone else set is left alone."""
+    before = signal.getsignal(signal.SIGTERM)
+    experiment.run_experiment(
+        parse_config(dict(SMALL, analysis=[{"kind": "logit_lens"}])), tmp_path / "a", progress=False
+    )
+    assert signal.getsignal(signal.SIGTERM) is before
+    seen = []
+    monkeypatch.setattr(experiment, "plan_units", lambda *a: (os.kill(os.getpid(), signal.SIGTERM), seen)[1])
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(AttributeError):  # the stand-in plan is no plan; the point is the handler ran
+            experiment.run_experiment(parse_config(SMALL), tmp_path / "b", progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [signal.SIGTERM]
+
+
 @pytest.mark.slow
 def test_killed_process_resumes_to_identical_results(tmp_path):
     config = dict(SMALL, batch_size=1, analysis=[{"kind": "patch_head_out"}, {"kind": "ablate_head"}])

@@ -43,3 +43,8 @@ class WriteError(InterpError, OSError):
 
 class ResultsError(InterpError, ValueError):
     """Results that cannot be reported as they are (non-finite values, no clean/corrupted gap)."""
+
+
+class FileKindError(InterpError, ValueError):
+    """A path that is not what it must be: a symbolic link where none is followed, a directory, FIFO or
+    device where a regular file is read, a file over a size limit. The message names the path."""

@@ -4,20 +4,26 @@ The work is split into units: (analysis, batch of prompt pairs). Each finished u
 values are written atomically to `OUT/units/<analysis>/batch-NNNNN.safetensors` with the config's
 hash and a checksum, so a run killed at any point loses at most the unit in progress, and a unit is
 used again only if it is this config's and intact (`interp.runner.store`). Because every unit is a
-pure function of the config, a resumed run's results are identical to an uninterrupted run's.
+pure function of the config (computed, on any backend, with the torch CPU thread count the run began
+with, recorded in its manifest), a resumed run's results are identical to an uninterrupted run's.
 
 Order of a run: check and lock `--out`; load the model and build the prompts (a failure here leaves
 nothing that blocks the corrected command); write the manifest; compute the baseline units and
 refuse a task whose clean and corrupted prompts give the same metric; compute the remaining units;
 write `results.json` (strict JSON), `tensors.safetensors` and `report.html`. Errors are written to
-`run.log` as well as raised.
+`run.log` as well as raised, and so is a stop: Ctrl-C (SIGINT) and SIGTERM alike leave a `stopped:`
+line; during a run SIGTERM raises `Terminated` (a KeyboardInterrupt), so the run stops the way Ctrl-C
+stops it, keeping every finished unit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -34,6 +40,40 @@ from interp.runner.store import RunDirectory
 from interp.runner.worker import Plan, plan_units
 
 GAP_EPSILON = 1e-6
+
+
+class Terminated(KeyboardInterrupt):
+    """The run received SIGTERM: it stops as on Ctrl-C (finished units kept; continue with --resume)."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while the run is in progress (only where Python may set handlers: the
+    main thread, and only over the default action; a handler someone else installed is left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated("SIGTERM")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(error: BaseException) -> str:
+    if isinstance(error, Terminated):
+        return "stopped: terminated by SIGTERM; finished units are kept (continue with --resume)"
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped: interrupted (SIGINT, Ctrl-C); finished units are kept (continue with --resume)"
+    return f"stopped: {type(error).__name__}: {error}"
 
 
 def run_experiment(
@@ -53,16 +93,31 @@ def run_experiment(
     `backend`: "local" (this process) or "ray" (actors; `backend_options`: address, num_workers,
     gpus_per_worker). Either way finished units land in the same store, so a run started on one
     backend resumes on the other.
+    SIGTERM during the run raises `Terminated` (a KeyboardInterrupt) after logging it, as Ctrl-C does.
     """
+    with _sigterm_stops_the_run():
+        return _run(config, Path(out), resume, force, progress, backend, backend_options)
+
+
+def _run(
+    config: ExperimentConfig,
+    out: Path,
+    resume: bool,
+    force: bool,
+    progress: bool,
+    backend: str,
+    backend_options: dict | None,
+) -> dict:
     from interp.runner.backends import make_executor
 
-    run = RunDirectory(Path(out))
+    run = RunDirectory(out)
     digest = run.open(config, resume=resume, force=force)
     try:
         run.log(f"start (resume={resume}, force={force}, backend={backend}) config hash {digest}")
-        executor = make_executor(backend, config, **(backend_options or {}))
+        threads = run.threads() or torch.get_num_threads()  # a resumed run keeps the count it began with
+        executor = make_executor(backend, config, threads=threads, **(backend_options or {}))
         try:
-            run.begin(config, digest)
+            run.begin(config, digest, threads)
             plan = plan_units(config, executor.n_pairs())
             done = {unit for unit in plan.units if run.load_unit(*unit, digest) is not None}
             if done:
@@ -85,7 +140,7 @@ def run_experiment(
         run.log(f"error: {error}")
         raise
     except BaseException as error:
-        run.log(f"stopped: {type(error).__name__}: {error}")
+        run.log(_stopped(error))
         raise
     finally:
         run.close()

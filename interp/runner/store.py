@@ -1,6 +1,7 @@
 """The run directory: owned by one config, locked while a run writes, every unit checked before it is used.
 
-    OUT/run.json               the manifest: config hash, interp version, when the run began
+    OUT/run.json               the manifest: config hash, interp version, when the run began, the
+                               torch CPU thread count every unit of the run is computed with
     OUT/config.resolved.toml   the resolved config (first line: its hash)
     OUT/run.log                one timestamped line per event, errors included
     OUT/.lock                  held (flock) by the process writing the directory; holds its pid
@@ -17,6 +18,11 @@ Rules:
 - A unit is used only when its metadata carries this run's config hash and its values match their
   checksum; anything else is recomputed, with a warning that names the file.
 - Labels are checked identifiers, and every path is checked to stay inside the run directory.
+- Nothing opens a run file through a symbolic link: a link among the run files (the manifest, the
+  resolved config, the log, the lock, results, tensors, report, `units` or a unit folder) is refused
+  naming it, before anything is written; files are opened with O_NOFOLLOW and written by rename, which
+  replaces a link rather than the file it points to. A unit file that is a link is not trusted: it is
+  recomputed with a warning, and the new unit replaces the link.
 """
 
 from __future__ import annotations
@@ -28,16 +34,16 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save
+from safetensors.torch import load, save
 
-from interp.base.errors import RunDirectoryError
-from interp.base.files import write_atomic
+from interp.base.errors import FileKindError, RunDirectoryError
+from interp.base.files import open_no_follow, write_atomic
 from interp.base.version import __version__
 from interp.runner.config import ExperimentConfig, to_toml
 from interp.runner.labels import check_label
@@ -67,8 +73,17 @@ def _checksum(values: torch.Tensor) -> str:
     return hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()
 
 
+def read_run_file(path: Path) -> bytes:
+    """A run file's bytes, never read through a symbolic link (`FileKindError`)."""
+    fd = open_no_follow(path, os.O_RDONLY, what="run file")
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
 class RunLog:
-    """Appends timestamped lines to run.log (never fails the run: a log line is not worth losing work)."""
+    """Appends timestamped lines to run.log (never fails the run: a log line is not worth losing work).
+
+    Never through a symbolic link: a link planted after the run directory was checked gets no line."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -76,9 +91,10 @@ class RunLog:
     def __call__(self, message: str) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         try:
-            with self.path.open("a") as handle:
+            fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what="run log")
+            with os.fdopen(fd, "a", encoding="utf-8") as handle:
                 handle.write(f"{stamp} {message}\n")
-        except OSError:
+        except (OSError, FileKindError):
             pass
 
 
@@ -113,6 +129,7 @@ class RunDirectory:
             raise RunDirectoryError(f"cannot create --out {out}: {error.strerror}") from None
         if not os.access(out, os.W_OK | os.X_OK):
             raise RunDirectoryError(f"--out {out} is not writable by this user; choose another directory.")
+        self._refuse_links()
         self._lock()
         digest = config_hash(config)
         present = {p.name for p in out.iterdir()}
@@ -145,9 +162,9 @@ class RunDirectory:
                 f"to; choose another --out, or pass --force to clear the run files and start again{PYTHON_SPELLING}"
             )
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(read_run_file(manifest_path))
             previous = str(manifest["config_hash"])
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):  # FileKindError included
             raise RunDirectoryError(
                 f"{manifest_path} is damaged; pass --force to clear the run files and start again{PYTHON_SPELLING}"
             ) from None
@@ -166,8 +183,8 @@ class RunDirectory:
 
     def _changed_fields(self, config: ExperimentConfig) -> str:
         try:
-            old = tomllib.loads((self.out / RESOLVED).read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
+            old = tomllib.loads(read_run_file(self.out / RESOLVED).decode())
+        except (OSError, ValueError, UnicodeDecodeError):  # FileKindError included
             return f"unknown: {RESOLVED} is missing or damaged"
         new = tomllib.loads(to_toml(config))
         return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))) or "none"
@@ -181,6 +198,24 @@ class RunDirectory:
                 path.unlink()
         self.log("--force: cleared the previous run files")
 
+    def _links(self) -> list[Path]:
+        """Run files, `units` and unit folders that are symbolic links."""
+        links = [self.out / name for name in sorted(RUN_FILES) if (self.out / name).is_symlink()]
+        units = self.out / "units"
+        if units.is_dir() and not units.is_symlink():
+            links += [path for path in sorted(units.iterdir()) if path.is_symlink()]
+        return links
+
+    def _refuse_links(self) -> None:
+        links = self._links()
+        if links:
+            shown = ", ".join(f"{path} -> {os.readlink(path)}" for path in links[:5])
+            raise RunDirectoryError(
+                f"--out {self.out} holds symbolic links where run files go ({shown}); interp never opens a "
+                "run file through a link, so that nothing outside --out is written. Remove the links "
+                "(--force does not), or choose another --out (nothing was written)."
+            )
+
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writes that were killed midway (`.<name>.<random>.tmp`)."""
         for path in [*self.out.glob(".*.tmp"), *self.out.glob("units/*/.*.tmp")]:
@@ -190,7 +225,11 @@ class RunDirectory:
 
     def _lock(self) -> None:
         path = self.out / LOCK
-        handle = open(path, "a+")  # noqa: SIM115 - held open for the run's lifetime
+        try:
+            fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, what="lock file")
+        except FileKindError as error:
+            raise RunDirectoryError(f"--out {self.out}: {error}") from None
+        handle = os.fdopen(fd, "r+")  # held open for the run's lifetime
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -219,13 +258,25 @@ class RunDirectory:
 
     # --- writing ---
 
-    def begin(self, config: ExperimentConfig, digest: str) -> None:
-        """Record which config owns the directory; called once the model and prompts have loaded."""
+    def threads(self) -> int | None:
+        """The torch CPU thread count this run's units are computed with (recorded when it began; None for
+        a new run, or one begun by a version of interp that did not record it)."""
+        try:
+            threads = json.loads(read_run_file(self.out / MANIFEST)).get("torch_threads")
+        except (OSError, ValueError, AttributeError, FileKindError):
+            return None
+        return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
+
+    def begin(self, config: ExperimentConfig, digest: str, threads: int) -> None:
+        """Record which config owns the directory and the thread count its units are computed with
+        (float sums depend on how work is split over threads, so a resumed run keeps the count it began
+        with, whichever backend); called once the model and prompts have loaded."""
         write_atomic(self.out / RESOLVED, f"# config hash: {digest}\n" + to_toml(config))
         manifest = {
             "config_hash": digest,
             "interp_version": __version__,
             "began": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "torch_threads": threads,
         }
         if not (self.out / MANIFEST).exists():
             write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1))
@@ -235,7 +286,13 @@ class RunDirectory:
         check_label(label)
         name = "all.safetensors" if batch is None else f"batch-{batch:05d}.safetensors"
         path = self.out / "units" / label / name
-        if not path.resolve().is_relative_to(self.out.resolve()):
+        for folder in (path.parent.parent, path.parent):  # a linked folder would send the unit elsewhere
+            if folder.is_symlink():
+                raise RunDirectoryError(
+                    f"{folder} is a symbolic link (to {os.readlink(folder)}); interp never writes a run "
+                    "file through a link. Remove it, or choose another --out."
+                )
+        if not path.parent.resolve().is_relative_to(self.out.resolve()):
             raise RunDirectoryError(f"unit path {path} would leave --out {self.out}")
         return path
 
@@ -254,12 +311,11 @@ class RunDirectory:
     def load_unit(self, label: str, batch: int | None, digest: str) -> Computed | None:
         """The unit, or None (with a warning in run.log naming the file) if it is missing or not trusted."""
         path = self.unit_path(label, batch)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return None
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-                values = handle.get_tensor("values")
+            data = read_run_file(path)  # O_NOFOLLOW: a link is refused here, not read
+            meta, values = _unit_metadata(data), load(data)["values"]
             problem = None
             if meta.get("config_hash") != digest:
                 problem = f"it belongs to config {meta.get('config_hash')!r}, not {digest}"
@@ -272,6 +328,10 @@ class RunDirectory:
                     json.loads(meta["labels"]) or None,
                     json.loads(meta.get("extra", "{}")) or None,
                 )
+        except FileKindError:  # a link, or no regular file: replaced by the recomputed unit
+            problem = "it is a symbolic link or not a regular file, so it is not trusted"
+            if path.is_symlink():
+                problem = f"it is a symbolic link (to {os.readlink(path)}), so it is not trusted"
         except Exception as error:  # truncated or foreign files fail in many ways inside safetensors
             problem = f"it cannot be read ({type(error).__name__})"
         self.warn(f"recomputing {path}: {problem}")
@@ -282,3 +342,11 @@ class RunDirectory:
 
         warn(message)
         self.log(f"warning: {message}")
+
+
+def _unit_metadata(data: bytes) -> dict:
+    """The `__metadata__` of a safetensors file's header (8 bytes of length, then JSON)."""
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8:
+        raise ValueError("the header is longer than the file")
+    return json.loads(data[8 : 8 + length]).get("__metadata__") or {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
+
 from interp.runner.backends.base import Unit
 from interp.runner.config import ExperimentConfig
 from interp.runner.registry import Computed
@@ -11,10 +13,22 @@ from interp.runner.worker import UnitWorker
 
 
 class LocalExecutor:
-    """Runs units in this process, in plan order, on one `UnitWorker`."""
+    """Runs units in this process, in plan order, on one `UnitWorker`.
 
-    def __init__(self, config: ExperimentConfig):
-        self.worker = UnitWorker(config)
+    `threads`: torch's CPU thread count while units run (the run's recorded count, so that a resumed run
+    computes what the uninterrupted one did: float sums depend on how the work is split); None keeps
+    torch's setting. The previous count is restored by `close`.
+    """
+
+    def __init__(self, config: ExperimentConfig, threads: int | None = None):
+        self._previous_threads = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            self.worker = UnitWorker(config)
+        except BaseException:
+            self.close()
+            raise
 
     def n_pairs(self) -> int:
         return self.worker.n_pairs()
@@ -30,4 +44,4 @@ class LocalExecutor:
         return self.worker.describe(analyses)
 
     def close(self) -> None:
-        pass
+        torch.set_num_threads(self._previous_threads)

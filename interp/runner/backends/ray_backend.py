@@ -9,9 +9,15 @@ on any actor. The driver keeps a bounded number of units in flight per actor and
 finished unit through the runner's atomic store; the manifest of unit files, not Ray's state,
 decides what is done, so `--resume` works across backends and after a lost driver.
 
+Same values as the local backend: every actor computes with the run's torch CPU thread count
+(`threads`, by default the driver's; Ray itself would give an actor one thread per CPU it reserves),
+because float sums depend on how the work is split over threads.
+
 Faults: an actor that dies (process killed, node lost) is restarted by Ray (`max_restarts`) and
 its in-flight units are retried (`max_task_retries`), so the sweep completes with identical
-results. An exception inside a unit is not retried: it surfaces in the driver with the worker's
+results. An exception inside a unit is not retried. A user error (an `InterpError`: a bad option,
+heads out of range), in a unit or while an actor loads the model and prompts, is raised in the
+driver as itself, as the local backend raises it; any other exception surfaces with the worker's
 traceback.
 """
 
@@ -19,13 +25,46 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from interp.base.errors import InputError
+import torch
+
+from interp.base.errors import InputError, InterpError
 from interp.runner.backends.base import Unit
 from interp.runner.config import ExperimentConfig
 from interp.runner.registry import Computed
 from interp.runner.worker import UnitWorker
 
 IN_FLIGHT_PER_WORKER = 2
+
+
+class RayWorker:
+    """The actor: a `UnitWorker` computing with `threads` CPU threads. A user error while it is built is
+    kept and raised by every call, so that it reaches the driver as a task error (which carries it),
+    not as a dead actor (which keeps only its text)."""
+
+    def __init__(self, config: ExperimentConfig, threads: int):
+        torch.set_num_threads(threads)
+        self.error: InterpError | None = None
+        try:
+            self.worker = UnitWorker(config)
+        except InterpError as error:
+            self.error = error
+
+    def _ready(self) -> UnitWorker:
+        if self.error is not None:
+            raise self.error
+        return self.worker
+
+    def n_pairs(self) -> int:
+        return self._ready().n_pairs()
+
+    def compute(self, label: str, batch: int | None) -> Computed:
+        return self._ready().compute(label, batch)
+
+    def messages(self) -> list[str]:
+        return list(self._ready().messages)
+
+    def describe(self, analyses: list[dict]) -> dict:
+        return self._ready().describe(analyses)
 
 
 class RayExecutor:
@@ -38,6 +77,7 @@ class RayExecutor:
         num_workers: int = 2,
         gpus_per_worker: float = 0.0,
         cpus_per_worker: float = 1.0,
+        threads: int | None = None,
     ):
         try:
             import ray
@@ -49,11 +89,25 @@ class RayExecutor:
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        remote = ray.remote(UnitWorker).options(
+        remote = ray.remote(RayWorker).options(
             num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=-1
         )
-        self.actors = [remote.remote(config) for _ in range(num_workers)]
-        self._n_pairs = ray.get(self.actors[0].n_pairs.remote())
+        threads = torch.get_num_threads() if threads is None else threads
+        self.actors = [remote.remote(config, threads) for _ in range(num_workers)]
+        try:
+            self._n_pairs = self.get(self.actors[0].n_pairs.remote())
+        except BaseException:
+            self.close()
+            raise
+
+    def get(self, ref):
+        """`ray.get`, raising a user error from a worker as itself (exit 2, `error: ...`, as locally)."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, InterpError):
+                raise error.cause from None
+            raise
 
     def n_pairs(self) -> int:
         return self._n_pairs
@@ -79,17 +133,15 @@ class RayExecutor:
             done, _ = ray.wait(list(pending), num_returns=1)
             unit, actor = pending.pop(done[0])
             load[actor] -= 1
-            computed = ray.get(done[0])  # a unit's exception is raised here, with the worker's traceback
+            computed = self.get(done[0])  # a unit's exception is raised here
             submit()
             yield unit, computed
 
     def messages(self) -> list[str]:
-        return [
-            m for actor in self.actors for m in self.ray.get(actor.__ray_call__.remote(lambda w: w.messages))
-        ]
+        return [m for actor in self.actors for m in self.get(actor.messages.remote())]
 
     def describe(self, analyses: list[dict]) -> dict:
-        return self.ray.get(self.actors[0].describe.remote(analyses))
+        return self.get(self.actors[0].describe.remote(analyses))
 
     def close(self) -> None:
         for actor in self.actors:
