@@ -119,7 +119,7 @@ def by_layer(
     return grouped, model
 
 
-def apply(fns: Sequence[EditFn] | None, tensor: Tensor, site: Site) -> Tensor:
+def apply(fns: Sequence[EditFn] | None, tensor: Tensor | None, site: Site) -> Tensor:
     """`tensor` through every edit in `fns`, in order."""
     for fn in fns or ():
         tensor = fn(tensor, site)
