@@ -201,8 +201,10 @@ def _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid,
 def _projections(w: PhiWeights, layer: int, h: Tensor, inputs: dict[str, Tensor]) -> list[Tensor]:
     """Unrotated q, k, v ([... head pos d_head]) from the shared LayerNorm output `h`, except the parts
     with split inputs ([... pos head d_model]), each head of which gets its own LayerNorm."""
-    fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
-    parts = list(einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads))
+    parts: list[Tensor | None] = [None] * 3
+    if len(inputs) < 3:
+        fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
+        parts = list(einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads))
     if not inputs:
         return parts
     W = einops.rearrange(w.W_QKV[layer], "(three h d) m -> three h d m", three=3, h=w.n_heads)
