@@ -61,7 +61,7 @@ class Keep:
     def __init__(self, store: MutableMapping[str, Tensor], *, grad: bool = False):
         self.store, self.grad = store, grad
 
-    def __call__(self, tensor: Tensor, site: Site) -> Tensor:
+    def __call__(self, tensor: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         if self.grad:
             tensor = tensor.view_as(tensor)
             self.store[site.name] = tensor
@@ -76,7 +76,7 @@ class Replace:
     def __init__(self, value: Float[Tensor, " ..."]):
         self.value = value
 
-    def __call__(self, tensor: Tensor | None, site: Site) -> Tensor:
+    def __call__(self, tensor: Float[Tensor, " ..."] | None, site: Site) -> Float[Tensor, " ..."]:
         return self.value
 
 
@@ -86,7 +86,7 @@ class Freeze:
     def __init__(self, value: Float[Tensor, " ..."] | None = None):
         self.value = value
 
-    def __call__(self, tensor: Tensor, site: Site) -> Tensor:
+    def __call__(self, tensor: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         return (tensor if self.value is None else self.value).detach()
 
 
@@ -96,7 +96,7 @@ class Add:
     def __init__(self, delta: Float[Tensor, " ..."]):
         self.delta = delta
 
-    def __call__(self, tensor: Tensor, site: Site) -> Tensor:
+    def __call__(self, tensor: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         return tensor + self.delta
 
 
@@ -119,7 +119,9 @@ def by_layer(
     return grouped, model
 
 
-def apply(fns: Sequence[EditFn] | None, tensor: Tensor | None, site: Site) -> Tensor:
+def apply(
+    fns: Sequence[EditFn] | None, tensor: Float[Tensor, " ..."] | None, site: Site
+) -> Float[Tensor, " ..."]:
     """`tensor` through every edit in `fns`, in order."""
     for fn in fns or ():
         tensor = fn(tensor, site)

@@ -198,7 +198,9 @@ def _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid,
     return BlockOut(resid_post, k, v, z, attn_out, mlp_out, q, pattern)
 
 
-def _projections(w: PhiWeights, layer: int, h: Tensor, inputs: dict[str, Tensor]) -> list[Tensor]:
+def _projections(
+    w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], inputs: dict[str, Tensor]
+) -> list[Float[Tensor, "... head pos d_head"]]:
     """Unrotated q, k, v ([... head pos d_head]) from the shared LayerNorm output `h`, except the parts
     with split inputs ([... pos head d_model]), each head of which gets its own LayerNorm."""
     parts: list[Tensor | None] = [None] * 3

@@ -84,7 +84,7 @@ class SenderRun:
     z: list[Float[Tensor, "batch pos head d_head"]]
     mlp_out: list[Float[Tensor, "batch pos d_model"]]
     blocks: list[_Block] = field(default_factory=list)
-    final: Tensor | None = None  # [batch d_model]: the final position's residual, an autograd node
+    final: Float[Tensor, "batch d_model"] | None = None  # the final position's residual, an autograd node
 
 
 def sender_run(
@@ -212,7 +212,13 @@ class EdgeGradients:
                 self.G[-1].add_(grads[-1])
         self.runs += 1
 
-    def _split(self, layer: int, block: _Block, d_fused: Tensor, d_mlp_in: Tensor) -> None:
+    def _split(
+        self,
+        layer: int,
+        block: _Block,
+        d_fused: Float[Tensor, "batch pos qkv"],
+        d_mlp_in: Float[Tensor, "batch pos d_model"],
+    ) -> None:
         """Add one block's receiver-input gradients: G += rstd * (gw - x_hat * mean(gw x_hat)) and
         U += rstd * mean(gw), per receiver (q, k, v of every head); the MLP's, `d_mlp_in`, is already its
         input's gradient (G += it, U += 0)."""
@@ -258,7 +264,9 @@ class EdgeGradients:
         with _matmul_precision(self.w.W_E.dtype):
             return self._scores(deltas)
 
-    def _scores(self, deltas: Tensor) -> Tensor:
+    def _scores(
+        self, deltas: Float[Tensor, "batch sender pos d_model"]
+    ) -> Float[Tensor, "batch sender receiver"]:
         w = self.w
         H = w.n_heads
         batch, n_senders, n_pos, d_model = deltas.shape

@@ -18,8 +18,8 @@ class PhiWeights:
     """The model's weights in TransformerLens's per-head layout (views, not copies, where possible)."""
 
     W_E: Float[Tensor, "d_vocab d_model"]
-    ln_w: list[Tensor]
-    ln_b: list[Tensor]
+    ln_w: list[Float[Tensor, " d_model"]]
+    ln_b: list[Float[Tensor, " d_model"]]
     W_QKV: list[
         Float[Tensor, "qkv d_model"]
     ]  # q, k, v stacked as Hugging Face's Linear weights (3 * head * d_head rows)
@@ -30,8 +30,8 @@ class PhiWeights:
     b_in: list[Float[Tensor, " d_mlp"]]
     W_out: list[Float[Tensor, "d_model d_mlp"]]
     b_out: list[Float[Tensor, " d_model"]]
-    ln_f_w: Tensor
-    ln_f_b: Tensor
+    ln_f_w: Float[Tensor, " d_model"]
+    ln_f_b: Float[Tensor, " d_model"]
     W_U: Float[Tensor, "d_vocab d_model"]
     b_U: Float[Tensor, " d_vocab"] | None
     n_heads: int
