@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from closeness import assert_close
 
 from interp.engine.batched import Variant, run_variants
 from interp.engine.forward import PhiWeights, run_with_cache, unembed
@@ -31,7 +32,7 @@ def test_unchanged_variants_give_the_base_logits_from_any_entry_and_start(setup)
         for start in range(TOKENS.shape[1])
     ]
     for key, logits in run_variants(w, base, variants, memory_budget=2**30).items():
-        assert (logits - base.final_logits).abs().max() <= 1e-4, key
+        assert_close(logits, base.final_logits, what=key)
 
 
 def test_a_variant_equals_a_full_rerun_with_that_residual(setup):
@@ -51,7 +52,7 @@ def test_a_variant_equals_a_full_rerun_with_that_residual(setup):
         x[:, pos] = source.resid_pre[layer][:, pos]
         for later in range(layer, w.n_layers):
             x = block(w, later, x, 0).resid_post
-        assert (logits - unembed(w, x[:, -1])).abs().max() <= 1e-4
+        assert_close(logits, unembed(w, x[:, -1]))
 
 
 def test_chunking_to_a_tiny_budget_changes_nothing(setup):
@@ -70,7 +71,7 @@ def test_chunking_to_a_tiny_budget_changes_nothing(setup):
     small = run_variants(w, base, variants(), memory_budget=1)  # one variant per chunk
     assert big.keys() == small.keys()
     for key in big:
-        assert (big[key] - small[key]).abs().max() <= 1e-4  # logits ~10: float32 batching order
+        assert_close(big[key], small[key])  # logits ~10: float32 batching order
 
 
 def test_entering_at_the_unembedding(setup):
@@ -83,4 +84,4 @@ def test_entering_at_the_unembedding(setup):
         return out
 
     (logits,) = run_variants(w, base, [Variant((0,), w.n_layers, 0, make)], memory_budget=2**30).values()
-    assert (logits - unembed(w, base.resid_final[:, -1] + delta)).abs().max() <= 1e-4
+    assert_close(logits, unembed(w, base.resid_final[:, -1] + delta))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from closeness import assert_close
 from helpers import TOKENS
 
 from interp.engine.forward import (
@@ -34,8 +35,7 @@ class TestEqualsTheBridge:
         with torch.no_grad():
             expected = model(tokens)
         actual = forward_logits(PhiWeights.from_model(model), tokens)
-        assert actual.shape == expected.shape
-        assert (actual - expected).abs().max() <= 1e-4
+        assert_close(actual, expected)
 
     def test_cached_activations(self, model, tokens):
         run = run_with_cache(PhiWeights.from_model(model), tokens)
@@ -50,12 +50,12 @@ class TestEqualsTheBridge:
         for layer in range(model.cfg.n_layers):
             for field, hook in names.items():
                 ours, theirs = getattr(run, field)[layer], cache[hook.format(layer)]
-                assert (ours - theirs).abs().max() <= 1e-4, (field, layer)
+                assert_close(ours, theirs, what=(field, layer))
 
     def test_final_logits_only(self, model, tokens):
         w = PhiWeights.from_model(model)
-        assert (run_final_logits(w, tokens) - forward_logits(w, tokens)[:, -1]).abs().max() <= 1e-5
-        assert (run_with_cache(w, tokens).final_logits - forward_logits(w, tokens)[:, -1]).abs().max() <= 1e-5
+        assert_close(run_final_logits(w, tokens), forward_logits(w, tokens)[:, -1], rel=1e-6)
+        assert_close(run_with_cache(w, tokens).final_logits, forward_logits(w, tokens)[:, -1], rel=1e-6)
 
 
 class TestResumes:
@@ -76,7 +76,7 @@ class TestResumes:
                 run.v[layer][:, :, :start],
             )
             following = run.resid_pre[layer + 1] if layer + 1 < w.n_layers else run.resid_final
-            assert (out.resid_post - following[:, start:]).abs().max() <= 1e-4
+            assert_close(out.resid_post, following[:, start:])
 
     def test_query_from_the_final_position_only(self, model, tokens):
         w = PhiWeights.from_model(model)
@@ -84,7 +84,7 @@ class TestResumes:
         last = w.n_layers - 1
         out = block(w, last, run.resid_pre[last], 0, query_from=tokens.shape[1] - 1)
         assert out.resid_post.shape[1] == 1
-        assert (unembed(w, out.resid_post[:, -1]) - run.final_logits).abs().max() <= 1e-4
+        assert_close(unembed(w, out.resid_post[:, -1]), run.final_logits)
 
 
 def test_a_run_with_grad_is_a_graph_from_the_embedding(tiny_phi_dir):

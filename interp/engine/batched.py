@@ -1,5 +1,10 @@
 """The batched engine behind every exact patching sweep: run only what a patch can change.
 
+It is the engine's resumed driver: it runs the one block body (`interp.engine.forward.block`) from a
+layer and position on, with the base run's keys and values as the prefix; a variant's `make` is the
+edit at its entry block's `hook_resid_pre` (base residual there -> patched residual), and the variants
+ride on a leading axis of every block call.
+
 A patch is a *variant* of the base run: it enters the residual stream at some layer (`entry`,
 `n_layers` meaning "straight to the unembedding") from some position `start` on, as the base run's
 residual there plus a change. Nothing before `entry` and nothing before `start` can differ from the
@@ -22,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from interp.engine.forward import PhiWeights, RunCache, block, unembed
 
 # builds the entry residual [batch, pos - start, d_model] for one variant from the base residual there
-EntryFn = Callable[[Tensor], Tensor]
+EntryFn = Callable[[Float[Tensor, "batch pos d_model"]], Float[Tensor, "batch pos d_model"]]
 
 
 @dataclass
@@ -40,7 +46,7 @@ class Variant:
     make: EntryFn  # base residual at (entry, start:) -> patched residual
 
 
-def base_residual(base: RunCache, layer: int) -> Tensor:
+def base_residual(base: RunCache, layer: int) -> Float[Tensor, "batch pos d_model"]:
     """The residual stream entering block `layer` (the final residual for layer == n_layers)."""
     return base.resid_final if layer == len(base.resid_pre) else base.resid_pre[layer]
 

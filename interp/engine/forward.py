@@ -1,129 +1,71 @@
-"""A functional Phi forward pass over the loaded model's weights, resumable at any layer and position.
-
-Activation patching at (layer L, position p) leaves every earlier layer and every earlier position
-untouched (attention is causal). This module lets the patching engine start a forward pass at
-layer L from a given residual stream for positions `p..end`, reusing the base run's rotated keys
-and values for positions `< p`, and stop the last layer at the final position. It mirrors Hugging
-Face's `PhiForCausalLM` (eager attention, softmax in float32) and is tested equal to the bridge.
+"""The Phi block, written once, with edit points by TransformerLens hook name; and the full forward.
 
 Per block (Phi runs attention and MLP in parallel from one LayerNorm):
     h = LN(x);  x_out = x + Attn(h) + MLP(h)
+
+`block` is the only block body in `interp`. It runs new positions `start ..` given the keys and values
+of earlier positions (a resumed forward, the key/value cache), optionally computing outputs only from
+`query_from` on. With no edits it runs the fused fast path (one q/k/v projection, no per-point
+rearranges); with edits (`interp.engine.edits`: keep, replace, freeze, add, any `fn(tensor, site)`) it
+runs step by step, each activation through its edit point (`interp.engine.hook_points`, TransformerLens
+layouts), the split receiver inputs (`hook_q_input`... per head, `hook_mlp_in`) included. Edits may add
+a leading variant axis; everything broadcasts over it.
+
+Three drivers run blocks over the layers: `forward` here (the whole sequence; `run_with_cache`,
+`run_final_logits`, `forward_logits` are it with fixed options), `interp.engine.batched` (many
+variants resumed from a layer and position), `interp.engine.incremental` (new positions over a
+key/value cache). It mirrors Hugging Face's `PhiForCausalLM` (eager attention, softmax in float32) and
+is tested equal to the bridge.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.model.loading import HookedPhi
+from interp.engine.edits import BlockEdits, Edits, Replace, Site, apply, by_layer
+from interp.engine.hook_points import ATTENTION_INSIDE, LN_INSIDE, MLP_INSIDE
+from interp.engine.ops import (
+    KeyValid,
+    Prefix,
+    Rotary,
+    attend,
+    gelu,
+    head_out,
+    layer_norm,
+    mask_scores,
+    mlp,
+    qkv,
+    rotate,
+    unembed,
+)
+from interp.engine.weights import PhiWeights
 
-
-@dataclass
-class PhiWeights:
-    """The model's weights in TransformerLens's per-head layout (views, not copies, where possible)."""
-
-    W_E: Float[Tensor, "d_vocab d_model"]
-    ln_w: list[Tensor]
-    ln_b: list[Tensor]
-    W_QKV: list[
-        Float[Tensor, "qkv d_model"]
-    ]  # q, k, v stacked as Hugging Face's Linear weights (3 * head * d_head rows)
-    b_QKV: list[Float[Tensor, " qkv"]]
-    W_O: list[Float[Tensor, "head d_head d_model"]]
-    b_O: list[Float[Tensor, " d_model"]]
-    W_in: list[Float[Tensor, "d_mlp d_model"]]
-    b_in: list[Float[Tensor, " d_mlp"]]
-    W_out: list[Float[Tensor, "d_model d_mlp"]]
-    b_out: list[Float[Tensor, " d_model"]]
-    ln_f_w: Tensor
-    ln_f_b: Tensor
-    W_U: Float[Tensor, "d_vocab d_model"]
-    b_U: Float[Tensor, " d_vocab"] | None
-    n_heads: int
-    d_head: int
-    rotary_dim: int
-    rope_theta: float
-    eps: float
-    act: str
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.ln_w)
-
-    @classmethod
-    def from_model(cls, model: HookedPhi) -> PhiWeights:
-        """The weights of a loaded model (no copies except the fused q/k/v matrix)."""
-        hf = model.original_model
-        layers = hf.model.layers
-        attn0 = layers[0].self_attn
-        rope = hf.config.rope_parameters
-        return cls(
-            W_E=hf.model.embed_tokens.weight,
-            ln_w=[layer.input_layernorm.weight for layer in layers],
-            ln_b=[layer.input_layernorm.bias for layer in layers],
-            W_QKV=[
-                torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
-                for a in (layer.self_attn for layer in layers)
-            ],
-            b_QKV=[
-                torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-                for a in (layer.self_attn for layer in layers)
-            ],
-            W_O=[
-                einops.rearrange(
-                    layer.self_attn.dense.weight, "m (h d) -> h d m", h=hf.config.num_attention_heads
-                )
-                for layer in layers
-            ],
-            b_O=[layer.self_attn.dense.bias for layer in layers],
-            W_in=[layer.mlp.fc1.weight for layer in layers],
-            b_in=[layer.mlp.fc1.bias for layer in layers],
-            W_out=[layer.mlp.fc2.weight for layer in layers],
-            b_out=[layer.mlp.fc2.bias for layer in layers],
-            ln_f_w=hf.model.final_layernorm.weight,
-            ln_f_b=hf.model.final_layernorm.bias,
-            W_U=hf.lm_head.weight,
-            b_U=hf.lm_head.bias,
-            n_heads=hf.config.num_attention_heads,
-            d_head=attn0.head_dim,
-            rotary_dim=attn0.rotary_ndims,
-            rope_theta=float(rope["rope_theta"]),
-            eps=hf.config.layer_norm_eps,
-            act=hf.config.hidden_act,
-        )
-
-    def rotary(self, positions: Int[Tensor, "*batch pos"], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """cos, sin of shape [*batch, pos, rotary_dim], as Hugging Face's default rotary embedding."""
-        dim = self.rotary_dim
-        inv_freq = 1.0 / (self.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-        freqs = positions.float()[..., None] * inv_freq.to(positions.device)
-        emb = torch.cat([freqs, freqs], dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def layer_norm(x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
-    """LayerNorm over the last axis with weight `w`, bias `b`."""
-    return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
-
-
-def gelu(x: Tensor, act: str) -> Tensor:
-    if act == "gelu_new":
-        return torch.nn.functional.gelu(x, approximate="tanh")
-    if act == "gelu":
-        return torch.nn.functional.gelu(x)
-    raise ValueError(f"unsupported activation {act!r}")
-
-
-def rotate(x: Tensor, cos: Tensor, sin: Tensor, rotary_dim: int) -> Tensor:
-    """Partial rotary on the first `rotary_dim` dims of `x` [batch, head, pos, d_head]."""
-    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
-    half = rotary_dim // 2
-    rotated = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
-    return torch.cat([x_rot * cos + rotated * sin, x_pass], dim=-1)
+__all__ = [
+    "BlockOut",
+    "ForwardRun",
+    "PhiWeights",
+    "RunCache",
+    "attend",
+    "block",
+    "final_logits",
+    "forward",
+    "forward_logits",
+    "gelu",
+    "head_out",
+    "layer_norm",
+    "mask_scores",
+    "mlp",
+    "qkv",
+    "rotate",
+    "run_final_logits",
+    "run_with_cache",
+    "unembed",
+]
 
 
 @dataclass
@@ -131,8 +73,10 @@ class BlockOut:
     """What one block computed: outputs for the query positions, keys/values for all new positions."""
 
     resid_post: Float[Tensor, "*batch dest_pos d_model"]
-    k: Float[Tensor, "*batch head pos d_head"]  # rotated keys of the new positions
-    v: Float[Tensor, "*batch head pos d_head"]
+    k: (
+        Float[Tensor, "*batch head pos d_head"] | None
+    )  # rotated keys of the new positions (None: no attention)
+    v: Float[Tensor, "*batch head pos d_head"] | None
     z: Float[Tensor, "*batch dest_pos head d_head"] | None = None
     attn_out: Float[Tensor, "*batch dest_pos d_model"] | None = None
     mlp_out: Float[Tensor, "*batch dest_pos d_model"] | None = None
@@ -140,102 +84,37 @@ class BlockOut:
     pattern: Float[Tensor, "*batch head dest_pos src_pos"] | None = None
 
 
-def qkv(
-    w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], cos: Tensor, sin: Tensor, q_from: int = 0
-):
-    """Rotated q, rotated k and v, each [..., head, pos, d_head]; q only from position offset `q_from`."""
-    if q_from == 0:
-        fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
-        q, k, v = einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads)
-        return rotate(q, cos, sin, w.rotary_dim), rotate(k, cos, sin, w.rotary_dim), v
-    width = w.n_heads * w.d_head  # fused rows: q, then k, then v
-    q = torch.nn.functional.linear(h[..., q_from:, :], w.W_QKV[layer][:width], w.b_QKV[layer][:width])
-    kv = torch.nn.functional.linear(h, w.W_QKV[layer][width:], w.b_QKV[layer][width:])
-    q = einops.rearrange(q, "... p (h d) -> ... h p d", h=w.n_heads)
-    k, v = einops.rearrange(kv, "... p (two h d) -> two ... h p d", two=2, h=w.n_heads)
-    q = rotate(q, cos[q_from:], sin[q_from:], w.rotary_dim)
-    return q, rotate(k, cos, sin, w.rotary_dim), v
-
-
-def attend(
-    q: Float[Tensor, "... head dest_pos d_head"],
-    k: Float[Tensor, "... head src_pos d_head"],
-    v: Float[Tensor, "... head src_pos d_head"],
-    q_start: int,
-    k_prefix: Tensor | None = None,
-    v_prefix: Tensor | None = None,
-    key_valid: Tensor | None = None,  # bool [batch, prefix + src positions]
-) -> tuple[Tensor, Tensor]:
-    """Causal attention; query i sits at absolute position q_start + i. Returns (z, pattern).
-
-    `k`/`v` are the keys/values of positions `len(prefix) ..`; `k_prefix`/`v_prefix` (positions
-    `0 .. len(prefix)`) broadcast against the leading dims of `q`, so many patched variants of the
-    same prompts share one copy of the unchanged prefix. `key_valid` (q of shape [batch head dest_pos
-    d_head]) masks keys no query may see: a left-padded batch's padding.
-    """
-    scale = q.shape[-1] ** -0.5
-    n_prefix = 0 if k_prefix is None else k_prefix.shape[-2]
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    if k_prefix is not None:
-        prefix_scores = torch.matmul(q, k_prefix.transpose(-1, -2)) * scale
-        scores = torch.cat([prefix_scores, scores], dim=-1)
-    scores = mask_scores(scores, q_start, key_valid)
-    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    z = torch.matmul(pattern[..., n_prefix:], v)
-    if v_prefix is not None:
-        z = z + torch.matmul(pattern[..., :n_prefix], v_prefix)
-    return einops.rearrange(z, "... h p d -> ... p h d"), pattern
-
-
-def mask_scores(
-    scores: Float[Tensor, "... head dest_pos src_pos"], q_start: int, key_valid: Tensor | None = None
-) -> Tensor:
-    """Scores with what no query may see set to the dtype's minimum: later keys (query i sits at
-    absolute position q_start + i, key j at j) and, for a left-padded batch, the padding
-    (`key_valid`: bool [batch, src_pos])."""
-    q_pos = torch.arange(q_start, q_start + scores.shape[-2], device=scores.device)
-    k_pos = torch.arange(scores.shape[-1], device=scores.device)
-    scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], torch.finfo(scores.dtype).min)
-    if key_valid is not None:
-        scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
-    return scores
-
-
-def head_out(w: PhiWeights, layer: int, z: Float[Tensor, "... pos head d_head"]) -> Tensor:
-    """Sum of heads' writes plus the output bias: [..., pos, d_model]."""
-    flat = einops.rearrange(z, "... p h d -> ... p (h d)")
-    W = einops.rearrange(w.W_O[layer], "h d m -> m (h d)")
-    return torch.nn.functional.linear(flat, W, w.b_O[layer])
-
-
-def mlp(w: PhiWeights, layer: int, h: Tensor) -> Tensor:
-    """Block `layer`'s MLP on the LayerNorm output `h` (gelu_new, biases included)."""
-    hidden = gelu(torch.nn.functional.linear(h, w.W_in[layer], w.b_in[layer]), w.act)
-    return torch.nn.functional.linear(hidden, w.W_out[layer], w.b_out[layer])
-
-
 def block(
     w: PhiWeights,
     layer: int,
     x: Float[Tensor, "... pos d_model"],
-    start: int,
-    k_prefix: Tensor | None = None,
-    v_prefix: Tensor | None = None,
+    start: int = 0,
+    k_prefix: Prefix | None = None,
+    v_prefix: Prefix | None = None,
     query_from: int | None = None,
     keep: bool = False,
+    *,
+    edits: BlockEdits | None = None,
+    cos: Rotary | None = None,
+    sin: Rotary | None = None,
+    key_valid: KeyValid | None = None,
 ) -> BlockOut:
     """Run block `layer` on positions `start .. start+pos` given the keys/values of positions `< start`.
 
     `query_from` (absolute position): compute outputs only from there on (keys/values for all).
-    `keep`: also return q, z, pattern, attn_out and mlp_out.
+    `keep`: also return q, z, pattern, attn_out and mlp_out. `edits`: this block's edits by short hook
+    name (`attn.hook_z`, ...). `cos`/`sin`: the rotary tables of these positions (default: positions
+    `start ..`; per-row positions for a left-padded batch); `key_valid` masks keys (padding).
     """
     n = x.shape[-2]
-    positions = torch.arange(start, start + n, device=x.device)
-    cos, sin = w.rotary(positions, x.dtype)
-    h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
+    if cos is None or sin is None:
+        cos, sin = w.rotary(torch.arange(start, start + n, device=x.device), x.dtype)
     offset = 0 if query_from is None else query_from - start
+    if edits:
+        return _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid, edits, keep)
+    h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
     q, k, v = qkv(w, layer, h, cos, sin, offset)
-    z, pattern = attend(q, k, v, start + offset, k_prefix, v_prefix)
+    z, pattern = attend(q, k, v, start + offset, k_prefix, v_prefix, key_valid)
     attn_out = head_out(w, layer, z)
     mlp_out = mlp(w, layer, h[..., offset:, :])
     resid_post = x[..., offset:, :] + attn_out + mlp_out
@@ -244,9 +123,165 @@ def block(
     return BlockOut(resid_post, k, v, z, attn_out, mlp_out, q, pattern)
 
 
-def unembed(w: PhiWeights, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
-    """Final LayerNorm and unembedding (with its bias) of residual vectors."""
-    return torch.nn.functional.linear(layer_norm(x, w.ln_f_w, w.ln_f_b, w.eps), w.W_U, w.b_U)
+def _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid, edits, keep) -> BlockOut:
+    """The block step by step, each activation through its edit point (TransformerLens layouts)."""
+    n = x.shape[-2]
+    q_start, n_q = start + offset, n - offset
+    prefix = f"blocks.{layer}."
+
+    def at(point: str, tensor: Tensor | None, first: int = start, count: int = n) -> Tensor:
+        fns = edits.get(point)
+        return apply(fns, tensor, Site(prefix + point, layer, first, count)) if fns else tensor
+
+    def at_q(point: str, tensor: Tensor | None) -> Tensor:  # a point on the query (output) positions
+        return at(point, tensor, q_start, n_q)
+
+    def heads_first(point: str, t: Tensor, first: int, count: int) -> Tensor:  # [... head pos d_head]
+        if point not in edits:
+            return t
+        edited = at(point, einops.rearrange(t, "... h p d -> ... p h d"), first, count)
+        return einops.rearrange(edited, "... p h d -> ... h p d")
+
+    x = at("hook_resid_pre", x)
+    split = {part: f"hook_{part}_input" for part in "qkv" if f"hook_{part}_input" in edits}
+    inputs = {
+        part: at(name, x.unsqueeze(-2).expand(*x.shape[:-1], w.n_heads, x.shape[-1]))
+        for part, name in split.items()
+    }
+    if edits.keys() & LN_INSIDE:
+        centred = x - x.mean(-1, keepdim=True)
+        scale = at("ln1.hook_scale", (centred.pow(2).mean(-1, keepdim=True) + w.eps).sqrt())
+        h = at("ln1.hook_normalized", centred / scale) * w.ln_w[layer] + w.ln_b[layer]
+    else:
+        h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
+    h = at("ln1.hook_out", h)
+
+    replaced_z = edits.get("attn.hook_z", [None])[0]
+    if isinstance(replaced_z, Replace):  # every head's output given: no attention to compute
+        k = v = q = pattern = None
+        z = at_q("attn.hook_z", None)
+    else:
+        q, k, v = _projections(w, layer, h, inputs)  # each [... head pos d_head], not rotated
+        q = heads_first("attn.hook_q", q[..., offset:, :], q_start, n_q)
+        k = heads_first("attn.hook_k", k, start, n)
+        v = heads_first("attn.hook_v", v, start, n)
+        q = heads_first(
+            "attn.hook_rot_q",
+            rotate(q, cos[..., offset:, :], sin[..., offset:, :], w.rotary_dim),
+            q_start,
+            n_q,
+        )
+        k = heads_first("attn.hook_rot_k", rotate(k, cos, sin, w.rotary_dim), start, n)
+        inside = edits.keys() & ATTENTION_INSIDE
+        z, pattern = attend(q, k, v, q_start, k_prefix, v_prefix, key_valid, at_q if inside else None)
+        z = at_q("attn.hook_z", z)
+    if "attn.hook_result" in edits:
+        result = einops.einsum(z, w.W_O[layer], "... p h d, h d m -> ... p h m")
+        attn_out = at_q("attn.hook_result", result).sum(-2) + w.b_O[layer]
+    else:
+        attn_out = head_out(w, layer, z)
+    attn_out = at_q("hook_attn_out", attn_out)
+    if "hook_mlp_in" in edits:  # the MLP's own input, through its own LayerNorm
+        h_mlp = layer_norm(at("hook_mlp_in", x), w.ln_w[layer], w.ln_b[layer], w.eps)[..., offset:, :]
+    else:
+        h_mlp = h[..., offset:, :]
+    if edits.keys() & MLP_INSIDE:
+        pre = at_q("mlp.hook_pre", torch.nn.functional.linear(h_mlp, w.W_in[layer], w.b_in[layer]))
+        post = at_q("mlp.hook_post", gelu(pre, w.act))
+        mlp_out = torch.nn.functional.linear(post, w.W_out[layer], w.b_out[layer])
+    else:
+        mlp_out = mlp(w, layer, h_mlp)
+    mlp_out = at_q("hook_mlp_out", mlp_out)
+    resid_post = at_q("hook_resid_post", x[..., offset:, :] + attn_out + mlp_out)
+    if not keep:
+        return BlockOut(resid_post, k, v)
+    return BlockOut(resid_post, k, v, z, attn_out, mlp_out, q, pattern)
+
+
+def _projections(
+    w: PhiWeights, layer: int, h: Float[Tensor, "... pos d_model"], inputs: dict[str, Tensor]
+) -> list[Float[Tensor, "... head pos d_head"]]:
+    """Unrotated q, k, v ([... head pos d_head]) from the shared LayerNorm output `h`, except the parts
+    with split inputs ([... pos head d_model]), each head of which gets its own LayerNorm."""
+    parts: list[Tensor | None] = [None] * 3
+    if len(inputs) < 3:
+        fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
+        parts = list(einops.rearrange(fused, "... p (three h d) -> three ... h p d", three=3, h=w.n_heads))
+    if not inputs:
+        return parts
+    W = einops.rearrange(w.W_QKV[layer], "(three h d) m -> three h d m", three=3, h=w.n_heads)
+    b = einops.rearrange(w.b_QKV[layer], "(three h d) -> three h d", three=3, h=w.n_heads)
+    for i, part in enumerate("qkv"):
+        if part in inputs:
+            normed = layer_norm(inputs[part], w.ln_w[layer], w.ln_b[layer], w.eps)  # ... p h m
+            projected = einops.einsum(normed, W[i], "... p h m, h d m -> ... h p d")
+            parts[i] = projected + b[i][:, None, :]
+    return parts
+
+
+def final_logits(
+    w: PhiWeights, x: Float[Tensor, "... pos d_model"], edits: BlockEdits | None = None, start: int = 0
+) -> Float[Tensor, "... pos d_vocab"]:
+    """The final LayerNorm and the unembedding, through the model-level edit points
+    (`ln_final.hook_out`, `hook_unembed`) when `edits` has them; `start`: the first position's index."""
+    if not edits:
+        return unembed(w, x)
+    n = x.shape[-2]
+    normed = layer_norm(x, w.ln_f_w, w.ln_f_b, w.eps)
+    normed = apply(edits.get("ln_final.hook_out"), normed, Site("ln_final.hook_out", None, start, n))
+    logits = torch.nn.functional.linear(normed, w.W_U, w.b_U)
+    return apply(edits.get("hook_unembed"), logits, Site("hook_unembed", None, start, n))
+
+
+@dataclass
+class ForwardRun:
+    """A whole forward: the residual entering every block, every block's output, the final residual."""
+
+    resid_pre: list[Float[Tensor, "... batch pos d_model"]]
+    blocks: list[BlockOut]
+    resid_final: Float[Tensor, "... batch dest_pos d_model"]  # final position only with `last_only`
+    model_edits: dict = field(default_factory=dict)  # the model-level edits (for `logits`)
+
+    def logits(self, w: PhiWeights) -> Float[Tensor, "... batch d_vocab"]:
+        """The final position's logits, through the model-level edit points."""
+        n = self.resid_pre[0].shape[-2] if self.resid_pre else self.resid_final.shape[-2]
+        return final_logits(w, self.resid_final[..., -1:, :], self.model_edits, n - 1)[..., 0, :]
+
+
+def forward(
+    w: PhiWeights,
+    embed: Float[Tensor, "... batch pos d_model"],
+    edits: Edits | None = None,
+    *,
+    keep: bool = False,
+    last_only: bool = False,
+) -> ForwardRun:
+    """The whole sequence through every block, with `edits` (TransformerLens hook name -> edits).
+
+    `keep`: every block's q, k, v, z, pattern, attn_out and mlp_out in `blocks`; `last_only`: the last
+    block computes its outputs at the final position only (all a final-position metric reads)."""
+    grouped, model = by_layer(edits, w.n_layers)
+    n_pos = embed.shape[-2]
+    x = apply(model.get("hook_embed"), embed, Site("hook_embed", None, 0, n_pos))
+    cos, sin = w.rotary(torch.arange(n_pos, device=x.device), x.dtype)
+    run = ForwardRun([], [], x, model)
+    for layer in range(w.n_layers):
+        last = last_only and layer == w.n_layers - 1
+        run.resid_pre.append(x)
+        out = block(
+            w,
+            layer,
+            x,
+            query_from=n_pos - 1 if last else None,
+            keep=keep,
+            edits=grouped[layer],
+            cos=cos,
+            sin=sin,
+        )
+        run.blocks.append(out)
+        x = out.resid_post
+    run.resid_final = x
+    return run
 
 
 @dataclass
@@ -275,32 +310,25 @@ def run_with_cache(w: PhiWeights, tokens: Int[Tensor, "batch pos"], *, grad: boo
         x = w.W_E[tokens]
         if grad:
             x = x.detach().requires_grad_(True)
-        cache = RunCache([], [], [], [], [], [], [], [], x, x[:, -1])
-        for layer in range(w.n_layers):
-            cache.resid_pre.append(x)
-            out = block(w, layer, x, 0, keep=True)
-            for name in ("k", "v", "q", "z", "pattern", "attn_out", "mlp_out"):
-                getattr(cache, name).append(getattr(out, name))
-            x = out.resid_post
-        cache.resid_final = x
-        cache.final_logits = unembed(w, x[:, -1])
-    return cache
+        run = forward(w, x, keep=True)
+        blocks = run.blocks
+        return RunCache(
+            run.resid_pre,
+            *(
+                [getattr(b, name) for b in blocks]
+                for name in ("k", "v", "q", "z", "pattern", "attn_out", "mlp_out")
+            ),
+            run.resid_final,
+            unembed(w, run.resid_final[:, -1]),
+        )
 
 
 @torch.no_grad()
 def run_final_logits(w: PhiWeights, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch d_vocab"]:
     """Final-position logits only (the last block runs at the final position alone)."""
-    x = w.W_E[tokens]
-    n_pos = tokens.shape[1]
-    for layer in range(w.n_layers):
-        last = layer == w.n_layers - 1
-        x = block(w, layer, x, 0, query_from=n_pos - 1 if last else None).resid_post
-    return unembed(w, x[:, -1])
+    return forward(w, w.W_E[tokens], last_only=True).logits(w)
 
 
 def forward_logits(w: PhiWeights, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
     """All-position logits: the plain forward pass, equal to the bridge's logits (tested)."""
-    x = w.W_E[tokens]
-    for layer in range(w.n_layers):
-        x = block(w, layer, x, 0).resid_post
-    return unembed(w, x)
+    return unembed(w, forward(w, w.W_E[tokens]).resid_final)

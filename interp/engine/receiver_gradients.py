@@ -4,14 +4,14 @@ An edge `s -> r` is scored with `delta_s . d metric / d input_r`, where `input_r
 (the q, k or v input of one head, an MLP, or the logits) reads: the residual stream before its
 LayerNorm. Every receiver of a block reads the same residual through the same LayerNorm, so the
 per-receiver gradient does not need a copy of the residual per receiver (what `engine.receivers`
-builds for circuit evaluation). This module runs the plain forward once and takes autograd's gradients
-at the block's fused q/k/v projection output and at the MLP's input, then splits them per receiver by
-hand:
+builds for circuit evaluation). This module runs the plain forward once (the one block body with
+edits: `Keep(grad=True)` at `attn.hook_q/k/v` and at the MLP's split input `hook_mlp_in`) and takes
+autograd's gradients there, then splits the q/k/v ones per receiver by hand:
 
     receiver r = head h's q (k, v):   g_r = dL/d(q_h) @ W_Q[h]          (the LayerNorm output side)
-    receiver r = the MLP:             g_r = dL/d(MLP input)
     through the shared LayerNorm:     dL/d input_r = rstd * (gw - mean(gw) - x_hat * mean(gw * x_hat)),
                                       gw = ln_w * g_r,  x_hat and rstd the block's normalised input
+    receiver r = the MLP:             dL/d input_r = dL/d(hook_mlp_in), its own LayerNorm's backward
 
 (the LayerNorm's backward, per receiver). The mean(gw) term is kept apart as a per-position number,
 so the sender side reduces it with one sum; everything else is one einsum per layer. The costs over a
@@ -26,7 +26,7 @@ this module is tested equal to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,7 +35,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.engine.forward import PhiWeights, attend, head_out, layer_norm, mlp, rotate, unembed
+from interp.engine.edits import Keep, Site
+from interp.engine.forward import PhiWeights, forward, head_out, unembed
 
 # replace(layer, z, mlp_out) -> (z, mlp_out): what layer `layer`'s heads ([batch pos head d_head]) and MLP
 # ([batch pos d_model]) write, before later layers read it, e.g. an interpolation between two runs
@@ -67,11 +68,11 @@ def _matmul_precision(dtype: torch.dtype) -> Iterator[None]:
 class _Block:
     """What the gradient split needs of one block of a gradient run (autograd nodes and their context)."""
 
-    fused: Tensor  # [batch pos (part head d_head)]: the q/k/v projection, an autograd node
-    mlp_in: Tensor  # [batch pos d_model]: the LayerNorm output as the MLP reads it, an autograd node
-    projected: Tensor  # [batch pos (part head d_head)]: W_QKV (ln_w * x_hat), no biases, detached
-    x_hat: Tensor  # [batch pos d_model]: the normalised residual, detached
-    rstd: Tensor  # [batch pos 1]: 1 / sqrt(var + eps), detached
+    qkv: tuple[Tensor, Tensor, Tensor]  # [batch pos head d_head] each: the q/k/v projection, autograd nodes
+    mlp_in: Float[Tensor, "batch pos d_model"]  # the residual as the MLP reads it (own LayerNorm), a node
+    projected: Float[Tensor, "batch pos qkv"]  # W_QKV (ln_w * x_hat), no biases, detached
+    x_hat: Float[Tensor, "batch pos d_model"]  # the normalised residual, detached
+    rstd: Float[Tensor, "batch pos 1"]  # 1 / sqrt(var + eps), detached
 
 
 @dataclass
@@ -83,7 +84,7 @@ class SenderRun:
     z: list[Float[Tensor, "batch pos head d_head"]]
     mlp_out: list[Float[Tensor, "batch pos d_model"]]
     blocks: list[_Block] = field(default_factory=list)
-    final: Tensor | None = None  # [batch d_model]: the final position's residual, an autograd node
+    final: Float[Tensor, "batch d_model"] | None = None  # the final position's residual, an autograd node
 
 
 def sender_run(
@@ -96,30 +97,41 @@ def sender_run(
     """The Phi forward, keeping every layer's `z` and MLP output.
 
     `record=True` (under autograd) keeps the nodes `EdgeGradients.add` differentiates against."""
-    n_pos = embed.shape[1]
     if record and not embed.requires_grad:
         embed = embed.detach().requires_grad_(True)  # a graph to differentiate, whatever the weights' flags
-    cos, sin = w.rotary(torch.arange(n_pos, device=embed.device), embed.dtype)
-    zs, mlp_outs, blocks = [], [], []
-    resid = embed
-    for layer in range(w.n_layers):
-        h = layer_norm(resid, w.ln_w[layer], w.ln_b[layer], w.eps)
-        fused = torch.nn.functional.linear(h, w.W_QKV[layer], w.b_QKV[layer])
-        q, k, v = einops.rearrange(
-            fused, "batch pos (part head d_head) -> part batch head pos d_head", part=3, head=w.n_heads
-        )
-        q, k = rotate(q, cos, sin, w.rotary_dim), rotate(k, cos, sin, w.rotary_dim)
-        z, _ = attend(q, k, v, 0)
-        mlp_in = h.view_as(h)  # its own autograd node: the MLP's share of the LayerNorm output's gradient
-        mlp_out = mlp(w, layer, mlp_in)
-        if replace is not None:
-            z, mlp_out = replace(layer, z, mlp_out)
+    if not record and replace is None:  # the fused fast path
+        run = forward(w, embed, keep=True)
+        zs = [b.z.detach() for b in run.blocks]
+        mlp_outs = [b.mlp_out.detach() for b in run.blocks]
+        return SenderRun(unembed(w, run.resid_final[:, -1]), embed.detach(), zs, mlp_outs)
+    store: dict[str, Tensor] = {}
+    zs, mlp_outs = [], []
+
+    def written(resid_post: Tensor, site: Site) -> Tensor:
+        prefix = f"blocks.{site.layer}."
+        z, mlp_out = store[prefix + "attn.hook_z"], store[prefix + "hook_mlp_out"]
+        if replace is not None:  # what the layer writes, substituted before later layers read it
+            new_z, new_mlp = replace(site.layer, z, mlp_out)
+            if new_z is not z or new_mlp is not mlp_out:
+                resid_post = store[prefix + "hook_resid_pre"] + head_out(w, site.layer, new_z) + new_mlp
+            z, mlp_out = new_z, new_mlp
         zs.append(z.detach())
         mlp_outs.append(mlp_out.detach())
+        return resid_post
+
+    keep_graph = Keep(store, grad=True)
+    edits = {}
+    for layer in range(w.n_layers):
+        prefix = f"blocks.{layer}."
+        edits |= {prefix + p: keep_graph for p in ("hook_resid_pre", "attn.hook_z", "hook_mlp_out")}
         if record:
-            blocks.append(_record(w, layer, resid, fused, mlp_in))
-        resid = resid + head_out(w, layer, z) + mlp_out
-    final = resid[:, -1]
+            edits |= {
+                prefix + p: keep_graph for p in ("attn.hook_q", "attn.hook_k", "attn.hook_v", "hook_mlp_in")
+            }
+        edits[prefix + "hook_resid_post"] = written
+    run = forward(w, embed, edits)
+    blocks = [_record(w, layer, store, f"blocks.{layer}.") for layer in range(w.n_layers)] if record else []
+    final = run.resid_final[:, -1]
     return SenderRun(unembed(w, final), embed.detach(), zs, mlp_outs, blocks, final if record else None)
 
 
@@ -153,13 +165,19 @@ def sender_deltas(
 
 
 @torch.no_grad()
-def _record(w: PhiWeights, layer: int, resid: Tensor, fused: Tensor, mlp_in: Tensor) -> _Block:
-    x = _wide(resid)
+def _record(w: PhiWeights, layer: int, store: dict[str, Tensor], prefix: str) -> _Block:
+    x = _wide(store[prefix + "hook_resid_pre"])
     var, mean = torch.var_mean(x, -1, keepdim=True, correction=0)
     rstd = torch.rsqrt(var + w.eps)
     ln_b_through = torch.nn.functional.linear(w.ln_b[layer], w.W_QKV[layer])  # W_QKV ln_b
-    projected = _wide(fused.detach()) - _wide(w.b_QKV[layer] + ln_b_through)
-    return _Block(fused, mlp_in, projected, (x - mean) * rstd, rstd)
+    nodes = tuple(store[prefix + f"attn.hook_{part}"] for part in "qkv")
+    projected = _wide(_fused(nodes)) - _wide(w.b_QKV[layer] + ln_b_through)
+    return _Block(nodes, store[prefix + "hook_mlp_in"], projected, (x - mean) * rstd, rstd)
+
+
+def _fused(parts: Sequence[Tensor]) -> Float[Tensor, "batch pos qkv"]:
+    """q, k, v ([batch pos head d_head] each) in the fused projection's layout (part head d_head)."""
+    return torch.cat([einops.rearrange(t, "b p h d -> b p (h d)") for t in parts], -1)
 
 
 class EdgeGradients:
@@ -178,7 +196,7 @@ class EdgeGradients:
 
     def add(self, run: SenderRun, objective: Float[Tensor, ""]) -> None:
         """Differentiate `objective` (computed from `run.logits`) at every receiver input of `run`."""
-        nodes = [t for b in run.blocks for t in (b.fused, b.mlp_in)] + [run.final]
+        nodes = [t for b in run.blocks for t in (*b.qkv, b.mlp_in)] + [run.final]
         grads = [
             torch.zeros_like(node) if grad is None else grad  # a node a substituted layer no longer uses
             for node, grad in zip(
@@ -187,16 +205,23 @@ class EdgeGradients:
         ]
         with torch.no_grad(), _matmul_precision(self.w.W_E.dtype):
             for layer, block in enumerate(run.blocks):
-                self._split(layer, block, grads[2 * layer], grads[2 * layer + 1])
+                self._split(layer, block, _fused(grads[4 * layer : 4 * layer + 3]), grads[4 * layer + 3])
             if self.runs == 0:
                 self.G.append(_wide(grads[-1]))
             else:
                 self.G[-1].add_(grads[-1])
         self.runs += 1
 
-    def _split(self, layer: int, block: _Block, d_fused: Tensor, d_mlp_in: Tensor) -> None:
+    def _split(
+        self,
+        layer: int,
+        block: _Block,
+        d_fused: Float[Tensor, "batch pos qkv"],
+        d_mlp_in: Float[Tensor, "batch pos d_model"],
+    ) -> None:
         """Add one block's receiver-input gradients: G += rstd * (gw - x_hat * mean(gw x_hat)) and
-        U += rstd * mean(gw), per receiver (q, k, v of every head, then the MLP)."""
+        U += rstd * mean(gw), per receiver (q, k, v of every head); the MLP's, `d_mlp_in`, is already its
+        input's gradient (G += it, U += 0)."""
         w = self.w
         batch, n_pos, d_model = block.x_hat.shape
         R = 3 * w.n_heads
@@ -214,20 +239,20 @@ class EdgeGradients:
             einops.einsum(d_fused, projected, "batch pos r d_head, batch pos r d_head -> batch r pos")
             / d_model
         )
-        gw_mlp = _wide(d_mlp_in) * ln_w * block.rstd  # [batch pos d_model]
-        U = torch.cat([U_heads, gw_mlp.mean(-1)[:, None]], 1)
-        V = torch.cat([V_heads, (gw_mlp * block.x_hat).mean(-1)[:, None]], 1)
+        g_mlp = _wide(d_mlp_in)  # [batch pos d_model]: through its own LayerNorm already
+        U = torch.cat([U_heads, torch.zeros_like(U_heads[:, :1])], 1)
+        V = torch.cat([V_heads, torch.zeros_like(V_heads[:, :1])], 1)
         rows = einops.rearrange(d_fused, "batch pos r d_head -> r (batch pos) d_head")
         if self.runs == 0:
             G = torch.empty(R + 1, batch, n_pos, d_model, device=W.device, dtype=W.dtype)
             torch.bmm(rows, W, out=G[:R].view(R, batch * n_pos, d_model))  # the heads' q, k, v
-            G[R] = gw_mlp
+            G[R] = g_mlp
             self.G.append(G)
             self.U.append(U)
         else:
             G = self.G[layer]
             G[:R].view(R, batch * n_pos, d_model).baddbmm_(rows, W)  # summed in place
-            G[R].add_(gw_mlp)
+            G[R].add_(g_mlp)
             self.U[layer].add_(U)
         G.addcmul_(block.x_hat[None], einops.rearrange(V, "batch r pos -> r batch pos")[..., None], value=-1)
 
@@ -239,7 +264,9 @@ class EdgeGradients:
         with _matmul_precision(self.w.W_E.dtype):
             return self._scores(deltas)
 
-    def _scores(self, deltas: Tensor) -> Tensor:
+    def _scores(
+        self, deltas: Float[Tensor, "batch sender pos d_model"]
+    ) -> Float[Tensor, "batch sender receiver"]:
         w = self.w
         H = w.n_heads
         batch, n_senders, n_pos, d_model = deltas.shape

@@ -21,12 +21,14 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
-from interp.engine.forward import PhiWeights, RunCache, attend, head_out, layer_norm, mlp, qkv, unembed
+from interp.engine.edits import Replace, Site
+from interp.engine.forward import PhiWeights, RunCache, forward, unembed
 from interp.methods.contrastive import Direction, contrast
 from interp.methods.result import EffectResult
 from interp.model.loading import HookedPhi
@@ -45,44 +47,34 @@ def _sender_mask(w: PhiWeights, senders: list[list[Head]], layer: int, device) -
 
 
 def _frozen_run(w: PhiWeights, base: RunCache, source: RunCache, senders: list[list[Head]]) -> list[Tensor]:
-    """Residual stream entering each layer (and the final one) with heads frozen but the senders."""
-    x = base.resid_pre[0].expand(len(senders), *base.resid_pre[0].shape)
-    residuals = []
+    """Residual stream entering each layer (and the final one) with heads frozen but the senders: the
+    block with every head's `z` replaced (no attention computed), MLPs recomputed."""
+    x = base.resid_pre[0].expand(len(senders), *base.resid_pre[0].shape)  # set batch pos d_model
+    edits = {}
     for layer in range(w.n_layers):
-        residuals.append(x)
-        mask = _sender_mask(w, senders, layer, x.device)[:, None, None, :, None]  # set batch pos head d
-        z = torch.where(mask, source.z[layer], base.z[layer])
-        h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
-        x = x + head_out(w, layer, z) + mlp(w, layer, h)
-    residuals.append(x)
-    return residuals
+        mask = _sender_mask(w, senders, layer, x.device)[:, None, None, :, None]  # set batch pos head d_head
+        edits[f"blocks.{layer}.attn.hook_z"] = Replace(torch.where(mask, source.z[layer], base.z[layer]))
+    run = forward(w, x, edits)
+    return [*run.resid_pre, run.resid_final]
 
 
 def _receiver_run(
     w: PhiWeights, base: RunCache, frozen: list[Tensor], receivers: list[Head], part: Literal["q", "k", "v"]
-) -> Tensor:
-    """Final-position residual of the base run with receivers' `part` taken from the frozen run."""
+) -> Float[Tensor, "... batch d_model"]:
+    """Final-position residual of the base run with receivers' `part` input (`hook_{part}_input`, their
+    own LayerNorm and projection) taken from the frozen run's residual stream."""
     n_sets = frozen[0].shape[0]
-    n_pos = base.resid_pre[0].shape[1]
-    positions = torch.arange(n_pos, device=frozen[0].device)
     x = base.resid_pre[0].expand(n_sets, *base.resid_pre[0].shape)
-    index = {"q": 0, "k": 1, "v": 2}[part]
-    for layer in range(w.n_layers):
-        cos, sin = w.rotary(positions, x.dtype)
-        h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
-        q, k, v = qkv(w, layer, h, cos, sin)
-        heads = [head for receiver_layer, head in receivers if receiver_layer == layer]
-        if heads:
-            patched = qkv(w, layer, layer_norm(frozen[layer], w.ln_w[layer], w.ln_b[layer], w.eps), cos, sin)[
-                index
-            ]
-            parts = [q, k, v]
-            parts[index] = parts[index].clone()
-            parts[index][:, :, heads] = patched[:, :, heads]
-            q, k, v = parts
-        z, _ = attend(q, k, v, 0)
-        x = x + head_out(w, layer, z) + mlp(w, layer, h)
-    return x[..., -1, :]
+    edits = {}
+    for layer in sorted({receiver_layer for receiver_layer, _ in receivers}):
+        mask = torch.zeros(w.n_heads, 1, dtype=torch.bool, device=x.device)  # head 1
+        mask[[head for receiver_layer, head in receivers if receiver_layer == layer]] = True
+
+        def from_frozen(inputs: Tensor, site: Site, mask=mask, layer=layer) -> Tensor:
+            return torch.where(mask, frozen[layer][..., None, :], inputs)  # set batch pos head d_model
+
+        edits[f"blocks.{layer}.hook_{part}_input"] = from_frozen
+    return forward(w, x, edits, last_only=True).resid_final[..., -1, :]
 
 
 def _heads(heads: Sequence[Head], n_layers: int, n_heads: int, what: str) -> list[Head]:
