@@ -394,3 +394,13 @@ def test_files_written_by_saelens_6_54_itself_encode_as_saelens_computed(case, a
     with torch.no_grad():
         torch.testing.assert_close(d.encode(expected["x"]), expected[f"{case}.acts"])
         torch.testing.assert_close(d(expected["x"]), expected[f"{case}.out"])
+
+
+@pytest.mark.parametrize("layout", ["saelens", "sparsify"])
+def test_a_cfg_that_is_not_a_json_object_is_refused(tmp_path: Path, layout):
+    """cfg.json holding valid JSON that is not an object is refused by name, not read field by field."""
+    weights = "sae_weights.safetensors" if layout == "saelens" else "sae.safetensors"
+    (tmp_path / weights).write_bytes(b"")
+    (tmp_path / "cfg.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="holds a JSON list; a dictionary config is a JSON object"):
+        load_dictionary(tmp_path)

@@ -37,9 +37,10 @@ from torch import Tensor
 from interp.base.errors import InputError
 from interp.base.files import write_atomic
 from interp.dictionaries.base import Dictionary
+from interp.dictionaries.formats import CFG, read_cfg
 from interp.dictionaries.registry import make_dictionary
 
-CFG, WEIGHTS, SPARSITY = "cfg.json", "sae_weights.safetensors", "sparsity.safetensors"
+WEIGHTS, SPARSITY = "sae_weights.safetensors", "sparsity.safetensors"
 LAYOUT_VERSION = "6.0.0"
 
 _WRITE_NAMES = {
@@ -238,10 +239,7 @@ def read_saelens(
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    try:
-        cfg = json.loads((directory / CFG).read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{directory / CFG} is not valid JSON: {error}.") from None
+    cfg = read_cfg(directory)
     flat = _flatten(cfg)
     unknown = sorted(set(flat) - _DESCRIPTIVE - _STRUCTURAL - {"interp"} - set(ignore_fields))
     if unknown:

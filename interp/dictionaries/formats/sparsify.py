@@ -37,9 +37,10 @@ from torch import Tensor
 from interp.base.errors import InputError
 from interp.base.files import write_atomic
 from interp.dictionaries.base import Dictionary
+from interp.dictionaries.formats import CFG, read_cfg
 from interp.dictionaries.registry import make_dictionary
 
-CFG, WEIGHTS = "cfg.json", "sae.safetensors"
+WEIGHTS = "sae.safetensors"
 _FIELDS = {"activation", "expansion_factor", "normalize_decoder", "num_latents", "k", "multi_topk",
            "skip_connection", "transcode", "d_in"}  # fmt: skip
 _DESCRIPTIVE = {"expansion_factor", "normalize_decoder", "multi_topk"}
@@ -138,10 +139,7 @@ def read_sparsify(
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    try:
-        cfg = json.loads((directory / CFG).read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{directory / CFG} is not valid JSON: {error}.") from None
+    cfg = read_cfg(directory)
     unknown = sorted(set(cfg) - _FIELDS)
     if unknown:
         raise InputError(f"{directory / CFG} has field(s) this reader does not know: {', '.join(unknown)}.")
