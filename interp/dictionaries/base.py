@@ -33,6 +33,11 @@ Kind = Literal["sae", "transcoder", "skip_transcoder"]
 KINDS = ("sae", "transcoder", "skip_transcoder")
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """A linear ramp from 1/warmup_steps at step 0 to 1 at step warmup_steps - 1, then 1 (no warm-up: 1)."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+
+
 @dataclass
 class DictionaryConfig:
     """What every dictionary has; architectures add their own fields (k, sparsity coefficients)."""

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from interp.base.console import say
 from interp.base.errors import InputError
-from interp.dictionaries.base import Dictionary
+from interp.dictionaries.base import Dictionary, warmup_factor
 
 BDecInit = Literal["auto", "geometric_median", "mean", "zeros"]
 
@@ -301,9 +301,7 @@ class DictionaryTrainer:
 
     def _lr(self) -> float:
         cfg, step = self.config, self.step
-        lr = cfg.lr
-        if cfg.lr_warmup_steps and step < cfg.lr_warmup_steps:
-            lr *= (step + 1) / cfg.lr_warmup_steps
+        lr = cfg.lr * warmup_factor(step, cfg.lr_warmup_steps)
         if self.total_steps is not None and cfg.lr_decay_fraction > 0:
             decay_steps = max(1, math.ceil(cfg.lr_decay_fraction * self.total_steps))
             remaining = self.total_steps - step

@@ -20,7 +20,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from interp.base.errors import InputError
-from interp.dictionaries.base import Dictionary, DictionaryConfig
+from interp.dictionaries.base import Dictionary, DictionaryConfig, warmup_factor
 from interp.dictionaries.registry import register_architecture
 
 
@@ -113,8 +113,7 @@ class JumpReLUDictionary(Dictionary):
         dead: Bool[Tensor, " d_sae"],
         step: int,
     ) -> dict[str, Tensor]:
-        warmup = self.cfg.l0_warmup_steps
-        coefficient = self.cfg.l0_coefficient * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        coefficient = self.cfg.l0_coefficient * warmup_factor(step, self.cfg.l0_warmup_steps)
         l0 = _Step.apply(pre, self.threshold, self.cfg.bandwidth).sum(-1).mean()
         return {"l0": coefficient * l0}
 

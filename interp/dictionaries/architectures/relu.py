@@ -14,7 +14,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.base.errors import InputError
-from interp.dictionaries.base import Dictionary, DictionaryConfig
+from interp.dictionaries.base import Dictionary, DictionaryConfig, warmup_factor
 from interp.dictionaries.registry import register_architecture
 
 
@@ -51,7 +51,6 @@ class ReLUDictionary(Dictionary):
         dead: Bool[Tensor, " d_sae"],
         step: int,
     ) -> dict[str, Tensor]:
-        warmup = self.cfg.l1_warmup_steps
-        coefficient = self.cfg.l1_coefficient * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        coefficient = self.cfg.l1_coefficient * warmup_factor(step, self.cfg.l1_warmup_steps)
         penalty = (acts * self.W_dec.norm(dim=-1)).sum(-1).mean()
         return {"l1": coefficient * penalty}
