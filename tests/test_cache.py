@@ -93,6 +93,17 @@ class TestStreaming:
             stream_cache(model, tokens, NAMES[:1], tmp_path / "c", batch_size=4)
         assert isinstance(DiskCache(tmp_path / "c").manifest, dict)
 
+    @pytest.mark.parametrize("damage", [b"{", b"[]", b'{"names": []}'], ids=["truncated", "list", "partial"])
+    def test_a_damaged_manifest_is_refused_by_name(self, model, tokens, tmp_path, damage):
+        from interp.base.errors import InputError
+
+        stream_cache(model, tokens, NAMES, tmp_path / "c", batch_size=4)
+        (tmp_path / "c" / "manifest.json").write_bytes(damage)
+        with pytest.raises(InputError, match="manifest.*use another directory"):
+            stream_cache(model, tokens, NAMES, tmp_path / "c", batch_size=4)
+        with pytest.raises(InputError, match="manifest"):
+            len(DiskCache(tmp_path / "c"))
+
     def test_refuses_other_positions_in_the_same_directory(self, model, tokens, tmp_path, monkeypatch):
         """The fingerprint includes the kept positions: resuming with others must not mix shards."""
         import interp.model.cache as cache_module

@@ -36,6 +36,27 @@ class TestSources:
         with pytest.raises(ModelSourceError, match="GPT2LMHeadModel.*supports only PhiForCausalLM"):
             load_model(directory)
 
+    @pytest.mark.parametrize(
+        "damage", ["truncated", "a JSON list", "a directory", "a FIFO", "not UTF-8"], ids=lambda d: d
+    )
+    def test_damaged_config_json_is_refused_by_name(self, tmp_path, tiny_phi_dir, damage):
+        """config.json is read as a file: a FIFO must not hang the load, a directory or a list must not
+        reach transformers as a config."""
+        import os
+
+        directory = tmp_path / "damaged"
+        shutil.copytree(tiny_phi_dir, directory)
+        config = directory / "config.json"
+        text = config.read_text()
+        if damage in ("a directory", "a FIFO"):
+            config.unlink()
+            config.mkdir() if damage == "a directory" else os.mkfifo(config)
+        else:
+            data = {"truncated": text[:20].encode(), "a JSON list": b"[1, 2]", "not UTF-8": b"\xff\xfe{}"}
+            config.write_bytes(data[damage])
+        with pytest.raises(ModelSourceError, match="config"):
+            load_model(directory)
+
     def test_missing_directory_or_bad_name(self, tmp_path):
         with pytest.raises(ModelSourceError, match="neither an existing directory nor a hub id"):
             load_model(str(tmp_path / "nowhere"))

@@ -2,6 +2,8 @@
 
 - `read_regular`: the bytes of a regular file, at most a stated size. A directory, a FIFO (which would
   block forever), a device such as /dev/zero (which never ends) is refused before anything is read.
+- `read_json`: the JSON value held by such a file; damage (not UTF-8, not JSON, nested too deep) is a
+  `FileKindError` naming the file, so every reader of a JSON file gives the same kind of error.
 - `open_no_follow`: a file descriptor for a run file, refused when the path is a symbolic link (so a link
   planted in a shared directory cannot make a run write elsewhere) or not a regular file.
 - `write_atomic`: a reader sees the old file or the new one, never half of one; the rename replaces a link
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import tempfile
@@ -55,6 +58,16 @@ def read_regular(path: str | os.PathLike, max_bytes: int, what: str = "file") ->
     if len(data) > max_bytes:
         raise FileKindError(f"{what} {path} is more than the limit of {max_bytes:,} bytes.")
     return data
+
+
+def read_json(path: str | os.PathLike, max_bytes: int, what: str = "file") -> object:
+    """The JSON value of the regular file at `path` (read with `read_regular`); a file that is not UTF-8
+    JSON is a `FileKindError` naming the file and the parser's complaint (`FileNotFoundError` passes)."""
+    data = read_regular(path, max_bytes, what)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise FileKindError(f"{what} {path} is not valid JSON ({type(error).__name__}: {error}).") from None
 
 
 def open_no_follow(path: str | os.PathLike, flags: int, what: str = "file", mode: int = 0o644) -> int:

@@ -21,10 +21,13 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.base.errors import InputError
-from interp.base.files import write_atomic
+from interp.base.errors import FileKindError, InputError
+from interp.base.files import read_json, write_atomic
 from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
+
+# a manifest lists one shard per batch: a million shards fit in far less
+MAX_MANIFEST_BYTES = 256 << 20
 
 # dims after `batch pos` (or, for patterns, after `batch`) by hook-name suffix
 _SUFFIX_DIMS = {
@@ -138,7 +141,7 @@ class DiskCache:
 
     @property
     def manifest(self) -> dict:
-        return json.loads((self.directory / "manifest.json").read_text())
+        return _read_manifest(self.directory / "manifest.json")
 
     @property
     def names(self) -> list[str]:
@@ -158,6 +161,20 @@ class DiskCache:
     def load(self, name: str) -> Tensor:
         """One hook's activations for the whole dataset (batches concatenated)."""
         return torch.cat([self.get(name, i) for i in range(len(self))])
+
+
+def _read_manifest(path: Path) -> dict:
+    """A cache directory's manifest.json, read as a regular file holding a JSON object, else InputError."""
+    try:
+        manifest = read_json(path, MAX_MANIFEST_BYTES, "cache manifest")
+    except FileKindError as error:
+        raise InputError(f"{error} The cache directory is damaged: use another directory.") from None
+    if not isinstance(manifest, dict) or not {"fingerprint", "names", "shards"} <= set(manifest):
+        raise InputError(
+            f"{path} is not an interp cache manifest (a JSON object with fingerprint, names and shards); "
+            "use another directory."
+        )
+    return manifest
 
 
 def _describe_positions(positions: slice | list[int] | None) -> list | None:
@@ -203,7 +220,7 @@ def stream_cache(
     manifest = {"fingerprint": fingerprint, "names": names, "dtype": str(dtype), "batch_size": batch_size}
     manifest.update({"n_rows": tokens.shape[0], "shards": []})
     if manifest_path.exists():
-        previous = json.loads(manifest_path.read_text())
+        previous = _read_manifest(manifest_path)
         if previous["fingerprint"] != fingerprint:
             raise InputError(
                 f"{directory} holds a cache of different tokens, hooks, dtype, batch size or positions "

@@ -10,13 +10,16 @@ tokenizer files, which is checked before anything heavy is loaded:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from interp.base.errors import ModelSourceError
+from interp.base.errors import FileKindError, ModelSourceError
+from interp.base.files import read_json
+
+# a Phi config.json is ~1 KB; anything near this is not one
+MAX_CONFIG_BYTES = 1 << 20
 
 ALIASES = {
     "phi-2": "microsoft/phi-2",
@@ -108,11 +111,14 @@ def read_config(path: Path) -> dict:
             "(*.safetensors) and tokenizer files, as written by `save_pretrained`."
         )
     try:
-        return json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        config = read_json(config_file, MAX_CONFIG_BYTES, "model config")
+    except FileKindError as error:
+        raise ModelSourceError(f"{error} Restore it from the checkpoint.") from None
+    if not isinstance(config, dict):
         raise ModelSourceError(
-            f"{config_file} is not valid JSON ({error}); restore it from the checkpoint."
-        ) from None
+            f"{config_file} holds a JSON {type(config).__name__}; a model's config.json is a JSON object."
+        )
+    return config
 
 
 def check_architecture(path: Path) -> None:
