@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,8 +33,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from interp.base.errors import InputError
-from interp.base.files import write_atomic
+from interp.base.errors import FileKindError, InputError
+from interp.base.files import read_json, write_atomic
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.receivers import run_receivers
@@ -46,6 +45,8 @@ from interp.methods.contrastive import contrast
 from interp.model.loading import HookedPhi
 
 Mode = Literal["counterfactual", "mean", "zero"]
+# a circuit JSON of Phi-2 (a score per edge, a few million edges) stays well below this
+MAX_CIRCUIT_BYTES = 1 << 30
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -411,15 +412,13 @@ def _edge_field(path: str | Path, name: str, entry: object, key: str) -> float |
 
 
 def _read_json(path: str | Path) -> object:
-    """The JSON value of a regular file (not a directory, FIFO or device), else InputError."""
+    """The JSON value of a regular file (not a directory, FIFO or device) of at most 1 GiB, else InputError."""
     path = Path(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise InputError(f"{path} is not a regular file; give a circuit JSON file")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path, MAX_CIRCUIT_BYTES, "circuit file")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise InputError(f"{path} is not a JSON file ({type(error).__name__}: {error})") from None
+    except FileKindError as error:
+        raise InputError(f"{error} Give a circuit JSON file in EAP-IG's layout.") from None
     except OSError as error:
         raise InputError(f"{path} cannot be read ({error.strerror or error})") from None
