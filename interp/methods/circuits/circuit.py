@@ -26,7 +26,6 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import einops
 import torch
@@ -42,9 +41,10 @@ from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size, expected_edge_count
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
+from interp.methods.vocabulary import AblationMethod, check_method
 from interp.model.loading import HookedPhi
 
-Mode = Literal["counterfactual", "mean", "zero"]
+Mode = AblationMethod  # the one spelling; circuits give counterfactual, mean and zero
 # a circuit JSON of Phi-2 (a score per edge, a few million edges) stays well below this
 MAX_CIRCUIT_BYTES = 1 << 30
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -173,8 +173,7 @@ class CircuitEvaluator:
     """The clean and corrupted runs and the ablated sender values, computed once for many circuits."""
 
     def __init__(self, model: HookedPhi, pairs: PromptPairs, metric: MetricKind | Metric, mode: Mode):
-        if mode not in ("counterfactual", "mean", "zero"):
-            raise InputError(f"mode={mode!r} is not allowed; use 'counterfactual', 'mean' or 'zero'.")
+        check_method(mode, ("counterfactual", "mean", "zero"), "mode")
         self.core = contrast(model, pairs, metric, direction="noising")
         w = self.core.weights
         self.graph = Graph.of(w.n_layers, w.n_heads)
