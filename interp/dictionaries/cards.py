@@ -179,11 +179,11 @@ class FeatureCard:
     hook_name: str | None
     hook_name_out: str | None
     kind: str
-    n_tokens: int
+    n_tokens: int | None  # tokens measured (None: unknown, e.g. imported from Neuronpedia's layout)
     density: float
     max_act: float
-    mean_act: float
-    mean_active: float
+    mean_act: float | None
+    mean_active: float | None
     histogram_counts: list[int]
     histogram_edges: list[float]
     contexts: list[Context]
