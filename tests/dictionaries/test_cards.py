@@ -203,3 +203,19 @@ class TestRefusals:
             feature_cards(toy_model, sae, tokens, n_tokens=0)
         with pytest.raises(InputError, match="by='l1' is not allowed"):
             feature_cards(toy_model, sae, tokens, top_n=2, by="l1")
+
+
+def test_the_browser_widget_carries_every_card(built):
+    from interp.viz.features import NOT_DISPLAYED, FeatureBrowser
+
+    model, _ = built
+    cards = feature_cards(model, marker_sae(), corpus(model), label="m")
+    browser = FeatureBrowser(cards, "m", sort="max_act")
+    widget = browser.widget()
+    assert widget.data["cards"] == [c.to_dict() for c in cards] and widget.data["sort"] == "max_act"
+    assert widget.data["start"] == 0  # the densest latent is selected first
+    bundle = browser._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert data["text/plain"] == NOT_DISPLAYED and "application/vnd.jupyter.widget-view+json" in data
+    with pytest.raises(ValueError, match="sort='l0' is not allowed"):
+        FeatureBrowser(cards, sort="l0")
