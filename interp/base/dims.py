@@ -38,6 +38,9 @@ DIMS: dict[str, str] = {
     "d_out": "the width of the hook point a transcoder writes (= d_in for an SAE)",
     "token": "token positions flattened over prompts (one activation vector each)",
     "bin": "histogram bins",
+    "node": "attribution graph nodes: active features, error nodes, token embeddings, logits (in that order)",
+    "active": "the active (layer, pos, feature) entries of a prompt's transcoders (an attribution graph's features)",
+    "logit": "the output logits an attribution graph explains (its top tokens by probability)",
 }
 
 Tokens = Int[Tensor, "batch pos"]
