@@ -41,6 +41,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
         "train_dictionary",
         "train_from_model",
     ),
+    "interp.dictionaries.splice": ("Spliced", "splice"),
     "interp.methods.ablation": ("Component", "ablate", "ablation_sweep"),
     "interp.methods.activation_patching": ("sweep",),
     "interp.methods.attribution_patching": ("agreement", "attribution_patch"),
