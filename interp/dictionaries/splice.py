@@ -38,6 +38,7 @@ unspliced value there (the spliced one is `blocks.L-1.hook_resid_post`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -351,6 +352,23 @@ def _read_last(hp: HookPoint, state: dict, undo: list) -> None:
     undo += [handle.remove, pre.remove]
 
 
+_CURRENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> Spliced
+
+
+def current(model: HookedPhi) -> Spliced | None:
+    """The splice the model is in now (None outside every `with splice(...)`)."""
+    return _CURRENT.get(model)
+
+
+def current_entry(dictionary: Dictionary) -> SplicedDictionary | None:
+    """The live splice's record of `dictionary`, in whichever model it is spliced (None if none)."""
+    for spliced in list(_CURRENT.values()):
+        for entry in spliced.entries:
+            if entry.dictionary is dictionary:
+                return entry
+    return None
+
+
 @contextmanager
 def splice(
     model: HookedPhi, dictionaries: Dictionary | Sequence[Dictionary], *, error: bool = True
@@ -372,6 +390,8 @@ def splice(
         splicing.attach(model, _EngineSplicer(entries))
         undo.append(lambda: splicing.detach(model))
         _hook_bridge(model, entries, undo)
+        _CURRENT[model] = spliced
+        undo.append(lambda: _CURRENT.pop(model, None))
         yield spliced
     finally:
         for step in reversed(undo):
