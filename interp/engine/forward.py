@@ -28,7 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.engine.edits import BlockEdits, Edits, Replace, Site, apply, by_layer
-from interp.engine.hook_points import ATTENTION_INSIDE, LN_INSIDE, MLP_INSIDE
+from interp.engine.hook_points import ATTENTION_INSIDE, LN_INSIDE, MLP_INSIDE, is_dictionary_point
 from interp.engine.ops import (
     KeyValid,
     Prefix,
@@ -110,6 +110,13 @@ def block(
     if cos is None or sin is None:
         cos, sin = w.rotary(torch.arange(start, start + n, device=x.device), x.dtype)
     offset = 0 if query_from is None else query_from - start
+    if w.splice is not None:  # dictionaries spliced in: their edits around the caller's
+        edits = w.splice.block_edits(layer, edits or {})
+    elif edits and any(is_dictionary_point(name) for name in edits):
+        raise ValueError(
+            f"edits at {sorted(n for n in edits if is_dictionary_point(n))} in block {layer}, but no "
+            "dictionary is spliced into this model (use `with interp.splice(model, dicts):`)"
+        )
     if edits:
         return _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid, edits, keep)
     h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
@@ -150,8 +157,14 @@ def _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid,
     }
     if edits.keys() & LN_INSIDE:
         centred = x - x.mean(-1, keepdim=True)
-        scale = at("ln1.hook_scale", (centred.pow(2).mean(-1, keepdim=True) + w.eps).sqrt())
-        h = at("ln1.hook_normalized", centred / scale) * w.ln_w[layer] + w.ln_b[layer]
+        scale = (centred.pow(2).mean(-1, keepdim=True) + w.eps).sqrt()
+        edited_scale = at("ln1.hook_scale", scale)
+        normalized = centred / edited_scale
+        edited = at("ln1.hook_normalized", normalized)
+        if edited is normalized and edited_scale is scale:  # read only: the LayerNorm's own numerics
+            h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
+        else:
+            h = edited * w.ln_w[layer] + w.ln_b[layer]
     else:
         h = layer_norm(x, w.ln_w[layer], w.ln_b[layer], w.eps)
     h = at("ln1.hook_out", h)

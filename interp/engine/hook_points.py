@@ -10,6 +10,12 @@ Phi specifics: one LayerNorm feeds attention and MLP (`ln1.*`), attention and ML
 `hook_mlp_in`) are the residual stream as each receiver reads it, before its LayerNorm, as
 TransformerLens's split-qkv option and EAP-IG name them: editing one gives that receiver its own
 LayerNorm of its own input, and nothing else sees the change.
+
+While dictionaries are spliced into a model (`interp.dictionaries.splice`), the schema also holds
+their points, `<hook>.dict.hook_acts` / `.hook_recons` / `.hook_error` (`SPLICED`, full name ->
+dimensions): edits, `dims` and `check_points` accept them, and `all_points` lists each after the
+hook it belongs to. The engine's block runs them through the splice attached to the weights
+(`PhiWeights.splice`).
 """
 
 from __future__ import annotations
@@ -62,6 +68,30 @@ ATTENTION_INSIDE = frozenset(
 )
 MLP_INSIDE = frozenset({"mlp.hook_pre", "mlp.hook_post"})
 
+# the points of the dictionaries spliced in now (full name -> dimensions); see `add_spliced`
+SPLICED: dict[str, str] = {}
+DICT_MARK = ".dict."
+
+
+def add_spliced(points: dict[str, str]) -> None:
+    """Learn a splice's points (full name -> dimensions); refused while another splice's are known."""
+    if SPLICED:
+        raise ValueError(
+            f"dictionary points are already spliced in ({', '.join(sorted(SPLICED)[:3])}, ...): leave that "
+            "`with splice(...)` block first (one splice at a time)"
+        )
+    SPLICED.update(points)
+
+
+def remove_spliced() -> None:
+    """Forget the spliced points (on leaving the splice)."""
+    SPLICED.clear()
+
+
+def is_dictionary_point(name: str) -> bool:
+    """Whether `name` names a dictionary point (`<hook>.dict.<point>`), spliced or not."""
+    return DICT_MARK in name
+
 
 def split_name(name: str) -> tuple[int | None, str]:
     """(layer, point) of a full hook name: `blocks.3.attn.hook_z` -> (3, "attn.hook_z"),
@@ -75,6 +105,8 @@ def split_name(name: str) -> tuple[int | None, str]:
 
 def dims(name: str) -> tuple[str, ...]:
     """The dimension names of a hook point's activation (full name or a block's short name)."""
+    if name in SPLICED:
+        return tuple(SPLICED[name].split())
     _, point = split_name(name)
     spec = BLOCK_POINTS.get(point) or MODEL_POINTS.get(point)
     if spec is None:
@@ -91,9 +123,22 @@ def pos_axis_from_end(name: str) -> int:
 
 
 def all_points(n_layers: int) -> list[str]:
-    """Every edit point of a model with `n_layers` blocks, by TransformerLens name, in forward order."""
+    """Every edit point of a model with `n_layers` blocks, by TransformerLens name, in forward order
+    (a spliced dictionary's points after the hook they belong to)."""
     inner = [f"blocks.{layer}.{point}" for layer in range(n_layers) for point in BLOCK_POINTS]
-    return ["hook_embed", *inner, "ln_final.hook_out", "hook_unembed"]
+    return with_spliced(["hook_embed", *inner, "ln_final.hook_out", "hook_unembed"])
+
+
+def with_spliced(names: list[str]) -> list[str]:
+    """`names` with each spliced dictionary point inserted after the hook it belongs to (at the end
+    where that hook is not listed)."""
+    if not SPLICED:
+        return names
+    after: dict[str, list[str]] = {}
+    for point in SPLICED:
+        after.setdefault(point.split(DICT_MARK)[0], []).append(point)
+    placed = [extra for name in names for extra in (name, *after.pop(name, ()))]
+    return placed + [point for points in after.values() for point in points]
 
 
 def check_points(names, n_layers: int, offered=None) -> None:
@@ -102,12 +147,17 @@ def check_points(names, n_layers: int, offered=None) -> None:
     allowed = BLOCK_POINTS.keys() if offered is None else offered
     bad = []
     for name in names:
+        if name in SPLICED:
+            continue
         layer, point = split_name(name)
         ok = point in MODEL_POINTS if layer is None else (0 <= layer < n_layers and point in allowed)
         if not ok:
             bad.append(name)
     if bad:
+        spliced = f"; spliced dictionary points: {', '.join(SPLICED)}" if SPLICED else ""
+        unspliced = [n for n in bad if is_dictionary_point(n) and n not in SPLICED]
+        why = f" ({', '.join(unspliced)}: no dictionary is spliced in there)" if unspliced else ""
         raise ValueError(
-            f"not edit points of this model: {sorted(bad)}; edit points are blocks.<0..{n_layers - 1}>."
-            f"<{'|'.join(allowed)}> and {', '.join(MODEL_POINTS)}"
+            f"not edit points of this model: {sorted(bad)}{why}; edit points are blocks.<0..{n_layers - 1}>."
+            f"<{'|'.join(allowed)}> and {', '.join(MODEL_POINTS)}{spliced}"
         )

@@ -57,9 +57,10 @@ BLOCK_POINTS = tuple(p for p in hook_points.BLOCK_POINTS if p in _OFFERED)
 
 
 def points(n_layers: int) -> list[str]:
-    """Every edit point generation offers, by TransformerLens name, in the order the forward reaches them."""
+    """Every edit point generation offers, by TransformerLens name, in the order the forward reaches them
+    (a spliced dictionary's points after the hook they belong to)."""
     inner = [f"blocks.{layer}.{p}" for layer in range(n_layers) for p in BLOCK_POINTS]
-    return ["hook_embed", *inner, "ln_final.hook_out", "hook_unembed"]
+    return hook_points.with_spliced(["hook_embed", *inner, "ln_final.hook_out", "hook_unembed"])
 
 
 def fit_src_pos(

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.engine import splicing
 from interp.model.loading import HookedPhi
 
 
@@ -40,6 +42,7 @@ class PhiWeights:
     rope_theta: float
     eps: float
     act: str
+    splice: Any = None  # the dictionaries spliced into the model (`interp.engine.splicing.Splicer`)
 
     @property
     def n_layers(self) -> int:
@@ -85,6 +88,7 @@ class PhiWeights:
             rope_theta=float(rope["rope_theta"]),
             eps=hf.config.layer_norm_eps,
             act=hf.config.hidden_act,
+            splice=splicing.active(model),
         )
 
     def rotary(self, positions: Int[Tensor, "*batch pos"], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
