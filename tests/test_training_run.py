@@ -393,3 +393,14 @@ def test_the_cli_trains_and_reports_and_refuses_a_bad_config_with_exit_2(tmp_pat
     path.write_text(path.read_text().replace("k = 4", "k = 4\nkk = 1"))
     assert main(["train", str(path), "--out", str(tmp_path / "out2")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
+def test_the_shipped_training_config_is_valid():
+    """experiments/train_toy_dictionaries.toml parses and validates as an `interp train` config."""
+    from pathlib import Path
+
+    from interp.runner.training_config import load_train_config
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "train_toy_dictionaries.toml"
+    config = load_train_config(path)
+    assert len(config.dictionary) >= 2
