@@ -133,6 +133,12 @@ def load_config(path: str | Path, model: dict | None = None) -> ExperimentConfig
 
     `model`: fields of `[model]` that replace the file's (the command line's --model, --device, --dtype)."""
     path = Path(path)
+    return parse_config(read_toml(path, model), str(path), path.parent)
+
+
+def read_toml(path: Path, model: dict | None = None) -> dict:
+    """The tables of a TOML config file (`interp run`'s or `interp train`'s), a `ConfigError` naming the
+    file if it is missing, unreadable, not UTF-8 or not TOML; `model` fields replace the file's `[model]`."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -146,7 +152,7 @@ def load_config(path: str | Path, model: dict | None = None) -> ExperimentConfig
     if model:
         table = data.get("model", {})
         data["model"] = {**(table if isinstance(table, dict) else {}), **model}
-    return parse_config(data, str(path), path.parent)
+    return data
 
 
 def to_toml(config: ExperimentConfig) -> str:

@@ -32,14 +32,13 @@ those of the architecture's config (`interp.dictionaries.make_config`).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from interp.base.schema import Strict
-from interp.runner.config import ConfigError, ModelConfig, _describe, _toml_value
+from interp.runner.config import ConfigError, ModelConfig, _describe, _toml_value, read_toml
 from interp.runner.labels import LABEL, LABEL_RULE
 from interp.runner.store import RUN_FILES
 
@@ -229,18 +228,7 @@ def load_train_config(path: str | Path, model: dict | None = None) -> TrainConfi
     """Read and validate a TOML training config (relative paths are relative to its folder);
     `model`: `[model]` fields that replace the file's (--model, --device, --dtype)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from None
-    if model:
-        table = data.get("model", {})
-        data["model"] = {**(table if isinstance(table, dict) else {}), **model}
-    return parse_train_config(data, str(path), path.parent)
+    return parse_train_config(read_toml(path, model), str(path), path.parent)
 
 
 def train_toml(config: TrainConfig) -> str:
