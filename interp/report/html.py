@@ -105,13 +105,10 @@ class Report:
             + "<li><a href='#run-details'>Run details</a></li></ol></nav>",
         ]
         from interp.viz.attention import AttentionPatterns, circuitsvis_bundle
-        from interp.viz.explorer import HeadExplorer, explorer_js
 
         widgets = [widget for section in self.sections for widget in section.widgets]
         if any(isinstance(widget, AttentionPatterns) for widget in widgets):
             parts.insert(3, f"<script>{circuitsvis_bundle()}</script>")  # once, in <head>
-        if any(isinstance(widget, HeadExplorer) for widget in widgets):
-            parts.insert(3, f"<script>{explorer_js()}</script>")
         for bundle in dict.fromkeys(w.bundle_js() for w in widgets if hasattr(w, "bundle_js")):
             parts.insert(3, f"<script>{bundle}</script>")  # a widget's renderer, once per page
         figure_specs = []

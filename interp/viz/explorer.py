@@ -13,18 +13,16 @@ code of ours); in a report it is inlined once and called per explorer.
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.base.html import script_json
 from interp.data.prompts import PromptPairs
 from interp.data.tokens import str_tokens
 from interp.model.loading import HookedPhi
 from interp.viz.colours import DIVERGING
+from interp.viz.embedded import EmbeddedView, script_source
 
 NOT_DISPLAYED = (
     "Head explorer (an interactive widget): its view was not saved with this notebook. Run the cell in "
@@ -32,20 +30,20 @@ NOT_DISPLAYED = (
 )
 
 
-@lru_cache(maxsize=1)
 def explorer_js() -> str:
     """The renderer's source, safe to inline in a <script> element."""
-    return (
-        (Path(__file__).parent / "explorer.js").read_text(encoding="utf-8").replace("</script", "<\\/script")
-    )
+    return script_source("explorer.js")
 
 
 def _grid(values: Tensor) -> list[list[float]]:
     return [[round(float(v), 6) for v in row] for row in values]
 
 
-class HeadExplorer:
+class HeadExplorer(EmbeddedView):
     """The data of one explorer; displays itself as a widget in notebooks and as HTML in reports."""
+
+    SCRIPT, RENDER, ROOT_CLASS = "explorer.js", "interpExplorer", "interp-explorer-root"
+    LABEL, NOT_DISPLAYED = "Head explorer", NOT_DISPLAYED
 
     def __init__(
         self,
@@ -83,41 +81,6 @@ class HeadExplorer:
             "start": list(start),  # the head with the largest |value| is selected first
         }
         self.id = f"interp-explorer-{uuid.uuid4().hex[:12]}"
-
-    def html(self, include_bundle: bool = True) -> str:
-        """A container and the call that renders into it (plus the renderer, if asked)."""
-        script = f"<script>{explorer_js()}</script>" if include_bundle else ""
-        return (
-            f"{script}<div id='{self.id}' class='interp-explorer-root'><p class='interp-needs-js'>"
-            "Head explorer: its JavaScript has not run here; open the report in a web browser.</p></div>"
-            f"<script>interpExplorer(document.getElementById({script_json(self.id)}), "
-            f"{script_json(self.data)});</script>"
-        )
-
-    def widget(self):
-        """The explorer as an anywidget (what a notebook displays)."""
-        return _widget_class()(data=self.data)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/plain"] = NOT_DISPLAYED
-        return bundle
-
-
-@lru_cache(maxsize=1)
-def _widget_class():
-    import anywidget
-    import traitlets
-
-    class HeadExplorerWidget(anywidget.AnyWidget):
-        _esm = (
-            explorer_js()
-            + "\nexport default { render({ model, el }) { interpExplorer(el, model.get('data')); } };\n"
-        )
-        data = traitlets.Dict().tag(sync=True)
-
-    return HeadExplorerWidget
 
 
 def head_explorer(

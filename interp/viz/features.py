@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from functools import lru_cache
-from pathlib import Path
 
-from interp.base.html import script_json
 from interp.dictionaries.cards import FeatureCard
+from interp.viz.embedded import EmbeddedView, script_source
 
 NOT_DISPLAYED = (
     "Feature browser (an interactive widget): its view was not saved with this notebook. Run the cell in "
@@ -28,16 +26,16 @@ NOT_DISPLAYED = (
 SORTS = ("density", "max_act", "feature")
 
 
-@lru_cache(maxsize=1)
 def features_js() -> str:
     """The renderer's source, safe to inline in a <script> element."""
-    return (
-        (Path(__file__).parent / "features.js").read_text(encoding="utf-8").replace("</script", "<\\/script")
-    )
+    return script_source("features.js")
 
 
-class FeatureBrowser:
+class FeatureBrowser(EmbeddedView):
     """The data of one browser; displays itself as a widget in notebooks and as HTML in reports."""
+
+    SCRIPT, RENDER, ROOT_CLASS = "features.js", "interpFeatures", "interp-features-root"
+    LABEL, NOT_DISPLAYED = "Feature browser", NOT_DISPLAYED
 
     def __init__(self, cards: Sequence[FeatureCard], title: str = "features", *, sort: str = "density"):
         if sort not in SORTS:
@@ -54,47 +52,7 @@ class FeatureBrowser:
         }
         self.id = f"interp-features-{uuid.uuid4().hex[:12]}"
 
-    @staticmethod
-    def bundle_js() -> str:
-        """The script a page needs once for every browser in it (a report inlines it in <head>)."""
-        return features_js()
-
-    def html(self, include_bundle: bool = True) -> str:
-        """A container and the call that renders into it (plus the renderer, if asked)."""
-        script = f"<script>{features_js()}</script>" if include_bundle else ""
-        return (
-            f"{script}<div id='{self.id}' class='interp-features-root'><p class='interp-needs-js'>"
-            "Feature browser: its JavaScript has not run here; open the report in a web browser.</p></div>"
-            f"<script>interpFeatures(document.getElementById({script_json(self.id)}), "
-            f"{script_json(self.data)});</script>"
-        )
-
-    def widget(self):
-        """The browser as an anywidget (what a notebook displays)."""
-        return _widget_class()(data=self.data)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/plain"] = NOT_DISPLAYED
-        return bundle
-
 
 def feature_card_view(card: FeatureCard) -> FeatureBrowser:
     """One card on its own (a browser of one: no list, no search)."""
     return FeatureBrowser([card], title=card.title)
-
-
-@lru_cache(maxsize=1)
-def _widget_class():
-    import anywidget
-    import traitlets
-
-    class FeatureBrowserWidget(anywidget.AnyWidget):
-        _esm = (
-            features_js()
-            + "\nexport default { render({ model, el }) { interpFeatures(el, model.get('data')); } };\n"
-        )
-        data = traitlets.Dict().tag(sync=True)
-
-    return FeatureBrowserWidget
