@@ -245,3 +245,30 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def launch_chromium(playwright):
     """Debian's Chromium through Playwright, with its own background network traffic switched off."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def open_offline_page(playwright, path, height: int = 1000):
+    """(browser, page, errors, external) for `path` in Chromium with the network cut off: console errors,
+    page errors and dialogs are collected in `errors`, any request not for a file: URL is aborted and
+    recorded in `external`. The caller closes the browser (closed here if the page fails to open)."""
+    errors, external = [], []
+    browser = launch_chromium(playwright)
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": height})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+
+        def route(r):
+            if r.request.url.startswith("file:"):
+                r.continue_()
+            else:
+                external.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.goto(path.resolve().as_uri(), wait_until="load")
+    except BaseException:
+        browser.close()
+        raise
+    return browser, page, errors, external

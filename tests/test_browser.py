@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CHROMIUM, launch_chromium
+from helpers import CHROMIUM, launch_chromium, open_offline_page
 
 from interp.report.html import Report, Section
 from interp.viz.attention import AttentionPatterns
@@ -28,24 +28,9 @@ pytestmark = pytest.mark.skipif(
 def open_offline(path: Path, screenshot: Path | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
-    errors, external = [], []
     with sync_playwright() as p:
-        browser = launch_chromium(p)
+        browser, page, errors, external = open_offline_page(p, path, height=1600)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1600})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
-
-            def route(r):
-                if r.request.url.startswith("file:"):
-                    r.continue_()
-                else:
-                    external.append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
-            page.goto(path.resolve().as_uri(), wait_until="load")
             # wait for the drawing itself (never a fixed sleep): every plotly figure has its SVG and
             # every attention widget has content; a generous limit, as CI machines are shared
             page.wait_for_function(

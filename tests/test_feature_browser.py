@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, launch_chromium
+from helpers import CHROMIUM, open_offline_page
 
 from interp.dictionaries.cards import Context, FeatureCard
 from interp.report.html import Report, Section
@@ -48,23 +48,7 @@ CARDS = [
 
 
 def open_page(path, playwright):
-    errors, external = [], []
-    browser = launch_chromium(playwright)
-    page = browser.new_page(viewport={"width": 1200, "height": 1000})
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
-
-    def route(r):
-        if r.request.url.startswith("file:"):
-            r.continue_()
-        else:
-            external.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.goto(path.resolve().as_uri(), wait_until="load")
-    return browser, page, errors, external
+    return open_offline_page(playwright, path)
 
 
 def features(page) -> list[str]:
