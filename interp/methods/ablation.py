@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Int
@@ -38,7 +38,12 @@ from interp.engine.forward import RunCache
 from interp.methods.activation_patching import DEFAULT_MEMORY_BUDGET, head_out_variants
 from interp.methods.contrastive import contrast
 from interp.methods.result import EffectResult
-from interp.methods.vocabulary import AblationMethod, check_method
+from interp.methods.vocabulary import (
+    AblationMethod,
+    ComponentAblationMethod,
+    HeadAblationMethod,
+    check_method,
+)
 from interp.model.cache import cache_activations
 from interp.model.loading import HookedPhi
 
@@ -100,7 +105,7 @@ def ablate(
     seed: int = 0,
 ) -> Iterator:
     """Run the model with `components` ablated inside the `with` block (see module docstring)."""
-    check_method(method, ("zero", "mean", "resample"))
+    check_method(method, get_args(ComponentAblationMethod))
     for component in components:
         component.validate(model)
     if method != "zero" and reference is None:
@@ -166,7 +171,7 @@ def ablation_sweep(
     z from the corrupted prompt of its own pair (`corrupted`) or from another clean prompt of the
     same length (`shuffled`, a fixed-point-free permutation from `seed`).
     """
-    check_method(method, ("zero", "mean", "resample", "counterfactual"))
+    check_method(method, get_args(HeadAblationMethod))
     if method == "counterfactual":
         if reference != "corrupted":
             raise InputError(

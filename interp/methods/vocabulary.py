@@ -22,6 +22,12 @@ from interp.base.errors import InputError
 AblationMethod = Literal["zero", "mean", "resample", "counterfactual"]
 ABLATION_METHODS: tuple[str, ...] = get_args(AblationMethod)
 
+# the subsets each family gives, spelled once here so that the runner's option models (which import
+# no method) declare exactly what the methods accept
+HeadAblationMethod = Literal["zero", "mean", "resample", "counterfactual"]  # ablation_sweep
+ComponentAblationMethod = Literal["zero", "mean", "resample"]  # ablate(): no pairs to draw from
+CircuitAblationMethod = Literal["counterfactual", "mean", "zero"]  # circuit evaluation's `mode`
+
 
 def check_method(method: object, allowed: Sequence[str], option: str = "method") -> str:
     """Return `method` if it is one of `allowed` (a subset of `ABLATION_METHODS`), else an `InputError`."""

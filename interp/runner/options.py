@@ -12,7 +12,8 @@ The resolved config and results.json write each analysis's `dump()`: the fields 
 included, and nothing else, so reading the resolved config back gives the same config.
 
 This module (like every kind's options model) imports neither torch nor a method: the `Literal`s of
-the methods' switches are written again here, and tests hold them equal to the methods' own.
+the methods' switches are written again here, and tests hold them equal to the methods' own (the
+ablation methods are imported from `interp.methods.vocabulary`, which imports nothing heavy).
 """
 
 from __future__ import annotations

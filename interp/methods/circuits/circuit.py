@@ -26,6 +26,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import einops
 import torch
@@ -41,10 +42,10 @@ from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size, expected_edge_count
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
-from interp.methods.vocabulary import AblationMethod, check_method
+from interp.methods.vocabulary import CircuitAblationMethod, check_method
 from interp.model.loading import HookedPhi
 
-Mode = AblationMethod  # the one spelling; circuits give counterfactual, mean and zero
+Mode = CircuitAblationMethod  # the one spelling's subset circuits give
 # a circuit JSON of Phi-2 (a score per edge, a few million edges) stays well below this
 MAX_CIRCUIT_BYTES = 1 << 30
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -173,7 +174,7 @@ class CircuitEvaluator:
     """The clean and corrupted runs and the ablated sender values, computed once for many circuits."""
 
     def __init__(self, model: HookedPhi, pairs: PromptPairs, metric: MetricKind | Metric, mode: Mode):
-        check_method(mode, ("counterfactual", "mean", "zero"), "mode")
+        check_method(mode, get_args(CircuitAblationMethod), "mode")
         self.core = contrast(model, pairs, metric, direction="noising")
         w = self.core.weights
         self.graph = Graph.of(w.n_layers, w.n_heads)

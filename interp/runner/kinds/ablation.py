@@ -6,17 +6,19 @@ from typing import Literal
 
 from pydantic import Field
 
+from interp.methods.vocabulary import HeadAblationMethod as Method
 from interp.runner.options import AnalysisOptions
 from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
-
-Method = Literal["zero", "mean", "resample"]  # interp.methods.ablation.Method
 
 
 class AblationOptions(AnalysisOptions):
     """`ablate_head`: the metric change when one head's output is removed, for every head."""
 
     kind: Literal["ablate_head"]
-    method: Method = Field("mean", description="how to ablate: zero, mean or resample")
+    method: Method = Field(
+        "mean",
+        description="how to ablate: zero, mean, resample, or counterfactual (resample from each pair's own corrupted prompt)",
+    )
     reference: Literal["corrupted", "shuffled"] = Field(
         "corrupted",
         description="prompts that mean/resample ablation draws from: the pairs' corrupted prompts, or the "
@@ -26,6 +28,8 @@ class AblationOptions(AnalysisOptions):
     def unread(self) -> dict[str, str]:
         if self.method == "zero":
             return {"reference": "zero ablation draws on no prompts"}
+        if self.method == "counterfactual":
+            return {"reference": "counterfactual ablation always draws on each pair's own corrupted prompt"}
         return {}
 
 
@@ -52,7 +56,7 @@ def _finish(options: AblationOptions, mean, clean: float, corrupted: float) -> F
 register(
     AnalysisSpec(
         kind="ablate_head",
-        summary="ablate every head alone (zero, mean or resample) on the clean prompts",
+        summary="ablate every head alone (zero, mean, resample or counterfactual) on the clean prompts",
         explanation=(
             "Ablation: the metric change when one head's output is removed (negative = the head was helping). "
             "Unlike direct attribution this counts every path through which the head acts."

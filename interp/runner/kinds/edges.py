@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from interp.methods.vocabulary import CircuitAblationMethod as Mode
 from interp.runner.options import AnalysisOptions, Direction
 from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
 
-Mode = Literal["counterfactual", "mean", "zero"]  # interp.methods.circuits.circuit.Mode
 EdgeMethod = Literal["eap", "eap_ig", "edge_patch"]
 Rule = Literal["midpoint", "left", "right"]  # interp.methods.circuits.edge_attribution.Rule
 
