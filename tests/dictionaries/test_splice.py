@@ -254,6 +254,25 @@ def patch_at(source, pos):
     return hook
 
 
+class TestGradients:
+    @pytest.mark.parametrize("kind", ["sae_at_ln", "transcoder"])
+    def test_bridge_gradients_are_the_engines(self, toy_model, kind):
+        tokens = tokens_for(toy_model)
+        if kind == "transcoder":
+            d = make_dict(toy_model, "transcoder")
+        else:
+            d = make_dictionary("topk", d_in=160, d_sae=96, k=6, hook_name="blocks.1.ln1.hook_normalized")
+        weight = toy_model.original_model.model.layers[0].self_attn.dense.weight  # upstream of block 1
+        with splice(toy_model, d, error=False):
+            (bridge,) = torch.autograd.grad(toy_model(tokens).pow(2).mean(), [weight])
+            w = PhiWeights.from_model(toy_model)
+            (engine,) = torch.autograd.grad(forward_logits(w, tokens).pow(2).mean(), [weight])
+            assert active_hook_count(toy_model) == 0
+        (clean,) = torch.autograd.grad(toy_model(tokens).pow(2).mean(), [weight])
+        close(bridge, engine)
+        assert float((clean - engine).abs().max()) > 1e-3 * float(engine.abs().max())
+
+
 class TestDictionaryPoints:
     def test_latent_edits_agree_on_bridge_and_engine_and_a_hand_reference(self, toy_model):
         tokens = tokens_for(toy_model)
@@ -340,6 +359,7 @@ class TestExit:
         assert set(toy_model.hook_dict) == names
         assert {n: len(toy_model.hook_dict[n]._forward_hooks) for n in counts} == counts
         assert len(toy_model.hook_dict[tc.hook_name]._forward_pre_hooks) == 0
+        assert len(toy_model.hook_dict[tc.hook_name].fwd_hooks) == 0
         assert not hook_points.SPLICED and splicing.active(toy_model) is None
         assert PhiWeights.from_model(toy_model).splice is None
         assert torch.equal(toy_model(tokens), clean) and active_hook_count(toy_model) == 0
