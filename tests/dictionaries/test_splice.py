@@ -25,6 +25,11 @@ def tiny_phi(tiny_phi_dir):
     return load_model(str(tiny_phi_dir))
 
 
+@pytest.fixture(scope="module")
+def toy_bf16():
+    return load_model("toy", dtype="bfloat16")
+
+
 @pytest.fixture(params=["toy", "tiny_phi"])
 def model(request, toy_model):
     return toy_model if request.param == "toy" else request.getfixturevalue("tiny_phi")
@@ -117,6 +122,28 @@ class TestErrorTermIsExact:
             assert torch.equal(a, b)
         for a, b in zip(spliced.tokens, clean.tokens, strict=True):
             assert torch.equal(a, b)
+
+    @pytest.mark.parametrize("kind", ["sae", "skip_transcoder"])
+    def test_a_bfloat16_model_with_float32_dictionaries(self, toy_bf16, kind):
+        tokens = tokens_for(toy_bf16)
+        d = make_dict(toy_bf16, kind)
+        with torch.no_grad():
+            clean, reference = toy_bf16(tokens), toy_bf16.run_with_hooks(tokens, fwd_hooks=hand_hooks(d))
+            clean_engine = forward_logits(PhiWeights.from_model(toy_bf16), tokens)
+            clean_steps = generate(
+                toy_bf16, tokens[:, :5], 3, stop_at_eos=False, return_logits=True
+            ).step_logits
+            with splice(toy_bf16, d):
+                spliced, engine = toy_bf16(tokens), forward_logits(PhiWeights.from_model(toy_bf16), tokens)
+                steps = generate(
+                    toy_bf16, tokens[:, :5], 3, stop_at_eos=False, return_logits=True
+                ).step_logits
+            with splice(toy_bf16, d, error=False):
+                without = toy_bf16(tokens)
+        assert spliced.dtype == torch.bfloat16 and d.W_dec.dtype == torch.float32
+        assert torch.equal(spliced, clean) and torch.equal(engine, clean_engine)
+        assert all(torch.equal(a, b) for a, b in zip(steps, clean_steps, strict=True))
+        assert torch.equal(without, reference) and not torch.equal(without, clean)
 
     @pytest.mark.parametrize("kind", KINDS)
     def test_the_error_is_what_the_reconstruction_misses(self, toy_model, kind):
