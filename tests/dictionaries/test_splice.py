@@ -214,13 +214,16 @@ class TestWithoutErrorTerm:
 
 
 class TestMethodsSeeTheSplice:
-    def test_activation_patching_equals_a_hand_written_patching_loop(self, toy_model):
+    @pytest.mark.parametrize("kind", ["transcoder", "sae"])
+    def test_activation_patching_equals_a_hand_written_patching_loop(self, toy_model, kind):
+        """The SAE sits at blocks.2.hook_resid_pre, a point the sweep patches: the patched value there is
+        the source run's spliced (reconstructed) one in both."""
         from helpers import ioi_pairs
 
         from interp.methods.activation_patching import sweep
 
         pairs = ioi_pairs(toy_model.tokenizer, 4)
-        d = make_dict(toy_model, "transcoder", layer=2)
+        d = make_dict(toy_model, kind, layer=2)
         clean_tokens, corrupted_tokens = pairs.clean_tokens, pairs.corrupted_tokens
         rows = torch.arange(len(pairs))
 
@@ -239,7 +242,7 @@ class TestMethodsSeeTheSplice:
             for layer in range(4):
                 for pos in range(clean_tokens.shape[1]):
                     patch = patch_at(source[layer], pos)
-                    hooks = [(f"blocks.{layer}.hook_resid_pre", patch), *hand_hooks(d)]
+                    hooks = [*hand_hooks(d), (f"blocks.{layer}.hook_resid_pre", patch)]  # after the splice
                     reference[layer, pos] = metric(
                         toy_model.run_with_hooks(corrupted_tokens, fwd_hooks=hooks)
                     )
