@@ -18,7 +18,8 @@ The package is layered; each layer imports only from the ones above it in this l
     report/    self-contained HTML reports (from results.json)
     runner/    experiment configs, the analysis registry, workers, run directories, backends
     cli.py     the `interp` command
-    toy/       the trained toy model (its trainer uses data/; nothing but tests imports toy/)
+    toy/       the trained toy model (its trainer uses data/; only tests and `interp train`, for the
+               toy's corpus, import toy/)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `interp` command: run, report, tasks, info."""
+"""The `interp` command: run, train, report, tasks, info."""
 
 from __future__ import annotations
 
@@ -60,6 +60,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import interp.toy.corpus  # noqa: F401  (registers the toy's corpus as `corpus = "toy"`)
+    from interp.runner.training_config import load_train_config
+    from interp.runner.training_run import run_training
+
+    overrides = {
+        k: v for k, v in (("source", args.model), ("device", args.device), ("dtype", args.dtype)) if v
+    }
+    config = load_train_config(args.config, model=overrides)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    summary = run_training(config, out, resume=args.resume, force=args.force, progress=not args.quiet)
+    for name, entry in summary["dictionaries"].items():
+        m = entry["metrics"]
+        recovered = "n/a" if m["ce_loss_recovered"] is None else f"{m['ce_loss_recovered']:.3f}"
+        say(
+            f"{name}: {entry['architecture']} {entry['kind']} on {entry['hook']}, {entry['tokens_trained']} tokens; "
+            f"explained variance {m['explained_variance']:.3f}, CE loss recovered {recovered}, L0 {m['l0']:.1f}"
+        )
+    say(f"dictionaries: {out.resolve()}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from interp.report.run_report import write_report
 
@@ -96,7 +118,7 @@ def _option_row(model, name: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `interp` command's argument parser (run, report, tasks, info)."""
+    """The `interp` command's argument parser (run, train, report, tasks, info)."""
     parser = argparse.ArgumentParser(prog="interp", description="The Phi-2 interpretability workbench.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (e.g. 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
+    train = commands.add_parser(
+        "train", help="train dictionaries (SAEs, transcoders) on a model's activations from a TOML config"
+    )
+    train.add_argument("config", help="training config, e.g. experiments/train_toy_dictionaries.toml")
+    train.add_argument("--out", help="output directory (default runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.add_argument("--force", action="store_true", help="clear another or unknown run in --out first")
+    train.add_argument("--model", help="override [model] source")
+    train.add_argument("--device", help="override [model] device (auto, cpu, cuda, cuda:1, mps)")
+    train.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="override [model] dtype")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
     report = commands.add_parser("report", help="re-render report.html of a run directory from results.json")
     report.add_argument("run_dir", help="a directory written by `interp run`")
     report.set_defaults(handler=_report)

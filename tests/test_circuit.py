@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -245,12 +246,16 @@ class TestHostileCircuitFiles:
             self.load(tmp_path, good)
 
     def test_other_bad_files(self, tmp_path, good):
-        with pytest.raises(InputError, match="not a regular file"):
+        with pytest.raises(InputError, match="is a directory; give a regular file"):
             load_circuit(tmp_path)
         with pytest.raises(InputError, match="no such file"):
             load_circuit(tmp_path / "missing.json")
-        with pytest.raises(InputError, match="not a JSON file"):
+        with pytest.raises(InputError, match="not valid JSON"):
             self.load(tmp_path, None, "{")
+        fifo = tmp_path / "fifo.json"
+        os.mkfifo(fifo)  # opened without waiting for a writer, then refused
+        with pytest.raises(InputError, match="is a FIFO"):
+            load_circuit(fifo)
         with pytest.raises(InputError, match="not a circuit in EAP-IG's JSON layout"):
             self.load(tmp_path, [1, 2])
         good["cfg"]["direction"] = "sideways"

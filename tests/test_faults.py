@@ -364,6 +364,13 @@ class TestCleanErrors:
         assert main(["report", str(tmp_path)]) == 2
         assert message in capsys.readouterr().err
 
+    @pytest.mark.parametrize("kind, message", [("dir", "is a directory"), ("fifo", "is a FIFO")])
+    def test_report_of_a_results_file_that_is_not_a_file(self, tmp_path, capsys, kind, message):
+        path = tmp_path / "results.json"
+        path.mkdir() if kind == "dir" else os.mkfifo(path)  # a FIFO must not hang the report
+        assert main(["report", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
+
     def test_report_of_a_missing_directory(self, tmp_path, capsys):
         assert main(["report", str(tmp_path / "nowhere")]) == 2
         assert "is not a directory" in capsys.readouterr().err

@@ -38,6 +38,12 @@ DIMS: dict[str, str] = {
     "d_out": "the width of the hook point a transcoder writes (= d_in for an SAE)",
     "token": "token positions flattened over prompts (one activation vector each)",
     "bin": "histogram bins",
+    "feature": "chosen latents of a dictionary (a subset of d_sae, in the order asked for)",
+    "context": "a latent's top-activating contexts over a corpus, largest first",
+    "window": "the tokens of one context around its largest activation",
+    "node": "attribution graph nodes: active features, error nodes, token embeddings, logits (in that order)",
+    "active": "the active (layer, pos, feature) entries of a prompt's transcoders (an attribution graph's features)",
+    "logit": "the output logits an attribution graph explains (its top tokens by probability)",
 }
 
 Tokens = Int[Tensor, "batch pos"]

@@ -114,6 +114,58 @@ def token_batches(
     return pairs(), None
 
 
+class ModelTrainers:
+    """Several dictionaries trained from one forward per token batch (`feed`), each with its own
+    `DictionaryTrainer`; `state_dict` / `load_state_dict` hold all of them, for checkpoints."""
+
+    def __init__(
+        self,
+        model: HookedPhi,
+        dictionaries: Sequence[Dictionary],
+        configs: Sequence[TrainingConfig],
+        total_tokens: int | None = None,
+    ):
+        self.model, self.dictionaries = model, list(dictionaries)
+        if not self.dictionaries:
+            raise InputError("training on the model needs at least one dictionary.")
+        if len(configs) != len(self.dictionaries):
+            raise InputError(f"{len(configs)} training configs for {len(self.dictionaries)} dictionaries.")
+        self.hooks = [_hooks_of(d) for d in self.dictionaries]
+        self.names = list(dict.fromkeys(name for pair in self.hooks for name in pair))
+        validate_hook_names(model, self.names)
+        self.trainers = [
+            DictionaryTrainer(d, cfg, cfg.n_tokens if cfg.n_tokens is not None else total_tokens)
+            for d, cfg in zip(self.dictionaries, configs, strict=True)
+        ]
+
+    @property
+    def done(self) -> bool:
+        return all(trainer.done for trainer in self.trainers)
+
+    def feed(self, tokens: Int[Tensor, "batch pos"], mask: Bool[Tensor, "batch pos"] | None = None) -> None:
+        """One forward on `tokens` (up to the last hook needed); each unfinished trainer gets its rows."""
+        if self.done:
+            return
+        acts = model_activations(self.model, tokens, self.names, mask=mask)
+        for hooks, trainer in zip(self.hooks, self.trainers, strict=True):
+            if not trainer.done:
+                trainer.push(acts[hooks[0]], acts[hooks[1]] if len(hooks) == 2 else None)
+
+    def state_dict(self) -> dict:
+        return {"trainers": [trainer.state_dict() for trainer in self.trainers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["trainers"]) != len(self.trainers):
+            raise InputError(
+                f"the checkpoint holds {len(state['trainers'])} dictionaries, this run trains {len(self.trainers)}."
+            )
+        for trainer, trainer_state in zip(self.trainers, state["trainers"], strict=True):
+            trainer.load_state_dict(trainer_state)
+
+    def finish(self) -> list[Dictionary]:
+        return [trainer.finish() for trainer in self.trainers]
+
+
 def train_from_model(
     model: HookedPhi,
     tokens: Int[Tensor, "batch pos"] | Iterable,
@@ -136,30 +188,17 @@ def train_from_model(
     dictionaries = list(dictionaries)
     if not dictionaries:
         raise InputError("train_from_model needs at least one dictionary.")
+    if isinstance(config, Sequence) and options:
+        raise InputError("Give either config= or training options as keywords, not both.")
     configs = (
         list(config)
         if isinstance(config, Sequence)
         else [training_config(config, options)] * len(dictionaries)
     )
-    if len(configs) != len(dictionaries):
-        raise InputError(f"{len(configs)} training configs for {len(dictionaries)} dictionaries.")
-    if isinstance(config, Sequence) and options:
-        raise InputError("Give either config= or training options as keywords, not both.")
-    hooks = {d_index: _hooks_of(d) for d_index, d in enumerate(dictionaries)}
-    names = list(dict.fromkeys(name for pair in hooks.values() for name in pair))
-    validate_hook_names(model, names)
     batches, n_positions = token_batches(tokens, model_batch)
-    trainers = [
-        DictionaryTrainer(d, cfg, cfg.n_tokens if cfg.n_tokens is not None else n_positions)
-        for d, cfg in zip(dictionaries, configs, strict=True)
-    ]
+    trainers = ModelTrainers(model, dictionaries, configs, n_positions)
     for batch_tokens, mask in batches:
-        if all(trainer.done for trainer in trainers):
+        if trainers.done:
             break
-        acts = model_activations(model, batch_tokens, names, mask=mask)
-        for index, trainer in enumerate(trainers):
-            if trainer.done:
-                continue
-            read = acts[hooks[index][0]]
-            trainer.push(read, acts[hooks[index][1]] if len(hooks[index]) == 2 else None)
-    return [trainer.finish() for trainer in trainers]
+        trainers.feed(batch_tokens, mask)
+    return trainers.finish()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -172,6 +173,14 @@ class ShuffleBuffer:
         order = torch.randperm(len(self), generator=self.generator).to(self.rows.device)
         self.rows = self.rows[order]
 
+    def state_dict(self) -> dict:
+        """The rows held and the generator's state: what a checkpoint needs to go on identically."""
+        return {"rows": self.rows, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = state["rows"]
+        self.generator.set_state(state["generator"])
+
 
 class DictionaryTrainer:
     """Trains one dictionary from pushed activations (inputs, and targets for a transcoder)."""
@@ -196,7 +205,43 @@ class DictionaryTrainer:
         self.fired_in_window = torch.zeros(dictionary.d_sae, dtype=torch.long, device=device)
         self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=config.lr, betas=config.adam_betas)
         self.log: list[dict] = []
+        self._last: dict[str, Tensor] = {}  # the last step's statistics (0-d tensors), for the log
         dictionary.training_log = self.log
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    _COUNTERS = ("step", "tokens", "pushed", "initialized")
+
+    def state_dict(self) -> dict:
+        """Everything training depends on from here: weights, Adam's moments, the buffer's rows and
+        generator, counters, dead-latent clocks, the activation scale, the log. `load_state_dict`
+        of it into a trainer made with the same dictionary config and `TrainingConfig` goes on to
+        exactly the result the uninterrupted trainer reaches."""
+        return {
+            "dictionary": {k: v.detach().clone() for k, v in self.dictionary.state_dict().items()},
+            "trained": self.dictionary.trained,
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            **{name: getattr(self, name) for name in self._COUNTERS},
+            "scale": list(self.scale) if self.scale is not None else None,
+            "since_fired": self.since_fired.clone(),
+            "fired_in_window": self.fired_in_window.clone(),
+            "last": dict(self._last),
+            "log": json.dumps(self.log),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.dictionary.load_state_dict(state["dictionary"])
+        self.dictionary.trained = bool(state["trained"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        for name in self._COUNTERS:
+            setattr(self, name, type(getattr(self, name))(state[name]))
+        self.scale = tuple(state["scale"]) if state["scale"] is not None else None
+        self.since_fired.copy_(state["since_fired"])
+        self.fired_in_window.copy_(state["fired_in_window"])
+        self._last = dict(state["last"])
+        self.log[:] = json.loads(state["log"])
 
     @property
     def done(self) -> bool:
@@ -326,28 +371,31 @@ class DictionaryTrainer:
             d.normalize_decoder()
         d.after_step()
         with torch.no_grad():
-            fired = (acts > 0).any(0)
+            on = acts > 0
             self.since_fired += batch.shape[0]
-            self.since_fired[fired] = 0
-            self.fired_in_window += (acts > 0).sum(0)
+            self.since_fired[on.any(0)] = 0
+            self.fired_in_window += on.sum(0)
+            variance = (target - target.mean(0)).pow(2).sum()
+            self._last = {
+                **{f"loss.{name}": value.detach() for name, value in losses.items()},
+                "l0": on.sum(-1).float().mean(),
+                "explained_variance": 1 - (target - out).pow(2).sum() / variance.clamp_min(1e-12),
+                "dead_fraction": dead.float().mean(),
+            }
         self.tokens += batch.shape[0]
         self.step += 1
-        self._last = (losses, acts, out, target, dead)
         if self.step % cfg.log_every == 0 or (self.total_steps is not None and self.step == self.total_steps):
             self._record(self._last)
 
     @torch.no_grad()
-    def _record(self, last) -> None:
-        losses, acts, out, target, dead = last
-        variance = (target - target.mean(0)).pow(2).sum()
+    def _record(self, last: dict[str, Tensor]) -> None:
+        losses = {name[5:]: value for name, value in last.items() if name.startswith("loss.")}
         record = {
             "step": self.step,
             "tokens": self.tokens,
             "lr": self._lr(),
             **{name: float(value) for name, value in losses.items()},
-            "l0": float((acts > 0).sum(-1).float().mean()),
-            "explained_variance": float(1 - (target - out).pow(2).sum() / variance.clamp_min(1e-12)),
-            "dead_fraction": float(dead.float().mean()),
+            **{name: float(last[name]) for name in ("l0", "explained_variance", "dead_fraction")},
             **({"input_scale": self.scale[0], "output_scale": self.scale[1]} if self.scale else {}),
         }
         self.log.append(record)

@@ -10,6 +10,10 @@ Blocks nest, so ablations compose. Methods:
   varies while keeping the average signal, so the model is less off-distribution than with zeros.
 - `resample`: each prompt gets the output from another prompt of a reference dataset at the same
   positions (Chan et al. 2022's resampling ablation).
+- `counterfactual` (`ablation_sweep` only): each prompt gets the output from its own pair's corrupted
+  prompt, i.e. `resample` with `reference="corrupted"`; the spelling circuit evaluation uses.
+
+The methods are `interp.methods.vocabulary.AblationMethod`, one spelling for every method.
 
 `ablation_sweep` ablates every head, one at a time, with many heads per forward pass (the
 patching engine: an ablated head is a head whose `z` is patched from a constant or another run).
@@ -34,10 +38,11 @@ from interp.engine.forward import RunCache
 from interp.methods.activation_patching import DEFAULT_MEMORY_BUDGET, head_out_variants
 from interp.methods.contrastive import contrast
 from interp.methods.result import EffectResult
+from interp.methods.vocabulary import AblationMethod, check_method
 from interp.model.cache import cache_activations
 from interp.model.loading import HookedPhi
 
-Method = Literal["zero", "mean", "resample"]
+Method = AblationMethod  # the one spelling; each function checks the subset it gives
 Kind = Literal["head", "attn", "mlp", "neuron"]
 
 
@@ -95,8 +100,7 @@ def ablate(
     seed: int = 0,
 ) -> Iterator:
     """Run the model with `components` ablated inside the `with` block (see module docstring)."""
-    if method not in ("zero", "mean", "resample"):
-        raise InputError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
+    check_method(method, ("zero", "mean", "resample"))
     for component in components:
         component.validate(model)
     if method != "zero" and reference is None:
@@ -162,8 +166,14 @@ def ablation_sweep(
     z from the corrupted prompt of its own pair (`corrupted`) or from another clean prompt of the
     same length (`shuffled`, a fixed-point-free permutation from `seed`).
     """
-    if method not in ("zero", "mean", "resample"):
-        raise InputError(f"method={method!r} is not allowed; use 'zero', 'mean' or 'resample'.")
+    check_method(method, ("zero", "mean", "resample", "counterfactual"))
+    if method == "counterfactual":
+        if reference != "corrupted":
+            raise InputError(
+                f"method='counterfactual' takes values from the paired corrupted prompts: reference={reference!r}"
+                " is not allowed with it; use reference='corrupted' (or method='resample')."
+            )
+        method = "resample"
     if reference not in ("corrupted", "shuffled"):
         raise InputError(f"reference={reference!r} is not allowed; use 'corrupted' or 'shuffled'.")
     # an ablation is a noising intervention: the base is the clean run, the source the ablated values

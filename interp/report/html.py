@@ -25,7 +25,8 @@ from interp.model.info import versions
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem;
        color: #222; overflow-wrap: anywhere; }
-.plotly-figure, .interp-explorer-root, .interp-attention-block { max-width: 100%; overflow-x: auto; }
+.plotly-figure, .interp-explorer-root, .interp-attention-block, .interp-features-root { max-width: 100%;
+  overflow-x: auto; }
 .interp-explorer { overflow-wrap: normal; }
 .interp-explorer-reading, .interp-explorer-position { overflow-wrap: anywhere; }
 table.facts th { font-weight: normal; }
@@ -111,6 +112,8 @@ class Report:
             parts.insert(3, f"<script>{circuitsvis_bundle()}</script>")  # once, in <head>
         if any(isinstance(widget, HeadExplorer) for widget in widgets):
             parts.insert(3, f"<script>{explorer_js()}</script>")
+        for bundle in dict.fromkeys(w.bundle_js() for w in widgets if hasattr(w, "bundle_js")):
+            parts.insert(3, f"<script>{bundle}</script>")  # a widget's renderer, once per page
         figure_specs = []
         for s_index, section in enumerate(self.sections):
             parts.append(f"<section id='section-{s_index}'><h2>{html.escape(section.title)}</h2>")

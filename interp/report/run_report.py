@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import einops
 import torch
 
-from interp.base.errors import InterpError
+from interp.base.errors import FileKindError, InterpError
+from interp.base.files import read_json
 from interp.methods.result import component_name, top_coords
 from interp.report.dictionaries import KINDS as DICTIONARY_KINDS
 from interp.report.dictionaries import dictionary_section
@@ -18,6 +18,9 @@ from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.circuit import circuit_graph, faithfulness_chart
 from interp.viz.colours import CONVENTION
 from interp.viz.heatmaps import layer_head_heatmap, layer_pos_heatmap
+
+# results.json of a Phi-2 edge run (a score per edge, a few million edges) stays well below this
+MAX_RESULTS_BYTES = 1 << 30
 
 
 class ReportError(InterpError, ValueError):
@@ -274,14 +277,14 @@ def write_report(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir} is not a directory; give a run directory written by `interp run`.")
     results_file = run_dir / "results.json"
-    if not results_file.is_file():
+    if not results_file.exists():  # a directory or FIFO there is refused, by name, by read_json
         raise ReportError(f"{run_dir} has no results.json; run `interp run CONFIG --out {run_dir}` first.")
     try:
-        results = json.loads(results_file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+        results = read_json(results_file, MAX_RESULTS_BYTES, "results file")
+    except FileKindError as error:
         raise ReportError(
-            f"{results_file} is not valid JSON ({type(error).__name__}); it is damaged: rerun "
-            f"`interp run CONFIG --out {run_dir} --resume`, which rewrites it from the finished units."
+            f"{error} It is damaged: rerun `interp run CONFIG --out {run_dir} --resume`, which rewrites it "
+            "from the finished units."
         ) from None
     missing = [
         key

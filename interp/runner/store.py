@@ -44,6 +44,7 @@ from safetensors.torch import load, save
 
 from interp.base.errors import FileKindError, RunDirectoryError
 from interp.base.files import open_no_follow, write_atomic
+from interp.base.schema import Strict
 from interp.base.version import __version__
 from interp.runner.config import ExperimentConfig, to_toml
 from interp.runner.labels import check_label
@@ -112,10 +113,15 @@ class RunDirectory:
         self.out = Path(self.out)
         self.log = RunLog(self.out / "run.log")
         self._lock_handle = None
+        self.run_files = set(RUN_FILES)  # another kind of run (interp train) names its own
+
+    def resolved(self, config: Strict) -> str:
+        """The resolved config's text, whose hash owns the directory (another kind of run gives its own)."""
+        return to_toml(config)
 
     # --- opening: checks before anything is written ---
 
-    def open(self, config: ExperimentConfig, *, resume: bool, force: bool) -> str:
+    def open(self, config: Strict, *, resume: bool, force: bool) -> str:
         """Check that this directory may hold this run, lock it, and clear stale temporary files.
 
         Returns the config hash. Writes nothing but the lock file (and, with `force`, clears run files).
@@ -131,9 +137,11 @@ class RunDirectory:
             raise RunDirectoryError(f"--out {out} is not writable by this user; choose another directory.")
         self._refuse_links()
         self._lock()
-        digest = config_hash(config)
+        digest = hashlib.sha256(self.resolved(config).encode()).hexdigest()[:16]  # = config_hash(config)
         present = {p.name for p in out.iterdir()}
-        foreign = sorted(n for n in present - RUN_FILES if not (n.startswith(".") and n.endswith(".tmp")))
+        foreign = sorted(
+            n for n in present - self.run_files if not (n.startswith(".") and n.endswith(".tmp"))
+        )
         if foreign:
             self.close()
             shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
@@ -141,7 +149,7 @@ class RunDirectory:
                 f"--out {out} holds files that are not part of an interp run ({shown}); choose an empty "
                 "or new directory (nothing was written)."
             )
-        has_run = bool(present & (RUN_FILES - {"run.log", LOCK}))
+        has_run = bool(present & (self.run_files - {"run.log", LOCK}))
         if has_run:
             try:
                 self._check_owner(config, digest, resume)
@@ -153,7 +161,7 @@ class RunDirectory:
         self._remove_stale_temporaries()
         return digest
 
-    def _check_owner(self, config: ExperimentConfig, digest: str, resume: bool) -> None:
+    def _check_owner(self, config: Strict, digest: str, resume: bool) -> None:
         out = self.out
         manifest_path = out / MANIFEST
         if not manifest_path.exists():
@@ -181,16 +189,16 @@ class RunDirectory:
                 f"--force to start it again, or choose another --out{PYTHON_SPELLING}"
             )
 
-    def _changed_fields(self, config: ExperimentConfig) -> str:
+    def _changed_fields(self, config: Strict) -> str:
         try:
             old = tomllib.loads(read_run_file(self.out / RESOLVED).decode())
         except (OSError, ValueError, UnicodeDecodeError):  # FileKindError included
             return f"unknown: {RESOLVED} is missing or damaged"
-        new = tomllib.loads(to_toml(config))
+        new = tomllib.loads(self.resolved(config))
         return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))) or "none"
 
     def _clear(self) -> None:
-        for name in RUN_FILES - {LOCK}:
+        for name in self.run_files - {LOCK}:
             path = self.out / name
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -200,7 +208,7 @@ class RunDirectory:
 
     def _links(self) -> list[Path]:
         """Run files, `units` and unit folders that are symbolic links."""
-        links = [self.out / name for name in sorted(RUN_FILES) if (self.out / name).is_symlink()]
+        links = [self.out / name for name in sorted(self.run_files) if (self.out / name).is_symlink()]
         units = self.out / "units"
         if units.is_dir() and not units.is_symlink():
             links += [path for path in sorted(units.iterdir()) if path.is_symlink()]
@@ -267,11 +275,11 @@ class RunDirectory:
             return None
         return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
 
-    def begin(self, config: ExperimentConfig, digest: str, threads: int) -> None:
+    def begin(self, config: Strict, digest: str, threads: int) -> None:
         """Record which config owns the directory and the thread count its units are computed with
         (float sums depend on how work is split over threads, so a resumed run keeps the count it began
         with, whichever backend); called once the model and prompts have loaded."""
-        write_atomic(self.out / RESOLVED, f"# config hash: {digest}\n" + to_toml(config))
+        write_atomic(self.out / RESOLVED, f"# config hash: {digest}\n" + self.resolved(config))
         manifest = {
             "config_hash": digest,
             "interp_version": __version__,

@@ -258,3 +258,56 @@ def test_normalized_training_continues_from_the_trained_function():
     train_dictionary(d, x, normalize_activations=True, lr=1e-12, batch_tokens=100, buffer_tokens=1000)
     with torch.no_grad():
         torch.testing.assert_close(d(x), before, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "arch, kind, fields",
+    [
+        ("topk", "sae", {"k": 4}),
+        ("batchtopk", "sae", {"k": 4}),
+        ("jumprelu", "transcoder", {"d_out": 4}),
+        ("relu", "skip_transcoder", {"d_out": 4, "l1_coefficient": 0.1}),
+    ],
+)
+def test_a_trainer_restored_from_its_state_goes_on_to_the_uninterrupted_result(arch, kind, fields):
+    """Checkpointing: stop after some pushes, save `state_dict` (through torch.save, as a checkpoint
+    file holds it), restore it into a fresh trainer of a fresh dictionary, push the rest: the weights,
+    Adam's moments and the log equal the uninterrupted run's bit for bit (the same float operations
+    in the same order)."""
+    import io
+
+    x = sparse_codes(4000, n_features=16, active=2.0) @ unit_directions(16, 8) + 0.3
+    y = x @ torch.randn(8, 4, generator=torch.Generator().manual_seed(5)) if kind != "sae" else None
+    chunks = list(zip(x.split(250), y.split(250) if y is not None else [None] * 16, strict=True))
+    config = TrainingConfig(
+        batch_tokens=100, buffer_tokens=600, n_tokens=4000, log_every=3, dead_after_tokens=300,
+        normalize_activations=True, lr_warmup_steps=5,
+    )  # fmt: skip
+
+    def fresh():
+        d = make_dictionary(arch, d_in=8, d_sae=32, kind=kind, **fields)
+        return DictionaryTrainer(d, config, 4000)
+
+    straight = fresh()
+    for chunk in chunks:
+        straight.push(*chunk)
+    straight.finish()
+    for cut in (1, 3, 9):
+        first = fresh()
+        for chunk in chunks[:cut]:
+            first.push(*chunk)
+        saved = io.BytesIO()
+        torch.save(first.state_dict(), saved)
+        first.push(*chunks[cut])  # the interrupted trainer moving on does not touch the saved state
+        resumed = fresh()
+        resumed.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
+        for chunk in chunks[cut:]:
+            resumed.push(*chunk)
+        resumed.finish()
+        assert resumed.step == straight.step and resumed.log == straight.log
+        for name, value in straight.dictionary.state_dict().items():
+            assert torch.equal(resumed.dictionary.state_dict()[name], value), (cut, name)
+        moments = [s["exp_avg_sq"] for s in straight.optimizer.state_dict()["state"].values()]
+        restored = [s["exp_avg_sq"] for s in resumed.optimizer.state_dict()["state"].values()]
+        assert all(torch.equal(a, b) for a, b in zip(moments, restored, strict=True))
+    assert straight.log[-1]["dead_fraction"] < 1 and len(straight.log) > 5

@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import json
 import math
-import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import einops
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from interp.base.errors import InputError
-from interp.base.files import write_atomic
+from interp.base.errors import FileKindError, InputError
+from interp.base.files import read_json, write_atomic
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.engine.receivers import run_receivers
@@ -43,9 +41,12 @@ from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size, expected_edge_count
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
+from interp.methods.vocabulary import AblationMethod, check_method
 from interp.model.loading import HookedPhi
 
-Mode = Literal["counterfactual", "mean", "zero"]
+Mode = AblationMethod  # the one spelling; circuits give counterfactual, mean and zero
+# a circuit JSON of Phi-2 (a score per edge, a few million edges) stays well below this
+MAX_CIRCUIT_BYTES = 1 << 30
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -172,8 +173,7 @@ class CircuitEvaluator:
     """The clean and corrupted runs and the ablated sender values, computed once for many circuits."""
 
     def __init__(self, model: HookedPhi, pairs: PromptPairs, metric: MetricKind | Metric, mode: Mode):
-        if mode not in ("counterfactual", "mean", "zero"):
-            raise InputError(f"mode={mode!r} is not allowed; use 'counterfactual', 'mean' or 'zero'.")
+        check_method(mode, ("counterfactual", "mean", "zero"), "mode")
         self.core = contrast(model, pairs, metric, direction="noising")
         w = self.core.weights
         self.graph = Graph.of(w.n_layers, w.n_heads)
@@ -411,15 +411,13 @@ def _edge_field(path: str | Path, name: str, entry: object, key: str) -> float |
 
 
 def _read_json(path: str | Path) -> object:
-    """The JSON value of a regular file (not a directory, FIFO or device), else InputError."""
+    """The JSON value of a regular file (not a directory, FIFO or device) of at most 1 GiB, else InputError."""
     path = Path(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise InputError(f"{path} is not a regular file; give a circuit JSON file")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path, MAX_CIRCUIT_BYTES, "circuit file")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise InputError(f"{path} is not a JSON file ({type(error).__name__}: {error})") from None
+    except FileKindError as error:
+        raise InputError(f"{error} Give a circuit JSON file in EAP-IG's layout.") from None
     except OSError as error:
         raise InputError(f"{path} cannot be read ({error.strerror or error})") from None
