@@ -60,6 +60,8 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.circuits.scores": ("EdgeScores",),
     "interp.methods.contrastive": ("Contrast", "contrast"),
     "interp.methods.direct_logit_attribution": ("direct_logit_attribution", "neuron_attribution"),
+    "interp.methods.features.attribution": ("feature_attribution",),
+    "interp.methods.features.evaluation": ("evaluate_dictionaries",),
     "interp.methods.features.interventions": ("FeatureSteer", "LatentPatch"),
     "interp.methods.features.patching": ("patch_latents",),
     "interp.methods.generation": ("Generation", "generate"),

@@ -14,6 +14,7 @@ import typing
 
 import pytest
 import torch
+from dictionary_files import saved
 from helpers import ioi_pairs
 
 import interp.methods
@@ -52,6 +53,8 @@ def bases(model, pairs) -> dict[str, dict]:
             "negative": corrupted[:1],
         },
         "generate": {"heads": [[3, 2]], "n_samples": 1, "max_new_tokens": 3},
+        "dictionary_eval": {"dictionaries": [str(saved()["sae"])], "corpus_file": str(saved()["corpus"])},
+        "feature_attribution": {"dictionaries": [str(saved()["sae"])]},
     }
 
 
@@ -69,6 +72,14 @@ def alternatives(model, pairs) -> dict[str, object]:
         "max_new_tokens": 5,
         "positive": clean[1:],
         "negative": corrupted[1:],
+        "dictionaries": [str(saved()["sae_b"]), str(saved()["transcoder"])],
+        "corpus_file": str(saved()["corpus_b"]),
+        "context": 16,
+        "max_tokens": 64,
+        "model_batch": 1,
+        "dense_threshold": 0.5,
+        "bins": 7,
+        "error": False,
     }
 
 
@@ -310,7 +321,9 @@ def test_each_kind_is_registered_once_with_a_model_of_its_own_kind():
 def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
     from interp.runner.config import load_config, to_toml
 
-    tables = [{"kind": kind, "name": f"a{i}"} for i, kind in enumerate(REGISTRY)]
+    files = {"dictionaries": [str(saved()["sae"])]}
+    required = {"dictionary_eval": files, "feature_attribution": files}
+    tables = [{"kind": kind, "name": f"a{i}", **required.get(kind, {})} for i, kind in enumerate(REGISTRY)]
     tables += [
         {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},
         {"kind": "steer", "name": "prompts", "positive": ["🐱 \"a\"\\b"], "negative": ["x\ty"], "multipliers": [1e-7, -2.5]},

@@ -27,8 +27,10 @@ change it makes to the reconstruction. Gradients flow through latents and error 
 Order at a hook point: a dictionary writing it comes first (so other hooks and edits there see, and
 may replace, the spliced value), a transcoder reading it last (it reads what the model goes on
 with). The hooks are plain torch hooks on the bridge's hook points (invisible to TransformerLens's
-`reset_hooks` and to the user-hook policy of `interp.model.hooks`) and are removed on leaving the
-block, also when its body raises. Refused by name: a hook that is not a hook point of the model or
+`reset_hooks` and to the user-hook policy of `interp.model.hooks`; at `ln1.hook_scale` /
+`ln1.hook_normalized` a marker tells the bridge's LayerNorm to keep the autograd graph, so gradients
+through the dictionary are the engine's) and are removed on leaving the block, also when its body
+raises. Refused by name: a hook that is not a hook point of the model or
 not a `[batch pos width]` point inside a block, a width that is not the dictionary's, a transcoder
 whose hooks are in different blocks or out of order, two dictionaries writing one hook point, and a
 splice inside a splice. The engine caches the residual entering each block before that block's
@@ -47,7 +49,7 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens.hook_points import HookPoint
+from transformer_lens.hook_points import HookPoint, LensHandle
 
 from interp.base.errors import InputError
 from interp.dictionaries.base import Dictionary
@@ -312,6 +314,8 @@ def _hook_bridge(model: HookedPhi, entries: list[SplicedDictionary], undo: list)
         if entry.dictionary.kind != "sae":
             _read_last(model.hook_dict[entry.reads], state, undo)
         written = model.hook_dict[entry.writes]
+        for point in {entry.read_point, entry.write_point} & hook_points.LN_INSIDE:
+            _keep_graph(model.hook_dict[f"blocks.{entry.layer}.{point}"], undo)
 
         def write(module, args, output, entry=entry, points=points, state=state):
             activation = _converted(module, output)
@@ -328,6 +332,27 @@ def _hook_bridge(model: HookedPhi, entries: list[SplicedDictionary], undo: list)
 
         handle = written.register_forward_hook(write, prepend=True)
         undo.append(handle.remove)
+
+
+def _splice_mark(*args) -> None:
+    """The user hook of the marker `_keep_graph` lists; `interp.model.hooks` does not count it."""
+
+
+_splice_mark.interp_splice = True  # type: ignore[attr-defined]
+
+
+def _keep_graph(hp: HookPoint, undo: list) -> None:
+    """List a marker among `hp`'s TransformerLens hooks: the bridge's LayerNorm computes its
+    `hook_scale` / `hook_normalized` without autograd when none is listed, which would cut the
+    gradient through a dictionary reading or writing them (plain torch hooks are not listed)."""
+    handle = LensHandle(hp.register_forward_hook(_splice_mark), is_permanent=True, user_hook=_splice_mark)
+    hp.fwd_hooks.append(handle)
+
+    def remove() -> None:
+        handle.hook.remove()
+        hp.fwd_hooks[:] = [h for h in hp.fwd_hooks if h is not handle]
+
+    undo.append(remove)
 
 
 def _converted(module: HookPoint, output: Tensor) -> Tensor:

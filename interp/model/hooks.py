@@ -63,9 +63,14 @@ def refuse_user_hooks(model: HookedPhi, what: str) -> None:
 
 
 def active_hook_count(model: HookedPhi) -> int:
-    """How many forward/backward hook functions are attached to the model's hook points."""
+    """How many forward/backward hook functions are attached to the model's hook points (a splice's
+    markers, `interp.dictionaries.splice`, are not user hooks)."""
     points = {id(hp): hp for hp in model.hook_dict.values()}  # aliases share a hook point
-    return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in points.values())
+    return sum(
+        not getattr(handle.user_hook, "interp_splice", False)
+        for hp in points.values()
+        for handle in (*hp.fwd_hooks, *hp.bwd_hooks)
+    )
 
 
 def hook_aliases(model: HookedPhi, name: str) -> list[str]:

@@ -11,6 +11,8 @@ import torch
 from interp.base.errors import FileKindError, InterpError
 from interp.base.files import read_json
 from interp.methods.result import component_name, top_coords
+from interp.report.dictionaries import KINDS as DICTIONARY_KINDS
+from interp.report.dictionaries import dictionary_section
 from interp.report.html import Report, Section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.circuit import circuit_graph, faithfulness_chart
@@ -50,6 +52,8 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "circuit_faithfulness": ("faithfulness, 1 = the full model, 0 = the empty circuit; CPR, CMD: areas", None),
     "steer": ("{metric} of the steered corrupted prompts", None),
     "generate": ("1 = the text changed with the intervention", None),
+    "feature_attribution": ("estimated {metric} change, patched - unpatched", "metric"),
+    "dictionary_eval": ("each metric's own: L0 in latents, fractions, CE in nats", None),
 }  # fmt: skip
 
 
@@ -201,6 +205,9 @@ def build_report(results: dict) -> Report:
         )
     gap = baseline["clean"] - baseline["corrupted"]
     for entry in results["analyses"]:
+        if entry["kind"] in DICTIONARY_KINDS:
+            report.add(dictionary_section(entry))
+            continue
         values = torch.tensor(entry["values"], dtype=torch.float32)
         rows = _top_rows(entry, values)
         unit, scale = unit_of(entry, baseline["metric"])

@@ -120,12 +120,39 @@ def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".")
         except InputError as error:
             raise ConfigError(f"{source}: {error}") from None
         data = {**data, "task": {**task, "pairs": pairs}}
+    data = _resolve_analysis_paths(data, Path(base_dir))
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source} is not a valid experiment config:\n{_describe(error)}") from None
     to_toml(config)  # every value must be writable to the resolved config: refuse it now if not
     return config
+
+
+# `[[analysis]]` options that name files: a relative path is relative to the config file's folder
+ANALYSIS_PATHS = ("dictionaries", "transcoders", "corpus_file")
+
+
+def _resolve_analysis_paths(data: dict, base_dir: Path) -> dict:
+    """`data` with the relative paths of every analysis's file options joined to `base_dir`, made absolute."""
+    analyses = data.get("analysis") if isinstance(data, dict) else None
+    if not isinstance(analyses, list):
+        return data
+
+    def joined(value):
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str((base_dir / value).absolute())  # absolute: the resolved config reads back anywhere
+        if isinstance(value, list):
+            return [joined(v) for v in value]
+        return value
+
+    resolved = [
+        {k: joined(v) if k in ANALYSIS_PATHS else v for k, v in table.items()}
+        if isinstance(table, dict)
+        else table
+        for table in analyses
+    ]
+    return {**data, "analysis": resolved}
 
 
 def load_config(path: str | Path, model: dict | None = None) -> ExperimentConfig:

@@ -25,6 +25,11 @@ def tiny_phi(tiny_phi_dir):
     return load_model(str(tiny_phi_dir))
 
 
+@pytest.fixture(scope="module")
+def toy_bf16():
+    return load_model("toy", dtype="bfloat16")
+
+
 @pytest.fixture(params=["toy", "tiny_phi"])
 def model(request, toy_model):
     return toy_model if request.param == "toy" else request.getfixturevalue("tiny_phi")
@@ -118,6 +123,28 @@ class TestErrorTermIsExact:
         for a, b in zip(spliced.tokens, clean.tokens, strict=True):
             assert torch.equal(a, b)
 
+    @pytest.mark.parametrize("kind", ["sae", "skip_transcoder"])
+    def test_a_bfloat16_model_with_float32_dictionaries(self, toy_bf16, kind):
+        tokens = tokens_for(toy_bf16)
+        d = make_dict(toy_bf16, kind)
+        with torch.no_grad():
+            clean, reference = toy_bf16(tokens), toy_bf16.run_with_hooks(tokens, fwd_hooks=hand_hooks(d))
+            clean_engine = forward_logits(PhiWeights.from_model(toy_bf16), tokens)
+            clean_steps = generate(
+                toy_bf16, tokens[:, :5], 3, stop_at_eos=False, return_logits=True
+            ).step_logits
+            with splice(toy_bf16, d):
+                spliced, engine = toy_bf16(tokens), forward_logits(PhiWeights.from_model(toy_bf16), tokens)
+                steps = generate(
+                    toy_bf16, tokens[:, :5], 3, stop_at_eos=False, return_logits=True
+                ).step_logits
+            with splice(toy_bf16, d, error=False):
+                without = toy_bf16(tokens)
+        assert spliced.dtype == torch.bfloat16 and d.W_dec.dtype == torch.float32
+        assert torch.equal(spliced, clean) and torch.equal(engine, clean_engine)
+        assert all(torch.equal(a, b) for a, b in zip(steps, clean_steps, strict=True))
+        assert torch.equal(without, reference) and not torch.equal(without, clean)
+
     @pytest.mark.parametrize("kind", KINDS)
     def test_the_error_is_what_the_reconstruction_misses(self, toy_model, kind):
         tokens = tokens_for(toy_model)
@@ -187,13 +214,16 @@ class TestWithoutErrorTerm:
 
 
 class TestMethodsSeeTheSplice:
-    def test_activation_patching_equals_a_hand_written_patching_loop(self, toy_model):
+    @pytest.mark.parametrize("kind", ["transcoder", "sae"])
+    def test_activation_patching_equals_a_hand_written_patching_loop(self, toy_model, kind):
+        """The SAE sits at blocks.2.hook_resid_pre, a point the sweep patches: the patched value there is
+        the source run's spliced (reconstructed) one in both."""
         from helpers import ioi_pairs
 
         from interp.methods.activation_patching import sweep
 
         pairs = ioi_pairs(toy_model.tokenizer, 4)
-        d = make_dict(toy_model, "transcoder", layer=2)
+        d = make_dict(toy_model, kind, layer=2)
         clean_tokens, corrupted_tokens = pairs.clean_tokens, pairs.corrupted_tokens
         rows = torch.arange(len(pairs))
 
@@ -212,7 +242,7 @@ class TestMethodsSeeTheSplice:
             for layer in range(4):
                 for pos in range(clean_tokens.shape[1]):
                     patch = patch_at(source[layer], pos)
-                    hooks = [(f"blocks.{layer}.hook_resid_pre", patch), *hand_hooks(d)]
+                    hooks = [*hand_hooks(d), (f"blocks.{layer}.hook_resid_pre", patch)]  # after the splice
                     reference[layer, pos] = metric(
                         toy_model.run_with_hooks(corrupted_tokens, fwd_hooks=hooks)
                     )
@@ -252,6 +282,25 @@ def patch_at(source, pos):
         return act
 
     return hook
+
+
+class TestGradients:
+    @pytest.mark.parametrize("kind", ["sae_at_ln", "transcoder"])
+    def test_bridge_gradients_are_the_engines(self, toy_model, kind):
+        tokens = tokens_for(toy_model)
+        if kind == "transcoder":
+            d = make_dict(toy_model, "transcoder")
+        else:
+            d = make_dictionary("topk", d_in=160, d_sae=96, k=6, hook_name="blocks.1.ln1.hook_normalized")
+        weight = toy_model.original_model.model.layers[0].self_attn.dense.weight  # upstream of block 1
+        with splice(toy_model, d, error=False):
+            (bridge,) = torch.autograd.grad(toy_model(tokens).pow(2).mean(), [weight])
+            w = PhiWeights.from_model(toy_model)
+            (engine,) = torch.autograd.grad(forward_logits(w, tokens).pow(2).mean(), [weight])
+            assert active_hook_count(toy_model) == 0
+        (clean,) = torch.autograd.grad(toy_model(tokens).pow(2).mean(), [weight])
+        close(bridge, engine)
+        assert float((clean - engine).abs().max()) > 1e-3 * float(engine.abs().max())
 
 
 class TestDictionaryPoints:
@@ -340,6 +389,7 @@ class TestExit:
         assert set(toy_model.hook_dict) == names
         assert {n: len(toy_model.hook_dict[n]._forward_hooks) for n in counts} == counts
         assert len(toy_model.hook_dict[tc.hook_name]._forward_pre_hooks) == 0
+        assert len(toy_model.hook_dict[tc.hook_name].fwd_hooks) == 0
         assert not hook_points.SPLICED and splicing.active(toy_model) is None
         assert PhiWeights.from_model(toy_model).splice is None
         assert torch.equal(toy_model(tokens), clean) and active_hook_count(toy_model) == 0

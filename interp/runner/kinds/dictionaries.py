@@ -1,0 +1,180 @@
+"""Dictionaries (`dictionary_eval`): SAEs and transcoders from files, evaluated through the model.
+
+`dictionaries = ["path", ...]` names directories `interp.load_dictionary` reads (SAELens's or
+eai-sparsify's layout); a relative path is relative to the config file, like `pairs_file`. Each is
+checked against the loaded model (its hooks are hook points of the model where a dictionary can
+splice in, its widths match) before any unit runs. The values are one row per dictionary, one column
+per metric of `interp.dictionaries.evaluation`, on the task's clean and corrupted prompts, or on
+`corpus_file` (a UTF-8 text file, in rows of `context` tokens).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from interp.base.errors import InputError, InterpError
+from interp.runner.options import AnalysisOptions
+from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
+
+# the metrics reported per dictionary, in this order (interp.dictionaries.evaluation.DictionaryMetrics)
+METRICS = (
+    "l0", "explained_variance", "fvu", "cosine", "mse", "dead_fraction", "dense_fraction",
+    "ce_clean", "ce_spliced", "ce_zero_ablated", "ce_loss_recovered", "kl",
+)  # fmt: skip
+
+
+class DictionaryFiles(AnalysisOptions):
+    """The option of every kind that reads dictionaries from files: `dictionaries = ["path", ...]`."""
+
+    dictionaries: list[str] = Field(
+        min_length=1,
+        description="directories of saved dictionaries (SAELens or eai-sparsify layout), relative to the config",
+    )
+
+    @field_validator("dictionaries")
+    @classmethod
+    def _directories(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not Path(path).is_dir():
+                raise ValueError(
+                    f"dictionary {path!r} is not a directory (a saved dictionary is a folder with cfg.json; "
+                    "a relative path is relative to the config file)"
+                )
+        return paths
+
+
+class DictionaryEvalOptions(DictionaryFiles):
+    """`dictionary_eval`: evaluate dictionaries from files on the task's prompts or a corpus."""
+
+    kind: Literal["dictionary_eval"]
+    corpus_file: str | None = Field(
+        None, description="a UTF-8 text file to evaluate on (default: the task's clean and corrupted prompts)"
+    )
+    context: int = Field(64, ge=2, le=65536, description="tokens per row of the corpus")
+    max_tokens: int = Field(8192, ge=2, description="corpus tokens evaluated on, at most")
+    model_batch: int = Field(16, ge=1, description="rows per forward pass")
+    dense_threshold: float = Field(
+        0.1, gt=0, le=1, description="a latent firing on more than this fraction of tokens is dense"
+    )
+    bins: int = Field(50, ge=1, le=1000, description="bins of the log10 latent density histogram")
+
+    @field_validator("corpus_file")
+    @classmethod
+    def _a_file(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(
+                f"corpus_file {path!r} is not a file (a relative path is relative to the config file)"
+            )
+        return path
+
+    def unread(self) -> dict[str, str]:
+        if self.corpus_file is None:
+            why = "no corpus_file is given (the task's prompts are evaluated on)"
+            return {"context": why, "max_tokens": why}
+        return {}
+
+
+def load_files(options: DictionaryFiles) -> list:
+    """The dictionaries the options name, loaded; an error names the one that does not load."""
+    from interp.dictionaries.io import load_dictionary
+
+    loaded = []
+    for i, path in enumerate(options.dictionaries):
+        try:
+            loaded.append(load_dictionary(path))
+        except InterpError as error:
+            raise InputError(f"dictionaries[{i}] ({path}): {error}") from None
+    return loaded
+
+
+def check_files(options: DictionaryFiles, model) -> None:
+    """Each dictionary the options name loads and fits the model (hook points, widths), one by one."""
+    from interp.dictionaries.splice import check_dictionaries
+
+    for i, dictionary in enumerate(load_files(options)):
+        try:
+            check_dictionaries(model, dictionary, True)
+        except InterpError as error:
+            raise InputError(f"dictionaries[{i}] ({options.dictionaries[i]}): {error}") from None
+
+
+def _compute(options: DictionaryEvalOptions, model, pairs, ctx: UnitContext) -> Computed:
+    import math
+
+    import torch
+
+    from interp.methods.features.evaluation import corpus_tokens, evaluate_dictionaries, prompt_tokens
+
+    dictionaries = load_files(options)
+    if options.corpus_file is None:
+        tokens, mask = prompt_tokens(pairs)
+    else:
+        tokens = corpus_tokens(model.tokenizer, options.corpus_file, options.context, options.max_tokens)
+        mask = None
+    measured = evaluate_dictionaries(
+        model,
+        dictionaries,
+        tokens,
+        mask,
+        model_batch=options.model_batch,
+        dense_threshold=options.dense_threshold,
+        bins=options.bins,
+    )
+    rows, about = [], []
+    for path, d, m in zip(options.dictionaries, dictionaries, measured, strict=True):
+        row = [float(getattr(m, name)) for name in METRICS]
+        bad = [name for name, value in zip(METRICS, row, strict=True) if not math.isfinite(value)]
+        if bad:
+            raise InputError(
+                f"{path}: {', '.join(bad)} undefined on these tokens (e.g. ce_loss_recovered when zero-ablating "
+                f"{d.hook_name_out} does not change the loss); evaluate on more or other tokens."
+            )
+        rows.append(row)
+        about.append(
+            {
+                "path": path,
+                "architecture": d.architecture,
+                "dictionary_kind": d.kind,
+                "hook_name": d.hook_name,
+                "hook_name_out": d.hook_name_out,
+                "d_sae": d.d_sae,
+                "n_tokens": m.n_tokens,
+                "histogram_counts": m.histogram_counts.tolist(),
+                "histogram_edges": m.histogram_edges.tolist(),
+            }
+        )
+    labels = [
+        f"{Path(p).name} ({d.hook_name_out})" for p, d in zip(options.dictionaries, dictionaries, strict=True)
+    ]
+    return Computed(
+        ("dictionary", "metric"),
+        torch.tensor(rows, dtype=torch.float64),
+        {"dictionary": labels, "metric": list(METRICS)},
+        {"dictionary_metrics": about},
+    )
+
+
+register(
+    AnalysisSpec(
+        kind="dictionary_eval",
+        summary="SAEs and transcoders from files: L0, explained variance, CE loss recovered, KL, dead latents",
+        explanation=(
+            "Dictionary evaluation: each dictionary's latents per token (L0), the variance of the activation it "
+            "explains, how much of the next-token loss its output recovers when spliced in ((CE zero-ablated - "
+            "CE spliced) / (CE zero-ablated - CE clean)), the KL of the spliced model's predictions to the "
+            "model's, and its dead (never firing) and dense latents."
+        ),
+        per_prompt=False,
+        options=DictionaryEvalOptions,
+        dims=fixed("dictionary", "metric"),
+        compute=_compute,
+        finish=lambda options, mean, clean, corrupted: Finished(
+            mean, "each dictionary's metrics, one column per metric", None
+        ),
+        figures=("dictionary_metrics",),
+        check=check_files,
+    )
+)
