@@ -14,8 +14,10 @@ import typing
 
 import pytest
 import torch
+from dictionaries.cards_files import feature_cards_files
 from helpers import ioi_pairs
 
+import interp.dictionaries
 import interp.methods
 from interp.runner.config import ConfigError, parse_config
 from interp.runner.kinds import REGISTRY, spec_for
@@ -52,6 +54,13 @@ def bases(model, pairs) -> dict[str, dict]:
             "negative": corrupted[:1],
         },
         "generate": {"heads": [[3, 2]], "n_samples": 1, "max_new_tokens": 3},
+        "feature_cards": {
+            "dictionaries": [feature_cards_files()["sae_a"]],
+            "corpus": feature_cards_files()["text_a"],
+            "n_contexts": 2,
+            "corpus_rows": 3,
+            "context_length": 6,
+        },
     }
 
 
@@ -69,6 +78,14 @@ def alternatives(model, pairs) -> dict[str, object]:
         "max_new_tokens": 5,
         "positive": clean[1:],
         "negative": corrupted[1:],
+        "dictionaries": [feature_cards_files()["sae_b"]],
+        "features": [1, 2],
+        "top_n": 2,
+        "n_contexts": 3,
+        "n_tokens": 4,
+        "corpus": feature_cards_files()["text_b"],
+        "corpus_rows": 2,
+        "context_length": 5,
     }
 
 
@@ -94,9 +111,11 @@ def _summary(value):
 
 @pytest.fixture
 def method_calls(monkeypatch):
-    """Calls from a kind's compute into any function of `interp.methods`, with their arguments."""
-    for info in pkgutil.walk_packages(interp.methods.__path__, "interp.methods."):
-        importlib.import_module(info.name)
+    """Calls from a kind's compute into any function of `interp.methods` or `interp.dictionaries`, with
+    their arguments."""
+    for package in (interp.methods, interp.dictionaries):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(info.name)
     calls: list = []
 
     def recording(fn):
@@ -109,7 +128,7 @@ def method_calls(monkeypatch):
         return wrapper
 
     for name, module in list(sys.modules.items()):
-        if name.startswith("interp.methods.") and module is not None:
+        if name.startswith(("interp.methods.", "interp.dictionaries.")) and module is not None:
             for attr, fn in list(vars(module).items()):
                 if inspect.isfunction(fn) and fn.__module__ == name:
                     monkeypatch.setattr(module, attr, recording(fn))
@@ -310,7 +329,8 @@ def test_each_kind_is_registered_once_with_a_model_of_its_own_kind():
 def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
     from interp.runner.config import load_config, to_toml
 
-    tables = [{"kind": kind, "name": f"a{i}"} for i, kind in enumerate(REGISTRY)]
+    required = {"feature_cards": {"dictionaries": ["sae"]}}  # options without a default
+    tables = [{"kind": kind, "name": f"a{i}", **required.get(kind, {})} for i, kind in enumerate(REGISTRY)]
     tables += [
         {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},
         {"kind": "steer", "name": "prompts", "positive": ["🐱 \"a\"\\b"], "negative": ["x\ty"], "multipliers": [1e-7, -2.5]},

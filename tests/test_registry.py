@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dictionaries.cards_files import feature_cards_files
 from helpers import ioi_pairs
 
 from interp.runner.config import ConfigError, parse_config
@@ -25,11 +26,13 @@ def analysis(kind: str, **options):
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
 def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs):
     spec = spec_for(kind)
-    options = analysis(kind)
+    required = {"feature_cards": {"dictionaries": [feature_cards_files()["sae_a"]]}}  # no default
+    options = analysis(kind, **required.get(kind, {}))
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
     sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2, "edge": 463}
     sizes |= {"ranking": 2, "fraction": 10, "multiplier": 4, "sample": 2}
+    sizes |= {"feature": 8, "statistic": 3}  # feature_cards: top_n 16 of a dictionary of 8 latents
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers

@@ -47,6 +47,7 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "circuit_faithfulness": ("faithfulness, 1 = the full model, 0 = the empty circuit; CPR, CMD: areas", None),
     "steer": ("{metric} of the steered corrupted prompts", None),
     "generate": ("1 = the text changed with the intervention", None),
+    "feature_cards": ("density: fraction of corpus tokens a latent is active on", None),
 }  # fmt: skip
 
 
@@ -198,6 +199,11 @@ def build_report(results: dict) -> Report:
         )
     gap = baseline["clean"] - baseline["corrupted"]
     for entry in results["analyses"]:
+        if "feature_cards" in entry:  # its own section: the feature browser (interp/report/features.py)
+            from interp.report.features import feature_cards_section
+
+            report.add(feature_cards_section(entry))
+            continue
         values = torch.tensor(entry["values"], dtype=torch.float32)
         rows = _top_rows(entry, values)
         unit, scale = unit_of(entry, baseline["metric"])
