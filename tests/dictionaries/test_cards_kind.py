@@ -92,6 +92,18 @@ class TestCheckedAgainstTheModel:
                 toy_model, dictionaries=[feature_cards_files()["sae_a"]], corpus=str(tmp_path / "none.txt")
             )
 
+    def test_a_corpus_that_is_a_directory_or_too_long(self, toy_model, tmp_path):
+        (tmp_path / "dir.txt").mkdir()
+        sae = feature_cards_files()["sae_a"]
+        with pytest.raises(InputError, match=r"dir.txt is a directory"):
+            self.check(toy_model, dictionaries=[sae], corpus=str(tmp_path / "dir.txt"))
+        with pytest.raises(
+            InputError, match=r"context_length = 129 is longer than the model's context \(128\)"
+        ):
+            self.check(
+                toy_model, dictionaries=[sae], corpus=feature_cards_files()["text_a"], context_length=129
+            )
+
 
 def test_the_compute_is_the_library_call(toy_model):
     """Independent path: feature_cards called directly on the task's clean prompts."""

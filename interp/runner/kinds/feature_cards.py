@@ -116,6 +116,10 @@ def _check(options: FeatureCardsOptions, model) -> None:
     _load(options, model)
     if options.corpus not in CORPUS_KEYWORDS:
         _file_documents(options)
+        if options.context_length > model.cfg.n_ctx:
+            raise InputError(
+                f"context_length = {options.context_length} is longer than the model's context ({model.cfg.n_ctx})"
+            )
 
 
 def _file_documents(options: FeatureCardsOptions) -> list[str]:
@@ -130,6 +134,8 @@ def _file_documents(options: FeatureCardsOptions) -> list[str]:
         ) from None
     except UnicodeDecodeError as error:
         raise InputError(f"corpus {path} is not UTF-8 text (byte {error.start})") from None
+    except InterpError as error:  # a directory, a FIFO, a file over the size limit
+        raise InputError(str(error)) from None
     documents = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
