@@ -43,6 +43,8 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
         "train_from_model",
     ),
     "interp.dictionaries.splice": ("Spliced", "splice"),
+    "interp.dictionaries.cards": ("FeatureCard", "feature_cards"),
+    "interp.dictionaries.feature_stats": ("feature_stats",),
     "interp.methods.ablation": ("Component", "ablate", "ablation_sweep"),
     "interp.methods.activation_patching": ("sweep",),
     "interp.methods.attribution_patching": ("agreement", "attribution_patch"),
@@ -76,6 +78,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.model.hooks": ("hook_names", "validate_hook_names"),
     "interp.model.loading": ("HookedPhi", "ModelInfo", "load_model"),
     "interp.runner.config": ("load_config", "parse_config"),
+    "interp.viz.features": ("FeatureBrowser",),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 

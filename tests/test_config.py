@@ -63,7 +63,7 @@ def test_resolved_toml_round_trips(tmp_path):
         ({"analysis": []}, r"analysis: List should have at least 1 item"),
         (
             {"analysis": [{"kind": "ablate_head", "method": "gaussian"}]},
-            r"analysis.0.method: Input should be 'zero', 'mean' or 'resample'",
+            r"analysis.0.method: Input should be 'zero', 'mean', 'resample' or 'counterfactual'",
         ),
         (
             {"analysis": [{"kind": "dla_head"}, {"kind": "dla_head"}]},

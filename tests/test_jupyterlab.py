@@ -222,9 +222,9 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
                 const drawn = panel.querySelectorAll('.js-plotly-plot .main-svg');
                 const widgets = [...panel.querySelectorAll('.interp-attention')];
                 const explorers = [...panel.querySelectorAll('.jp-OutputArea-output')].filter(
-                    o => o.querySelector('.jupyter-widgets, .interp-explorer'));
+                    o => o.querySelector('.jupyter-widgets, .interp-explorer, .interp-features'));
                 return drawn.length >= figures.length && widgets.every(w => w.querySelector('canvas'))
-                    && explorers.every(o => o.querySelector('.interp-explorer-pattern'));
+                    && explorers.every(o => o.querySelector('.interp-explorer-pattern, .interp-features-selected'));
             }""",
             timeout=120_000,
         )
@@ -240,6 +240,10 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
                 explorers: panel.querySelectorAll('.interp-explorer').length,
                 explorers_drawn: [...panel.querySelectorAll('.interp-explorer')].filter(
                     e => e.querySelectorAll('.interp-explorer-head').length > 0 && e.querySelector('.interp-explorer-pattern')).length,
+                browsers: panel.querySelectorAll('.interp-features').length,
+                browsers_drawn: [...panel.querySelectorAll('.interp-features')].filter(
+                    e => e.querySelector('.interp-features-selected')
+                        && e.querySelectorAll('.interp-features-token').length > 0).length,
                 widget_errors: [...panel.querySelectorAll('.jp-OutputArea-output')].filter(
                     o => /Error displaying widget|Loading widget/.test(o.textContent)).length,
                 stderr: panel.querySelectorAll(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").length,
@@ -262,8 +266,11 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
         assert counts["figures"] + counts["widgets"] >= 1
         assert counts["figures_drawn"] == counts["figures"] and counts["widgets_drawn"] == counts["widgets"]
         assert counts["explorers_drawn"] == counts["explorers"] and counts["widget_errors"] == 0
+        assert counts["browsers_drawn"] == counts["browsers"]
         if notebook.stem == "03_head_attribution":
             assert counts["explorers"] == 1
+        if notebook.stem == "07_dictionaries":
+            assert counts["browsers"] == 2  # the feature browser and one card
         assert errors == [] and external == []
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)

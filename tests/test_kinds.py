@@ -14,9 +14,11 @@ import typing
 
 import pytest
 import torch
+from dictionaries.cards_files import feature_cards_files
 from dictionary_files import saved
 from helpers import ioi_pairs
 
+import interp.dictionaries
 import interp.methods
 from interp.runner.config import ConfigError, parse_config
 from interp.runner.kinds import REGISTRY, spec_for
@@ -55,6 +57,13 @@ def bases(model, pairs) -> dict[str, dict]:
         "generate": {"heads": [[3, 2]], "n_samples": 1, "max_new_tokens": 3},
         "dictionary_eval": {"dictionaries": [str(saved()["sae"])], "corpus_file": str(saved()["corpus"])},
         "feature_attribution": {"dictionaries": [str(saved()["sae"])]},
+        "feature_cards": {
+            "dictionaries": [feature_cards_files()["sae_a"]],
+            "corpus": feature_cards_files()["text_a"],
+            "n_contexts": 2,
+            "corpus_rows": 3,
+            "context_length": 6,
+        },
     }
 
 
@@ -80,6 +89,13 @@ def alternatives(model, pairs) -> dict[str, object]:
         "dense_threshold": 0.5,
         "bins": 7,
         "error": False,
+        "features": [1, 2],
+        "top_n": 2,
+        "n_contexts": 3,
+        "n_tokens": 4,
+        "corpus": feature_cards_files()["text_b"],
+        "corpus_rows": 2,
+        "context_length": 5,
     }
 
 
@@ -105,9 +121,11 @@ def _summary(value):
 
 @pytest.fixture
 def method_calls(monkeypatch):
-    """Calls from a kind's compute into any function of `interp.methods`, with their arguments."""
-    for info in pkgutil.walk_packages(interp.methods.__path__, "interp.methods."):
-        importlib.import_module(info.name)
+    """Calls from a kind's compute into any function of `interp.methods` or `interp.dictionaries`, with
+    their arguments."""
+    for package in (interp.methods, interp.dictionaries):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(info.name)
     calls: list = []
 
     def recording(fn):
@@ -120,7 +138,7 @@ def method_calls(monkeypatch):
         return wrapper
 
     for name, module in list(sys.modules.items()):
-        if name.startswith("interp.methods.") and module is not None:
+        if name.startswith(("interp.methods.", "interp.dictionaries.")) and module is not None:
             for attr, fn in list(vars(module).items()):
                 if inspect.isfunction(fn) and fn.__module__ == name:
                     monkeypatch.setattr(module, attr, recording(fn))
@@ -322,7 +340,7 @@ def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
     from interp.runner.config import load_config, to_toml
 
     files = {"dictionaries": [str(saved()["sae"])]}
-    required = {"dictionary_eval": files, "feature_attribution": files}
+    required = {"dictionary_eval": files, "feature_attribution": files, "feature_cards": files}
     tables = [{"kind": kind, "name": f"a{i}", **required.get(kind, {})} for i, kind in enumerate(REGISTRY)]
     tables += [
         {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},

@@ -53,6 +53,7 @@ def test_notebooks_are_present():
         "04_ablation_sweeps",
         "05_circuit_discovery",
         "06_steering_and_generation",
+        "07_dictionaries",
     ]
 
 

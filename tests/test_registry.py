@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dictionary_files import saved
 from helpers import ioi_pairs
 
 from interp.runner.config import ConfigError, parse_config
@@ -25,11 +26,17 @@ def analysis(kind: str, **options):
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
 def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs):
     spec = spec_for(kind)
-    options = analysis(kind)
+    needs_files = ("dictionary_eval", "feature_attribution", "feature_cards")  # no default dictionaries
+    extra = {"dictionaries": [str(saved()["sae"])]} if kind in needs_files else {}
+    options = analysis(kind, **extra)
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
     sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2, "edge": 463}
     sizes |= {"ranking": 2, "fraction": 10, "multiplier": 4, "sample": 2}
+    sizes |= {"feature": 16, "statistic": 3}  # feature_cards: top_n 16 latents
+    sizes |= {"dictionary": 1, "metric": 12}  # dictionary_eval: one dictionary
+    if kind == "feature_attribution":
+        sizes["feature"] = 64 + 1  # every latent of the SAE and its error term
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers

@@ -272,6 +272,7 @@ def feature_stats(
     _check_options(n_contexts, bins, context_before, context_after, row_chunk)
     chosen = _features(dictionary, features)
     stream = _Stream(chosen, n_contexts, bins, context_before, context_after)
+    every = torch.equal(chosen, torch.arange(dictionary.d_sae))  # no column selection needed
     device = dictionary.W_enc.device
     batches, _ = token_batches(tokens, model_batch)
     dictionary.eval()
@@ -285,7 +286,10 @@ def feature_stats(
         x = einops.rearrange(rows, "(b p) d -> b p d", b=batch_tokens.shape[0])
         for start in range(0, x.shape[0], row_chunk):
             part = slice(start, start + row_chunk)
-            acts = dictionary.encode(x[part].to(device))[..., chosen.to(device)].float().cpu()
+            acts = dictionary.encode(x[part].to(device))
+            if not every:
+                acts = acts[..., chosen.to(device)]
+            acts = acts.float().cpu()
             stream.add(batch_tokens[part].cpu(), keep[part].cpu(), acts)
     if stream.n_tokens == 0:
         raise InputError("No tokens to measure: the corpus is empty or every position is masked out.")

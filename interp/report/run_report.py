@@ -13,6 +13,7 @@ from interp.base.files import read_json
 from interp.methods.result import component_name, top_coords
 from interp.report.dictionaries import KINDS as DICTIONARY_KINDS
 from interp.report.dictionaries import dictionary_section
+from interp.report.features import feature_cards_section
 from interp.report.html import Report, Section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.circuit import circuit_graph, faithfulness_chart
@@ -54,6 +55,7 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "generate": ("1 = the text changed with the intervention", None),
     "feature_attribution": ("estimated {metric} change, patched - unpatched", "metric"),
     "dictionary_eval": ("each metric's own: L0 in latents, fractions, CE in nats", None),
+    "feature_cards": ("density: fraction of corpus tokens a latent is active on", None),
 }  # fmt: skip
 
 
@@ -205,8 +207,11 @@ def build_report(results: dict) -> Report:
         )
     gap = baseline["clean"] - baseline["corrupted"]
     for entry in results["analyses"]:
-        if entry["kind"] in DICTIONARY_KINDS:
+        if entry["kind"] in DICTIONARY_KINDS:  # sections of their own (tables, the feature browser)
             report.add(dictionary_section(entry))
+            continue
+        if entry["kind"] == "feature_cards":
+            report.add(feature_cards_section(entry))
             continue
         values = torch.tensor(entry["values"], dtype=torch.float32)
         rows = _top_rows(entry, values)

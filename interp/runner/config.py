@@ -22,6 +22,7 @@ Every field has a description, which `interp tasks` prints.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -98,6 +99,40 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# analysis options holding file paths, each with the values that are keywords rather than paths
+PATH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dictionaries": (),
+    "transcoders": (),
+    "corpus": ("task", "toy"),
+    "corpus_file": (),
+}
+
+
+def _resolve_paths(data: dict, base_dir: str | Path) -> dict:
+    """Analysis options that name files (`PATH_OPTIONS`), made absolute against `base_dir` (the config
+    file's folder), as `pairs_file` is read: the resolved config then names the same files anywhere."""
+    analyses = data.get("analysis")
+    if not isinstance(analyses, list):
+        return data
+
+    def resolve(value, keywords: tuple[str, ...]):
+        if not isinstance(value, str) or not value or value in keywords:
+            return value
+        return os.path.abspath(Path(base_dir) / value)
+
+    tables = []
+    for table in analyses:
+        if isinstance(table, dict):
+            table = dict(table)
+            for key, keywords in PATH_OPTIONS.items():
+                if isinstance(table.get(key), list):
+                    table[key] = [resolve(v, keywords) for v in table[key]]
+                elif key in table:
+                    table[key] = resolve(table[key], keywords)
+        tables.append(table)
+    return {**data, "analysis": tables}
+
+
 def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".") -> ExperimentConfig:
     """Validate a config given as a dict (parsed TOML); a `ConfigError` lists every bad field.
 
@@ -120,39 +155,14 @@ def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".")
         except InputError as error:
             raise ConfigError(f"{source}: {error}") from None
         data = {**data, "task": {**task, "pairs": pairs}}
-    data = _resolve_analysis_paths(data, Path(base_dir))
+    if isinstance(data, dict):
+        data = _resolve_paths(data, base_dir)
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source} is not a valid experiment config:\n{_describe(error)}") from None
     to_toml(config)  # every value must be writable to the resolved config: refuse it now if not
     return config
-
-
-# `[[analysis]]` options that name files: a relative path is relative to the config file's folder
-ANALYSIS_PATHS = ("dictionaries", "transcoders", "corpus_file")
-
-
-def _resolve_analysis_paths(data: dict, base_dir: Path) -> dict:
-    """`data` with the relative paths of every analysis's file options joined to `base_dir`, made absolute."""
-    analyses = data.get("analysis") if isinstance(data, dict) else None
-    if not isinstance(analyses, list):
-        return data
-
-    def joined(value):
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            return str((base_dir / value).absolute())  # absolute: the resolved config reads back anywhere
-        if isinstance(value, list):
-            return [joined(v) for v in value]
-        return value
-
-    resolved = [
-        {k: joined(v) if k in ANALYSIS_PATHS else v for k, v in table.items()}
-        if isinstance(table, dict)
-        else table
-        for table in analyses
-    ]
-    return {**data, "analysis": resolved}
 
 
 def load_config(path: str | Path, model: dict | None = None) -> ExperimentConfig:

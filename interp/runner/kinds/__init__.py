@@ -11,6 +11,7 @@
     generation      generate
     dictionaries    dictionary_eval
     features        feature_attribution
+    feature_cards   feature_cards
 
 Each module pairs a kind's options model (`interp.runner.options`) with its compute, and imports its
 method only inside the compute: validating a config or listing the kinds loads neither torch nor a
@@ -29,6 +30,7 @@ from interp.runner.kinds import (  # each registers its kinds
     attribution,
     dictionaries,
     edges,
+    feature_cards,
     features,
     generation,
     head_scores,
@@ -43,7 +45,7 @@ from interp.runner.registry import REGISTRY, AnalysisSpec, spec_for
 # the order `interp tasks` and error messages list the kinds in
 FAMILIES = (
     patching, path_patching, attribution, lens, head_scores, ablation, edges, steering, generation, dictionaries,
-    features,
+    features, feature_cards,
 )  # fmt: skip
 _ORDER = {family.__name__: i for i, family in enumerate(FAMILIES)}
 for _spec in sorted(REGISTRY.values(), key=lambda spec: _ORDER[spec.options.__module__]):
