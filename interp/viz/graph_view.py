@@ -1,0 +1,102 @@
+"""The attribution graph view: an offline interactive SVG of a graph in circuit-tracer's JSON layout.
+
+Rows are layers (the prompt's tokens at the bottom, the logits on top), columns positions; a feature is
+a circle, an error node a square, tokens and logits rounded boxes. A link's colour is its weight's sign
+(`interp.viz.colours`: blue positive, red negative), its width |weight|. Hover a node for its details
+(activation, cumulative influence, strongest links in and out); click it to light the paths through it;
+the slider prunes to the nodes within a cumulative influence share; a supernode's button lights its
+members. Everything travels with the page (no server, no network), so a notebook output or a report
+file keeps working offline. It reads our files and circuit-tracer's alike (`interp.methods.graphs.graph_json`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+from interp.base.html import script_json
+from interp.methods.graphs.graph_json import GraphFile
+
+KIND = {
+    "cross layer transcoder": "feature",
+    "mlp reconstruction error": "error",
+    "embedding": "token",
+    "logit": "logit",
+}
+
+
+@lru_cache(maxsize=1)
+def graph_view_js() -> str:
+    """The renderer's source, safe to inline in a <script> element."""
+    source = (Path(__file__).parent / "graph_view.js").read_text(encoding="utf-8")
+    return source.replace("</script", "<\\/script")
+
+
+def _label(node: dict, kind: str, tokens: list[str]) -> str:
+    if kind == "feature":
+        return f"L{node['layer']} F{node['feature']}"
+    if kind == "error":
+        return f"err L{node['layer']}"
+    if kind == "token":
+        pos = node["ctx_idx"]
+        return tokens[pos] if 0 <= pos < len(tokens) else f"token @{pos}"
+    return node.get("clerp") or f"logit {node['feature']}"
+
+
+class GraphView:
+    """The view of one graph file (its JSON object, or `read_graph_json`'s result); displays itself in
+    notebooks (`_repr_html_`) and in reports (`html`)."""
+
+    def __init__(self, graph: dict | GraphFile, title: str = "attribution graph"):
+        if isinstance(graph, GraphFile):
+            metadata, qparams, nodes, links = graph.metadata, graph.qparams, graph.nodes, graph.links
+        else:
+            metadata, qparams = graph["metadata"], graph.get("qParams", {})
+            nodes, links = graph["nodes"], graph["links"]
+        tokens = [str(t) for t in metadata["prompt_tokens"]]
+        logit_layers = [int(n["layer"]) for n in nodes if n["feature_type"] == "logit"]
+        n_layers = (
+            (logit_layers[0] - 1) if logit_layers else int(metadata.get("interp", {}).get("n_layers", 1))
+        )
+        shown = []
+        for node in nodes:
+            kind = KIND[node["feature_type"]]
+            row = -1 if kind == "token" else n_layers if kind == "logit" else int(node["layer"])
+            shown.append(
+                {
+                    "id": node["node_id"],
+                    "kind": kind,
+                    "row": row,
+                    "pos": int(node["ctx_idx"]),
+                    "label": _label(node, kind, tokens),
+                    "influence": node.get("influence"),
+                    "activation": node.get("activation"),
+                    "clerp": node.get("clerp") or "",
+                    "prob": node.get("token_prob") or 0.0,
+                }
+            )
+        self.data = {
+            "title": title,
+            "tokens": tokens,
+            "n_layers": n_layers,
+            "nodes": shown,
+            "links": [
+                {"s": link["source"], "t": link["target"], "w": float(link["weight"])} for link in links
+            ],
+            "supernodes": [list(map(str, group)) for group in qparams.get("supernodes", []) if group],
+        }
+        self.id = f"interp-graph-{uuid.uuid4().hex[:12]}"
+
+    def html(self, include_bundle: bool = True) -> str:
+        """A container and the call that renders into it (plus the renderer, if asked)."""
+        script = f"<script>{graph_view_js()}</script>" if include_bundle else ""
+        return (
+            f"{script}<div id='{self.id}' class='interp-graph-root'><p class='interp-needs-js'>"
+            "Attribution graph: its JavaScript has not run here; open the page in a web browser.</p></div>"
+            f"<script>interpGraphView(document.getElementById({script_json(self.id)}), "
+            f"{script_json(self.data)});</script>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.html(include_bundle=True)
