@@ -58,6 +58,11 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.circuits.scores": ("EdgeScores",),
     "interp.methods.contrastive": ("Contrast", "contrast"),
     "interp.methods.direct_logit_attribution": ("direct_logit_attribution", "neuron_attribution"),
+    "interp.methods.graphs.attribution": ("AttributionGraph", "attribution_graph"),
+    "interp.methods.graphs.graph_json": ("read_graph_json", "write_graph_json"),
+    "interp.methods.graphs.interventions": ("check_intervention",),
+    "interp.methods.graphs.pruning": ("graph_scores", "prune_graph"),
+    "interp.methods.graphs.replacement": ("Intervention", "replacement_model"),
     "interp.methods.generation": ("Generation", "generate"),
     "interp.methods.head_scores": ("head_scores", "top_heads"),
     "interp.methods.interventions": ("AblateHeads", "Hook", "PatchFrom", "Steer"),
@@ -70,6 +75,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.model.hooks": ("hook_names", "validate_hook_names"),
     "interp.model.loading": ("HookedPhi", "ModelInfo", "load_model"),
     "interp.runner.config": ("load_config", "parse_config"),
+    "interp.viz.graph_view": ("GraphView",),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 

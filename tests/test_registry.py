@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import ioi_pairs
+from test_kinds import toy_transcoders
 
 from interp.runner.config import ConfigError, parse_config
 from interp.runner.registry import REGISTRY, UnitContext, spec_for
@@ -25,11 +26,12 @@ def analysis(kind: str, **options):
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
 def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs):
     spec = spec_for(kind)
-    options = analysis(kind)
+    options = analysis(kind, **({"transcoders": toy_transcoders(0)} if kind == "attribution_graph" else {}))
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
     sizes = {"layer": 4, "head": 4, "pos": pairs.clean_tokens.shape[1], "component": 2, "edge": 463}
     sizes |= {"ranking": 2, "fraction": 10, "multiplier": 4, "sample": 2}
+    sizes |= {"node": len((computed.labels or {}).get("node", []))}  # attribution_graph: the nodes kept
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers

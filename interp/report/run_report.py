@@ -47,6 +47,7 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "circuit_faithfulness": ("faithfulness, 1 = the full model, 0 = the empty circuit; CPR, CMD: areas", None),
     "steer": ("{metric} of the steered corrupted prompts", None),
     "generate": ("1 = the text changed with the intervention", None),
+    "attribution_graph": ("influence on the graph's top logits, over every path", None),
 }  # fmt: skip
 
 
@@ -214,6 +215,11 @@ def build_report(results: dict) -> Report:
         )
         if entry.get("samples"):
             report.add(_samples_section(entry))
+        if entry["kind"] == "attribution_graph":
+            from interp.report.graphs import graph_sections
+
+            for section in graph_sections(entry):
+                report.add(section)
     return report
 
 

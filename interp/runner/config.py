@@ -22,6 +22,7 @@ Every field has a description, which `interp tasks` prints.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -120,12 +121,34 @@ def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".")
         except InputError as error:
             raise ConfigError(f"{source}: {error}") from None
         data = {**data, "task": {**task, "pairs": pairs}}
+    data = _resolve_dictionary_paths(data, Path(base_dir))
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{source} is not a valid experiment config:\n{_describe(error)}") from None
     to_toml(config)  # every value must be writable to the resolved config: refuse it now if not
     return config
+
+
+DICTIONARY_OPTIONS = ("dictionaries", "transcoders")  # analysis options that list dictionary directories
+
+
+def _resolve_dictionary_paths(data: dict, base_dir: Path) -> dict:
+    """Each analysis's dictionary directories (`dictionaries`, `transcoders`) made absolute, a relative path
+    taken from `base_dir`, the config file's folder, as `pairs_file` is (so the resolved config, written
+    anywhere, names the same directories)."""
+    analyses = data.get("analysis") if isinstance(data, dict) else None
+    if not isinstance(analyses, list):
+        return data
+    resolved = []
+    for table in analyses:
+        if isinstance(table, dict):
+            for key in DICTIONARY_OPTIONS:
+                paths = table.get(key)
+                if isinstance(paths, list) and all(isinstance(p, str) and p for p in paths):
+                    table = {**table, key: [os.path.abspath(base_dir / p) for p in paths]}
+        resolved.append(table)
+    return {**data, "analysis": resolved}
 
 
 def load_config(path: str | Path, model: dict | None = None) -> ExperimentConfig:

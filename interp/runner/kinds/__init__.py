@@ -9,6 +9,7 @@
     edges           edge_patch, eap, eap_ig, circuit_faithfulness
     steering        steer
     generation      generate
+    attribution_graph  attribution_graph
 
 Each module pairs a kind's options model (`interp.runner.options`) with its compute, and imports its
 method only inside the compute: validating a config or listing the kinds loads neither torch nor a
@@ -25,6 +26,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 from interp.runner.kinds import (  # each registers its kinds
     ablation,
     attribution,
+    attribution_graph,
     edges,
     generation,
     head_scores,
@@ -37,7 +39,9 @@ from interp.runner.options import AnalysisOptions
 from interp.runner.registry import REGISTRY, AnalysisSpec, spec_for
 
 # the order `interp tasks` and error messages list the kinds in
-FAMILIES = (patching, path_patching, attribution, lens, head_scores, ablation, edges, steering, generation)
+FAMILIES = (
+    patching, path_patching, attribution, lens, head_scores, ablation, edges, steering, generation, attribution_graph,
+)  # fmt: skip
 _ORDER = {family.__name__: i for i, family in enumerate(FAMILIES)}
 for _spec in sorted(REGISTRY.values(), key=lambda spec: _ORDER[spec.options.__module__]):
     REGISTRY[_spec.kind] = REGISTRY.pop(_spec.kind)
