@@ -13,13 +13,14 @@ LayerNorm biases, b_U):
 where write(s) is what the source adds to the residual stream (a feature's activation x decoder row,
 an error node's vector, a token's embedding) and resid(s) the residual stream where it adds it.
 
-The gradients come from batched backward passes, circuit-tracer's way: one forward of the frozen model
-with `batch_size` copies of the prompt, then for each batch of targets one backward with each copy's
-gradient injected at its own target's input (its encoder column, or its logit's demeaned unembedding
-row); the gradient each copy leaves at every layer's residual output and at the embedding, dotted with
-the sources' writes, is that target's row of A. Every active feature and logit is a target, so the
-backward passes number ceil((features + logits) / batch_size): the floor `benchmarks/attribution_graph.py`
-measures against.
+The gradients come from batched backward passes, as circuit-tracer computes them: for each batch of
+targets one backward with each target's gradient injected at its own input (its encoder column, or its
+logit's demeaned unembedding row); the gradient it leaves at every layer's residual output and at the
+embedding, dotted with the sources' writes, is that target's row of A. Unlike circuit-tracer (which runs
+the forward on `batch_size` copies of the prompt), one forward of one copy is kept and each backward is
+vmapped over the batch (`is_grads_batched`): the same gradients, without the batch's forward or its
+activations' memory. Every active feature and logit is a target once, so the backward passes number
+ceil((features + logits) / batch_size): the floor `benchmarks/attribution_graph.py` measures against.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -36,8 +38,6 @@ from interp.data.tokens import str_tokens
 from interp.dictionaries.base import Dictionary
 from interp.methods.graphs.replacement import ReplacementModel, replacement_model
 from interp.model.loading import HookedPhi
-
-GATHER_BYTES = 64 * 2**20  # gradients gathered at once when dotting with the features' writes
 
 
 @dataclass
@@ -208,7 +208,7 @@ def attribute(
     logit_tokens = logit_tokens.to(device)
     n_logits = int(logit_tokens.shape[0])
     n_nodes = n_feat + n_layers * n_pos + n_pos + n_logits
-    decoder = rm.decoder_vectors().to(device)  # sources' writes
+    writes = _Writes(rm, rm.decoder_vectors().to(device))  # the features' writes, by layer and position
     targets_layer = torch.cat([rm.active[:, 0], torch.full((n_logits,), n_layers)])
     targets_pos = torch.cat([rm.active[:, 1], torch.full((n_logits,), n_pos - 1)])
     inject = torch.cat([rm.encoder_vectors().to(device), logit_vectors(rm, logit_tokens)])
@@ -221,7 +221,7 @@ def attribute(
         for start in range(0, n_targets, batch):
             stop = min(start + batch, n_targets)
             grads = pass_.backward(targets_layer[start:stop], targets_pos[start:stop], inject[start:stop])
-            block = _rows(rm, grads, decoder, stop - start, n_nodes - n_logits)
+            block = _rows(rm, grads, writes, stop - start, n_nodes - n_logits)
             adjacency[rows[start:stop], : n_nodes - n_logits] = block.detach().cpu()
         del pass_
     node_inputs, bias = _inputs_and_bias(rm, logit_tokens, n_nodes)
@@ -241,7 +241,9 @@ def attribute(
 
 
 class _FrozenPass:
-    """One forward of the frozen model with `batch` copies of the prompt, kept for many backwards."""
+    """One forward of the frozen model (one copy of the prompt), kept for many batched backwards: each
+    target's backward is one vmapped slice of `torch.autograd.grad(..., is_grads_batched=True)`, so the
+    forward and its saved activations are not multiplied by the batch."""
 
     def __init__(self, rm: ReplacementModel, batch: int):
         self.rm, self.batch = rm, batch
@@ -257,7 +259,7 @@ class _FrozenPass:
 
         self.keep: dict[str, Tensor] = {}
         with torch.enable_grad():
-            self.embed = rm.embed(batch).detach().clone().requires_grad_(True)
+            self.embed = rm.embed(1).detach().clone().requires_grad_(True)
             self.final = rm.run(self.embed, mlp, frozen=True, keep=self.keep)
         self.inputs = [self.keep[f"blocks.{layer}.{rm.input_points[layer]}"] for layer in range(rm.n_layers)]
         self.resid = [self.keep[f"blocks.{layer}.hook_resid_post"] for layer in range(rm.n_layers)]
@@ -268,43 +270,66 @@ class _FrozenPass:
         positions: Int[Tensor, " batch"],
         vectors: Float[Tensor, "batch d_model"],
     ) -> dict[str, list[Tensor | None] | Tensor]:
-        """Gradients at every layer's residual output and at the embedding, copy b's injected at its
-        target: `vectors[b]` at position `positions[b]` of layer `layers[b]`'s transcoder input
-        (n_layers: the final LayerNorm's output)."""
+        """Gradients [batch pos d_model] at every layer's residual output (below the batch's top target
+        layer) and at the embedding, target b's injected at its input: `vectors[b]` at position
+        `positions[b]` of layer `layers[b]`'s transcoder input (n_layers: the final LayerNorm's output)."""
         n = int(layers.shape[0])
         rows = torch.arange(n)
         outputs, grad_outputs = [], []
         for layer in layers.unique().tolist():
             chosen = layers == layer
             target = self.final if layer == self.rm.n_layers else self.inputs[layer]
-            injected = torch.zeros(self.batch, *target.shape[1:], dtype=target.dtype, device=target.device)
-            injected[rows[chosen], positions[chosen]] = vectors[chosen].to(target.dtype)
+            injected = torch.zeros(n, *target.shape, dtype=target.dtype, device=target.device)
+            injected[rows[chosen], 0, positions[chosen]] = vectors[chosen].to(target.dtype)
             outputs.append(target)
             grad_outputs.append(injected)
         top = int(layers.max())
         sources = self.resid[: min(top, self.rm.n_layers)] + [self.embed]
         with torch.enable_grad():
-            grads = torch.autograd.grad(outputs, sources, grad_outputs, retain_graph=True, allow_unused=True)
-        return {"resid": [g if g is None else g[:n] for g in grads[:-1]], "embed": grads[-1][:n]}
+            grads = torch.autograd.grad(
+                outputs, sources, grad_outputs, retain_graph=True, allow_unused=True, is_grads_batched=True
+            )
+        return {"resid": [g if g is None else g[:, 0] for g in grads[:-1]], "embed": grads[-1][:, 0]}
+
+
+class _Writes:
+    """The sources' writes arranged for one batched matmul per layer: each layer's active features padded
+    per position to `slots` (the most any position has), so a target's edges from a layer's features are
+    its gradient at each position times the writes there."""
+
+    def __init__(self, rm: ReplacementModel, decoder: Float[Tensor, "active d_model"]):
+        self.layers = []
+        d = decoder.shape[1]
+        for s in rm.layer_slices():
+            positions = rm.active[s, 1].to(decoder.device)
+            if not len(positions):
+                self.layers.append(None)
+                continue
+            counts = torch.bincount(positions, minlength=rm.n_pos)
+            first = torch.cumsum(counts, 0) - counts  # where each position's features start
+            slot = torch.arange(len(positions), device=decoder.device) - first[positions]
+            padded = torch.zeros(rm.n_pos, int(counts.max()), d, device=decoder.device)
+            padded[positions, slot] = decoder[s]
+            self.layers.append((s, positions, slot, padded))
 
 
 def _rows(
-    rm: ReplacementModel, grads: dict, decoder: Float[Tensor, "active d_model"], n: int, n_sources: int
+    rm: ReplacementModel, grads: dict, writes: _Writes, n: int, n_sources: int
 ) -> Float[Tensor, "batch node"]:
     """Each target's row of A over the sources (features, errors, tokens) from its gradients."""
-    out = torch.zeros(n, n_sources, device=decoder.device)
+    device = rm.errors.device
+    out = torch.zeros(n, n_sources, device=device)
     n_feat, n_pos = int(rm.active.shape[0]), rm.n_pos
-    positions = rm.active[:, 1].to(decoder.device)
-    for layer, s in enumerate(rm.layer_slices()):
+    for layer in range(rm.n_layers):
         grad = grads["resid"][layer] if layer < len(grads["resid"]) else None
         if grad is None:
             continue
         grad = grad.float()
-        chunk = max(1, GATHER_BYTES // (4 * n * grad.shape[-1]))
-        for first in range(s.start, s.stop, chunk):
-            last = min(first + chunk, s.stop)
-            gathered = grad[:, positions[first:last]]  # [n, chunk, d_model]
-            out[:, first:last] = torch.einsum("bnd,nd->bn", gathered, decoder[first:last])
+        if writes.layers[layer] is not None:
+            s, positions, slot, padded = writes.layers[layer]
+            # [pos, batch, d_model] @ [pos, d_model, slots] -> [pos, batch, slots]
+            per_position = torch.bmm(einops.rearrange(grad, "b p d -> p b d"), padded.transpose(1, 2))
+            out[:, s] = per_position[positions, :, slot].T
         errors = n_feat + layer * n_pos
         out[:, errors : errors + n_pos] = torch.einsum("bpd,pd->bp", grad, rm.errors[layer])
     embed = rm.weights.W_E.detach()[rm.tokens].float()
