@@ -102,6 +102,7 @@ def alternatives(model, pairs) -> dict[str, object]:
         "edge_threshold": 0.9,
         "batch_size": 7,
         "check_top": 2,
+        "max_feature_nodes": 20,
     }
 
 

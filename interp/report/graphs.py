@@ -24,7 +24,7 @@ def graph_sections(entry: dict) -> list[Section]:
     facts = [
         ["replacement score", f"{scores.get('replacement', float('nan')):.3f}"],
         ["completeness score", f"{scores.get('completeness', float('nan')):.3f}"],
-        ["active features", str(counts.get("features", ""))],
+        ["active features (graph nodes)", f"{counts.get('active', '')} ({counts.get('features', '')})"],
         ["nodes (all / kept)", f"{counts.get('nodes', '')} / {counts.get('kept_nodes', '')}"],
         ["links kept", str(len(graph["links"]))],
     ]

@@ -48,6 +48,11 @@ class AttributionGraphOptions(AnalysisOptions):
         0.98, ge=0, le=1, description="pruning keeps the strongest edges holding this share of edge influence"
     )
     batch_size: int = Field(64, ge=1, le=4096, description="targets per backward pass")
+    max_feature_nodes: int | None = Field(
+        None,
+        ge=1,
+        description="only this many features, the most influential, become nodes (default: every one)",
+    )
     check_top: int = Field(
         5,
         ge=0,
@@ -104,6 +109,7 @@ def _compute(options: AttributionGraphOptions, model, pairs, ctx: UnitContext) -
         max_logits=options.max_logits,
         logit_probability=options.logit_probability,
         batch_size=options.batch_size,
+        max_feature_nodes=options.max_feature_nodes,
         transcoder_names=options.transcoders,
     )
     pruned = prune_graph(graph, options.node_threshold, options.edge_threshold)
@@ -129,7 +135,12 @@ def _compute(options: AttributionGraphOptions, model, pairs, ctx: UnitContext) -
     extra = {
         "graph": graph_to_json(graph, pruned, slug=options.name or "attribution_graph"),
         "scores": {"replacement": scores.replacement, "completeness": scores.completeness},
-        "counts": {"features": graph.n_features, "nodes": graph.n_nodes, "kept_nodes": int(len(kept))},
+        "counts": {
+            "active": graph.n_active,
+            "features": graph.n_features,
+            "nodes": graph.n_nodes,
+            "kept_nodes": int(len(kept)),
+        },  # fmt: skip
         "checks": checks,
     }
     labels = {"node": [graph.label(int(i)) for i in kept]}
