@@ -332,6 +332,12 @@ def replacement_model(
     tokens = tokens.to(w.W_E.device)
     d_model = w.W_E.shape[1]
     points = check_transcoders(transcoders, w.n_layers, d_model)
+    for layer, tc in enumerate(transcoders):
+        if tc.W_enc.device != w.W_E.device:
+            raise InputError(
+                f"transcoders[{layer}] is on {tc.W_enc.device}, the model on {w.W_E.device}; move it there "
+                "(`transcoder.to(device)`)."
+            )
     store: dict[str, Tensor] = {}
     edits = {}
     for layer, point in enumerate(points):

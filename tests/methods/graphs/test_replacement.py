@@ -125,3 +125,10 @@ class TestRefusals:
             rm.intervene([Intervention(0, 1, 32, 0.0)])
         with pytest.raises(InputError, match="errors='none' is for 'spliced'"):
             rm.intervene([], "local", errors="none")
+
+
+def test_transcoders_on_another_device_are_refused(tiny_model):
+    transcoders = random_transcoders(2, 80)
+    transcoders[1] = transcoders[1].to("meta")
+    with pytest.raises(InputError, match=r"transcoders\[1\] is on meta, the model on cpu"):
+        replacement_model(tiny_model, TOKENS, transcoders)
