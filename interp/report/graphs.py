@@ -34,10 +34,12 @@ def graph_sections(entry: dict) -> list[Section]:
             explanation=(
                 f"The pruned attribution graph of {prompt!r}: rows are layers (tokens at the bottom, the top logits "
                 "above), columns positions; circles are transcoder features, squares error nodes. Hover a node for "
-                "its details, click it to light the paths through it, move the slider to prune further. The same "
+                "its details (a feature: the tokens its decoder row promotes and suppresses through the unembedding), click it to light the paths through it, move the slider to prune further. The same "
                 "graph, in circuit-tracer's JSON layout, is this analysis's `graph` in results.json."
             ),
-            widgets=[_WithRenderer(GraphView(graph, title=f"{entry['name']}: {prompt}"))],
+            widgets=[
+                _WithRenderer(GraphView(graph, title=f"{entry['name']}: {prompt}", cards=entry.get("cards")))
+            ],
             table_header=["score", "value"],
             table_rows=facts,
         )

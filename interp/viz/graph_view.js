@@ -158,6 +158,7 @@ function interpGraphView(el, data) {
     if (n.influence !== null && n.influence !== undefined) lines.push(`cumulative influence: ${Number(n.influence).toFixed(3)}`);
     if (n.prob) lines.push(`probability: ${Number(n.prob).toFixed(3)}`);
     if (n.clerp) lines.push(n.clerp);
+    for (const [name, values] of Object.entries(n.card || {})) lines.push(`${name}: ${values.map((v) => JSON.stringify(v)).join(" ")}`);
     const name = (id) => byId.get(id).label;
     if (incoming.length) lines.push("from: " + incoming.slice(0, 5).map((l) => `${name(l.s)} ${fmt(l.w)}`).join(", "));
     if (outgoing.length) lines.push("to: " + outgoing.slice(0, 5).map((l) => `${name(l.t)} ${fmt(l.w)}`).join(", "));

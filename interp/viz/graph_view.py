@@ -46,9 +46,12 @@ def _label(node: dict, kind: str, tokens: list[str]) -> str:
 
 class GraphView:
     """The view of one graph file (its JSON object, or `read_graph_json`'s result); displays itself in
-    notebooks (`_repr_html_`) and in reports (`html`)."""
+    notebooks (`_repr_html_`) and in reports (`html`). `cards`: node id -> {name: list of strings} shown
+    with the node on hover (e.g. `interp.methods.graphs.promoted.promoted_tokens`)."""
 
-    def __init__(self, graph: dict | GraphFile, title: str = "attribution graph"):
+    def __init__(
+        self, graph: dict | GraphFile, title: str = "attribution graph", cards: dict[str, dict] | None = None
+    ):
         if isinstance(graph, GraphFile):
             metadata, qparams, nodes, links = graph.metadata, graph.qparams, graph.nodes, graph.links
         else:
@@ -74,6 +77,10 @@ class GraphView:
                     "activation": node.get("activation"),
                     "clerp": node.get("clerp") or "",
                     "prob": node.get("token_prob") or 0.0,
+                    "card": {
+                        str(k): [str(v) for v in values]
+                        for k, values in (cards or {}).get(node["node_id"], {}).items()
+                    },
                 }
             )
         self.data = {

@@ -98,6 +98,7 @@ def _compute(options: AttributionGraphOptions, model, pairs, ctx: UnitContext) -
     from interp.methods.graphs.attribution import attribution_graph
     from interp.methods.graphs.graph_json import graph_to_json
     from interp.methods.graphs.interventions import check_intervention, scaled
+    from interp.methods.graphs.promoted import promoted_tokens
     from interp.methods.graphs.pruning import graph_scores, prune_graph
     from interp.methods.graphs.replacement import replacement_model
 
@@ -132,8 +133,11 @@ def _compute(options: AttributionGraphOptions, model, pairs, ctx: UnitContext) -
                 "flipped_local": check.flipped_local,
             }
         )
+    graph_file = graph_to_json(graph, pruned, slug=options.name or "attribution_graph")
+    shown = {n["node_id"] for n in graph_file["nodes"]}
     extra = {
-        "graph": graph_to_json(graph, pruned, slug=options.name or "attribution_graph"),
+        "graph": graph_file,
+        "cards": promoted_tokens(model, transcoders, graph, only=shown),
         "scores": {"replacement": scores.replacement, "completeness": scores.completeness},
         "counts": {
             "active": graph.n_active,

@@ -34,7 +34,7 @@ def test_hover_click_and_slider(tmp_path):
     data = json.loads(THEIRS.read_text())
     data["metadata"]["prompt_tokens"][0] = HOSTILE
     path = tmp_path / "view.html"
-    view = GraphView(data, title="a <b>graph</b>")
+    view = GraphView(data, title="a <b>graph</b>", cards={"1_12_1": {"promotes": [HOSTILE, " sat"]}})
     path.write_text(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{view.html()}</body></html>"
     )
@@ -67,6 +67,7 @@ def test_hover_click_and_slider(tmp_path):
             details = page.inner_text(".interp-graph-details")
             assert details.startswith("L1 F12  (feature, L1, position 1") and "activation: +1.2500" in details
             assert "from: L0 F7 +0.7500" in details and "to: Output" in details
+            assert f'promotes: "{HOSTILE}" " sat"' in details
             # click: the paths through L0 F7 (token 1 -> it -> L1 F12 -> the logit) stay lit
             page.locator(".interp-graph-node[data-id='0_7_1']").click()
             lit = page.eval_on_selector_all(
