@@ -2,7 +2,7 @@
 
     python benchmarks/attribution_graph.py                       # mid config, CPU, float32
     python benchmarks/attribution_graph.py --pos 32 --k 16 --batch 128
-    python benchmarks/attribution_graph.py --config phi2 --device cuda --expansion 16 --pos 64
+    python benchmarks/attribution_graph.py --config phi2 --device cuda --expansion 16 --pos 64 --max-features 8192
 
 A random Phi of the config (as benchmarks/patching.py) and random TopK transcoders (`--expansion` x d_model
 latents, `--k` active per position, reading ln1.hook_normalized, writing hook_mlp_out). Every active
@@ -10,7 +10,9 @@ feature and logit is a target of the graph once, so `ceil(targets / batch)` back
 model are unavoidable: the *floor* is those passes alone, timed bare (the same injections, the same
 retained forward, nothing computed from their gradients). The graph time is all of `attribution_graph`
 (the real forward, the frozen forward, the passes, the edges dotted out of the gradients, the bias terms).
-Target: graph / floor <= 1.5. Also printed: peak memory (CUDA) and the graph's size.
+Target: graph / floor <= 1.5. Also printed: peak memory (CUDA) and the graph's size. With
+`--max-features` the graph attributes only that many features (plus the logits), and the floor is the
+passes of those targets (the rounds that choose them by influence are part of the graph's time).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patching import CONFIGS, random_phi_dir  # noqa: E402
 
 from interp.dictionaries import make_dictionary  # noqa: E402
-from interp.methods.graphs.attribution import _FrozenPass, attribution_graph, logit_vectors, salient_logits  # noqa: E402
+from interp.methods.graphs.attribution import _FrozenPass, attribution_graph, logit_vectors  # noqa: E402
 from interp.methods.graphs.replacement import replacement_model  # noqa: E402
 from interp.model.loading import load_model  # noqa: E402
 
@@ -48,20 +50,22 @@ def transcoders(model, expansion: int, k: int, device: str) -> list:
     return out
 
 
-def floor_time(model, tokens, tcs, batch: int, sync) -> tuple[float, int]:
-    """The bare backward passes of one graph: (seconds, passes)."""
+def floor_time(model, tokens, tcs, batch: int, sync, graph) -> tuple[float, int]:
+    """The bare backward passes of `graph`'s targets (its feature nodes and logits): (seconds, passes)."""
     rm = replacement_model(model, tokens, tcs)
-    logit_tokens, _ = salient_logits(rm.logits[-1])
+    index = {tuple(f): i for i, f in enumerate(rm.active.tolist())}
+    chosen = torch.tensor([index[tuple(f)] for f in graph.active.tolist()], dtype=torch.long)
+    logit_tokens = graph.logit_tokens.to(rm.device)
     n_logits = len(logit_tokens)
-    layers = torch.cat([rm.active[:, 0], torch.full((n_logits,), rm.n_layers)])
-    positions = torch.cat([rm.active[:, 1], torch.full((n_logits,), rm.n_pos - 1)])
-    inject = torch.cat([rm.encoder_vectors(), logit_vectors(rm, logit_tokens.to(rm.device))])
-    passes = _FrozenPass(rm, min(batch, len(layers)))
+    layers = torch.cat([rm.active[chosen, 0], torch.full((n_logits,), rm.n_layers)])
+    positions = torch.cat([rm.active[chosen, 1], torch.full((n_logits,), rm.n_pos - 1)])
+    inject = torch.cat([rm.encoder_vectors()[chosen.to(rm.device)], logit_vectors(rm, logit_tokens)])
+    passes = _FrozenPass(rm, batch)
     sync()
     start = time.perf_counter()
     n = 0
-    for first in range(0, len(layers), passes.batch):
-        last = first + passes.batch
+    for first in range(0, len(layers), batch):
+        last = first + batch
         passes.backward(layers[first:last], positions[first:last], inject[first:last])
         n += 1
     sync()
@@ -79,6 +83,7 @@ def main() -> None:
     parser.add_argument("--expansion", type=int, default=8, help="latents per d_model")
     parser.add_argument("--k", type=int, default=16, help="active latents per position (TopK)")
     parser.add_argument("--batch", type=int, default=64, help="targets per backward pass")
+    parser.add_argument("--max-features", type=int, help="max_feature_nodes (the graph's feature nodes)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="a folder to keep the random model in")
     args = parser.parse_args()
@@ -97,10 +102,12 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         sync()
         start = time.perf_counter()
-        graph = attribution_graph(model, tokens, tcs, batch_size=args.batch)
+        graph = attribution_graph(
+            model, tokens, tcs, batch_size=args.batch, max_feature_nodes=args.max_features
+        )
         sync()
         best_graph = min(best_graph, time.perf_counter() - start)
-        floor, n_passes = floor_time(model, tokens, tcs, args.batch, sync)
+        floor, n_passes = floor_time(model, tokens, tcs, args.batch, sync, graph)
         best_floor = min(best_floor, floor)
     peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""
     print(

@@ -288,6 +288,7 @@ def _most_influential(
         )
         ranked = ranked[:n_all].argsort(descending=True, stable=True)
         pending = ranked[~visited[ranked]][: min(UPDATE_EVERY * batch_size, cap - int(visited.sum()))]
+        pending = pending.sort().values  # by layer (as `active` is): a batch's backward stops at its top layer
         rows.append(rows_of(pending))
         order.append(pending)
         visited[pending] = True
