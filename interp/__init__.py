@@ -66,6 +66,11 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.features.evaluation": ("evaluate_dictionaries",),
     "interp.methods.features.interventions": ("FeatureSteer", "LatentPatch"),
     "interp.methods.features.patching": ("patch_latents",),
+    "interp.methods.graphs.attribution": ("AttributionGraph", "attribution_graph"),
+    "interp.methods.graphs.graph_json": ("read_graph_json", "write_graph_json"),
+    "interp.methods.graphs.interventions": ("check_intervention",),
+    "interp.methods.graphs.pruning": ("graph_scores", "prune_graph"),
+    "interp.methods.graphs.replacement": ("Intervention", "replacement_model"),
     "interp.methods.generation": ("Generation", "generate"),
     "interp.methods.head_scores": ("head_scores", "top_heads"),
     "interp.methods.interventions": ("AblateHeads", "Hook", "PatchFrom", "Steer"),
@@ -79,6 +84,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.model.loading": ("HookedPhi", "ModelInfo", "load_model"),
     "interp.runner.config": ("load_config", "parse_config"),
     "interp.viz.features": ("FeatureBrowser",),
+    "interp.viz.graph_view": ("GraphView",),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 

@@ -111,7 +111,7 @@ def _option_row(model, name: str) -> tuple[str, str]:
     import json
 
     field = model.model_fields[name]
-    if field.is_required():
+    if field.is_required():  # no default: the config must give it
         return (f"{name} (required)", field.description or "")
     default = field.get_default(call_default_factory=True)
     return (f"{name} = {'(unset)' if default is None else json.dumps(default)}", field.description or "")

@@ -41,10 +41,34 @@ def prompts(model, pairs, which: str) -> list[str]:
     return [model.tokenizer.decode(tokens[i, : int(pairs.lengths[i])]) for i in range(len(pairs))]
 
 
+@functools.lru_cache(maxsize=2)
+def toy_transcoders(seed: int) -> list[str]:
+    """Directories of random transcoders for the toy (one per layer), written once per seed."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from methods.graphs.models import random_transcoders
+
+    from interp.dictionaries import save_dictionary
+
+    root = Path(tempfile.mkdtemp(prefix="toy-transcoders-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for layer, tc in enumerate(random_transcoders(4, 160, 16, "topk", k=4, seed=seed)):
+        save_dictionary(tc, root / f"layer{layer}")
+    return [str(root / f"layer{layer}") for layer in range(4)]
+
+
+# options a kind cannot do without (for tests that only parse configs)
+REQUIRED = {"attribution_graph": {"transcoders": ["layer0", "layer1", "layer2", "layer3"]}}
+
+
 def bases(model, pairs) -> dict[str, dict]:
     """Per kind, options under which every option it declares is read (and computes stay small)."""
     clean, corrupted = prompts(model, pairs, "clean"), prompts(model, pairs, "corrupted")
     return {
+        "attribution_graph": {"transcoders": toy_transcoders(0), "check_top": 1},
         "path_patch": {"receivers": [[3, 0]]},
         "steer": {
             "layers": [2],
@@ -96,6 +120,16 @@ def alternatives(model, pairs) -> dict[str, object]:
         "corpus": feature_cards_files()["text_b"],
         "corpus_rows": 2,
         "context_length": 5,
+        "transcoders": toy_transcoders(1),
+        "prompt": clean[1],
+        "pair": 1,
+        "max_logits": 3,
+        "logit_probability": 0.5,
+        "node_threshold": 0.5,
+        "edge_threshold": 0.9,
+        "batch_size": 7,
+        "check_top": 2,
+        "max_feature_nodes": 20,
     }
 
 
@@ -340,7 +374,7 @@ def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
     from interp.runner.config import load_config, to_toml
 
     files = {"dictionaries": [str(saved()["sae"])]}
-    required = {"dictionary_eval": files, "feature_attribution": files, "feature_cards": files}
+    required = {"dictionary_eval": files, "feature_attribution": files, "feature_cards": files, **REQUIRED}
     tables = [{"kind": kind, "name": f"a{i}", **required.get(kind, {})} for i, kind in enumerate(REGISTRY)]
     tables += [
         {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},

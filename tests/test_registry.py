@@ -7,6 +7,7 @@ import pytest
 import torch
 from dictionary_files import saved
 from helpers import ioi_pairs
+from test_kinds import toy_transcoders
 
 from interp.runner.config import ConfigError, parse_config
 from interp.runner.registry import REGISTRY, UnitContext, spec_for
@@ -28,6 +29,8 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
     spec = spec_for(kind)
     needs_files = ("dictionary_eval", "feature_attribution", "feature_cards")  # no default dictionaries
     extra = {"dictionaries": [str(saved()["sae"])]} if kind in needs_files else {}
+    if kind == "attribution_graph":
+        extra = {"transcoders": toy_transcoders(0)}
     options = analysis(kind, **extra)
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
@@ -37,6 +40,7 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
     sizes |= {"dictionary": 1, "metric": 12}  # dictionary_eval: one dictionary
     if kind == "feature_attribution":
         sizes["feature"] = 64 + 1  # every latent of the SAE and its error term
+    sizes |= {"node": len((computed.labels or {}).get("node", []))}  # attribution_graph: the nodes kept
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers

@@ -56,6 +56,7 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "feature_attribution": ("estimated {metric} change, patched - unpatched", "metric"),
     "dictionary_eval": ("each metric's own: L0 in latents, fractions, CE in nats", None),
     "feature_cards": ("density: fraction of corpus tokens a latent is active on", None),
+    "attribution_graph": ("influence on the graph's top logits, over every path", None),
 }  # fmt: skip
 
 
@@ -229,6 +230,11 @@ def build_report(results: dict) -> Report:
         )
         if entry.get("samples"):
             report.add(_samples_section(entry))
+        if entry["kind"] == "attribution_graph":
+            from interp.report.graphs import graph_sections
+
+            for section in graph_sections(entry):
+                report.add(section)
     return report
 
 

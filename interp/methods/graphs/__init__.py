@@ -8,4 +8,5 @@ pruning.py        influence, node / edge pruning and the replacement and complet
 interventions.py  a graph checked by intervention: its predicted logit changes against the replacement
                   model's and the real model's (transcoders substituted)
 graph_json.py     the graph in circuit-tracer's JSON layout (its frontend opens ours), both ways
+promoted.py       each feature node's card: the tokens its decoder row promotes and suppresses
 """

@@ -13,13 +13,14 @@ LayerNorm biases, b_U):
 where write(s) is what the source adds to the residual stream (a feature's activation x decoder row,
 an error node's vector, a token's embedding) and resid(s) the residual stream where it adds it.
 
-The gradients come from batched backward passes, circuit-tracer's way: one forward of the frozen model
-with `batch_size` copies of the prompt, then for each batch of targets one backward with each copy's
-gradient injected at its own target's input (its encoder column, or its logit's demeaned unembedding
-row); the gradient each copy leaves at every layer's residual output and at the embedding, dotted with
-the sources' writes, is that target's row of A. Every active feature and logit is a target, so the
-backward passes number ceil((features + logits) / batch_size): the floor `benchmarks/attribution_graph.py`
-measures against.
+The gradients come from batched backward passes, as circuit-tracer computes them: for each batch of
+targets one backward with each target's gradient injected at its own input (its encoder column, or its
+logit's demeaned unembedding row); the gradient it leaves at every layer's residual output and at the
+embedding, dotted with the sources' writes, is that target's row of A. Unlike circuit-tracer (which runs
+the forward on `batch_size` copies of the prompt), one forward of one copy is kept and each backward is
+vmapped over the batch (`is_grads_batched`): the same gradients, without the batch's forward or its
+activations' memory. Every active feature and logit is a target once, so the backward passes number
+ceil((features + logits) / batch_size): the floor `benchmarks/attribution_graph.py` measures against.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -36,8 +38,6 @@ from interp.data.tokens import str_tokens
 from interp.dictionaries.base import Dictionary
 from interp.methods.graphs.replacement import ReplacementModel, replacement_model
 from interp.model.loading import HookedPhi
-
-GATHER_BYTES = 64 * 2**20  # gradients gathered at once when dotting with the features' writes
 
 
 @dataclass
@@ -58,6 +58,7 @@ class AttributionGraph:
     n_layers: int
     prompt: str = ""
     transcoders: list[str] = field(default_factory=list)  # where each layer's transcoder came from
+    n_active: int = -1  # active features of the prompt (more than n_features with max_feature_nodes)
 
     @property
     def n_pos(self) -> int:
@@ -166,10 +167,12 @@ def attribution_graph(
     max_logits: int = 10,
     logit_probability: float = 0.95,
     batch_size: int = 64,
+    max_feature_nodes: int | None = None,
     transcoder_names: Sequence[str] | None = None,
 ) -> AttributionGraph:
     """The attribution graph of `prompt` (its last position's next-token logits) through `transcoders`
-    (one per layer, in order), unpruned; prune with `interp.methods.graphs.pruning.prune_graph`."""
+    (one per layer, in order), unpruned; prune with `interp.methods.graphs.pruning.prune_graph`.
+    `max_feature_nodes`: only the most influential features become nodes (see `attribute`)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size={batch_size!r} is not allowed; it must be a positive integer.")
     tokens = tokens_of(model, prompt)
@@ -178,7 +181,9 @@ def attribution_graph(
         raise InputError(f"token ids must be in 0..{d_vocab - 1}; got {tokens.tolist()}.")
     rm = replacement_model(model, tokens, transcoders)
     logit_tokens, logit_probs = salient_logits(rm.logits[-1], max_logits, logit_probability)
-    graph = attribute(rm, logit_tokens, logit_probs, batch_size=batch_size)
+    graph = attribute(
+        rm, logit_tokens, logit_probs, batch_size=batch_size, max_feature_nodes=max_feature_nodes
+    )
     graph.token_strings = str_tokens(model.tokenizer, tokens)
     graph.logit_strings = str_tokens(model.tokenizer, logit_tokens.cpu())
     graph.prompt = prompt if isinstance(prompt, str) else model.tokenizer.decode(tokens.tolist())
@@ -201,47 +206,125 @@ def attribute(
     logit_probabilities: Float[Tensor, " logit"],
     *,
     batch_size: int = 64,
+    max_feature_nodes: int | None = None,
 ) -> AttributionGraph:
-    """The graph of a replacement model with the given logit nodes (see the module docstring)."""
-    n_feat, n_layers, n_pos = int(rm.active.shape[0]), rm.n_layers, rm.n_pos
+    """The graph of a replacement model with the given logit nodes (see the module docstring).
+
+    `max_feature_nodes`: keep only that many features, the most influential ones, found as circuit-tracer
+    does: the logits' rows first, then repeatedly the unvisited features of most influence on the logits
+    through the rows computed so far (`UPDATE_EVERY` batches between re-rankings). The features left out
+    are no nodes: a node's edges and bias terms then fall short of its input by what they sent it."""
+    if max_feature_nodes is not None and (
+        isinstance(max_feature_nodes, bool) or not isinstance(max_feature_nodes, int) or max_feature_nodes < 0
+    ):
+        raise InputError(
+            f"max_feature_nodes={max_feature_nodes!r} is not allowed; use None or an integer >= 0."
+        )
+    n_all, n_layers, n_pos = int(rm.active.shape[0]), rm.n_layers, rm.n_pos
     device = rm.device
     logit_tokens = logit_tokens.to(device)
     n_logits = int(logit_tokens.shape[0])
-    n_nodes = n_feat + n_layers * n_pos + n_pos + n_logits
-    decoder = rm.decoder_vectors().to(device)  # sources' writes
+    n_sources = n_all + n_layers * n_pos + n_pos  # columns of every row: features, errors, tokens
+    writes = _Writes(rm, rm.decoder_vectors().to(device))  # the features' writes, by layer and position
     targets_layer = torch.cat([rm.active[:, 0], torch.full((n_logits,), n_layers)])
     targets_pos = torch.cat([rm.active[:, 1], torch.full((n_logits,), n_pos - 1)])
     inject = torch.cat([rm.encoder_vectors().to(device), logit_vectors(rm, logit_tokens)])
+    pass_ = _FrozenPass(rm, batch_size)
+
+    def rows_of(targets: Tensor) -> Tensor:  # [n, n_sources] for target indices (features, then logits)
+        out = torch.zeros(len(targets), n_sources)
+        for start in range(0, len(targets), batch_size):
+            chosen = targets[start : start + batch_size]
+            grads = pass_.backward(targets_layer[chosen], targets_pos[chosen], inject[chosen])
+            out[start : start + len(chosen)] = _rows(rm, grads, writes, len(chosen), n_sources).detach().cpu()
+        return out
+
+    logit_rows = rows_of(torch.arange(n_all, n_all + n_logits))
+    if max_feature_nodes is None or max_feature_nodes >= n_all:
+        selected = torch.arange(n_all)
+        feature_rows = rows_of(selected)
+    else:
+        selected, feature_rows = _most_influential(
+            rows_of, logit_rows, logit_probabilities.float().cpu(), n_all, max_feature_nodes, batch_size
+        )
+    columns = torch.cat([selected, torch.arange(n_all, n_sources)])
+    n_feat = len(selected)
+    n_nodes = n_feat + n_layers * n_pos + n_pos + n_logits
     adjacency = torch.zeros(n_nodes, n_nodes)
-    rows = torch.cat([torch.arange(n_feat), torch.arange(n_nodes - n_logits, n_nodes)])
-    n_targets = n_feat + n_logits
-    batch = min(batch_size, n_targets)
-    if n_targets:
-        pass_ = _FrozenPass(rm, batch)
-        for start in range(0, n_targets, batch):
-            stop = min(start + batch, n_targets)
-            grads = pass_.backward(targets_layer[start:stop], targets_pos[start:stop], inject[start:stop])
-            block = _rows(rm, grads, decoder, stop - start, n_nodes - n_logits)
-            adjacency[rows[start:stop], : n_nodes - n_logits] = block.detach().cpu()
-        del pass_
-    node_inputs, bias = _inputs_and_bias(rm, logit_tokens, n_nodes)
+    adjacency[:n_feat, : len(columns)] = feature_rows[:, columns]
+    adjacency[n_nodes - n_logits :, : len(columns)] = logit_rows[:, columns]
+    node_inputs, bias = _inputs_and_bias(rm, logit_tokens, n_all + n_layers * n_pos + n_pos + n_logits)
+    keep = torch.cat([selected, torch.arange(n_all, n_all + n_layers * n_pos + n_pos + n_logits)])
     return AttributionGraph(
         tokens=rm.tokens.cpu(),
         token_strings=[str(t) for t in rm.tokens.tolist()],
-        active=rm.active.clone(),
-        activations=rm.activations.cpu(),
+        active=rm.active[selected].clone(),
+        activations=rm.activations.cpu()[selected],
         logit_tokens=logit_tokens.cpu(),
         logit_strings=[str(t) for t in logit_tokens.tolist()],
         logit_probabilities=logit_probabilities.float().cpu(),
         adjacency=adjacency,
-        node_inputs=node_inputs,
-        bias=bias,
+        node_inputs=node_inputs[keep],
+        bias=bias[keep],
         n_layers=n_layers,
+        n_active=n_all,
     )
 
 
+UPDATE_EVERY = 4  # batches of features attributed between re-rankings by influence (circuit-tracer's)
+
+
+def _most_influential(
+    rows_of, logit_rows: Tensor, logit_probabilities: Tensor, n_all: int, cap: int, batch_size: int
+) -> tuple[Tensor, Tensor]:
+    """The `cap` features of most influence on the logits (sorted) and their rows, visited in rounds."""
+    visited = torch.zeros(n_all, dtype=torch.bool)
+    order: list[Tensor] = []
+    rows: list[Tensor] = []
+    while int(visited.sum()) < cap:
+        feature_rows = torch.cat(rows) if rows else logit_rows[:0]
+        ranked = _partial_influence(
+            logit_rows, logit_probabilities, feature_rows, torch.cat(order) if order else None
+        )
+        ranked = ranked[:n_all].argsort(descending=True, stable=True)
+        pending = ranked[~visited[ranked]][: min(UPDATE_EVERY * batch_size, cap - int(visited.sum()))]
+        pending = (
+            pending.sort().values
+        )  # by layer (as `active` is): a batch's backward stops at its top layer
+        rows.append(rows_of(pending))
+        order.append(pending)
+        visited[pending] = True
+    order_all, rows_all = torch.cat(order), torch.cat(rows)
+    sort = order_all.argsort()
+    return order_all[sort], rows_all[sort]
+
+
+def _partial_influence(
+    logit_rows: Tensor, logit_probabilities: Tensor, feature_rows: Tensor, features: Tensor | None
+) -> Tensor:
+    """Each source's influence on the logits through the rows known so far (|rows| normalised to sum 1)."""
+
+    def share(rows: Tensor) -> Tensor:
+        absolute = rows.abs()
+        return absolute / absolute.sum(1, keepdim=True).clamp_min(1e-10)
+
+    current = logit_probabilities @ share(logit_rows)
+    total = current.clone()
+    if features is None:
+        return total
+    matrix = share(feature_rows)
+    for _ in range(len(features) + 1):  # edges go down the layers: the series ends
+        current = current[features] @ matrix
+        if not current.any():
+            break
+        total += current
+    return total
+
+
 class _FrozenPass:
-    """One forward of the frozen model with `batch` copies of the prompt, kept for many backwards."""
+    """One forward of the frozen model (one copy of the prompt), kept for many batched backwards: each
+    target's backward is one vmapped slice of `torch.autograd.grad(..., is_grads_batched=True)`, so the
+    forward and its saved activations are not multiplied by the batch."""
 
     def __init__(self, rm: ReplacementModel, batch: int):
         self.rm, self.batch = rm, batch
@@ -257,7 +340,7 @@ class _FrozenPass:
 
         self.keep: dict[str, Tensor] = {}
         with torch.enable_grad():
-            self.embed = rm.embed(batch).detach().clone().requires_grad_(True)
+            self.embed = rm.embed(1).detach().clone().requires_grad_(True)
             self.final = rm.run(self.embed, mlp, frozen=True, keep=self.keep)
         self.inputs = [self.keep[f"blocks.{layer}.{rm.input_points[layer]}"] for layer in range(rm.n_layers)]
         self.resid = [self.keep[f"blocks.{layer}.hook_resid_post"] for layer in range(rm.n_layers)]
@@ -268,43 +351,66 @@ class _FrozenPass:
         positions: Int[Tensor, " batch"],
         vectors: Float[Tensor, "batch d_model"],
     ) -> dict[str, list[Tensor | None] | Tensor]:
-        """Gradients at every layer's residual output and at the embedding, copy b's injected at its
-        target: `vectors[b]` at position `positions[b]` of layer `layers[b]`'s transcoder input
-        (n_layers: the final LayerNorm's output)."""
+        """Gradients [batch pos d_model] at every layer's residual output (below the batch's top target
+        layer) and at the embedding, target b's injected at its input: `vectors[b]` at position
+        `positions[b]` of layer `layers[b]`'s transcoder input (n_layers: the final LayerNorm's output)."""
         n = int(layers.shape[0])
         rows = torch.arange(n)
         outputs, grad_outputs = [], []
         for layer in layers.unique().tolist():
             chosen = layers == layer
             target = self.final if layer == self.rm.n_layers else self.inputs[layer]
-            injected = torch.zeros(self.batch, *target.shape[1:], dtype=target.dtype, device=target.device)
-            injected[rows[chosen], positions[chosen]] = vectors[chosen].to(target.dtype)
+            injected = torch.zeros(n, *target.shape, dtype=target.dtype, device=target.device)
+            injected[rows[chosen], 0, positions[chosen]] = vectors[chosen].to(target.dtype)
             outputs.append(target)
             grad_outputs.append(injected)
         top = int(layers.max())
         sources = self.resid[: min(top, self.rm.n_layers)] + [self.embed]
         with torch.enable_grad():
-            grads = torch.autograd.grad(outputs, sources, grad_outputs, retain_graph=True, allow_unused=True)
-        return {"resid": [g if g is None else g[:n] for g in grads[:-1]], "embed": grads[-1][:n]}
+            grads = torch.autograd.grad(
+                outputs, sources, grad_outputs, retain_graph=True, allow_unused=True, is_grads_batched=True
+            )
+        return {"resid": [g if g is None else g[:, 0] for g in grads[:-1]], "embed": grads[-1][:, 0]}
+
+
+class _Writes:
+    """The sources' writes arranged for one batched matmul per layer: each layer's active features padded
+    per position to `slots` (the most any position has), so a target's edges from a layer's features are
+    its gradient at each position times the writes there."""
+
+    def __init__(self, rm: ReplacementModel, decoder: Float[Tensor, "active d_model"]):
+        self.layers = []
+        d = decoder.shape[1]
+        for s in rm.layer_slices():
+            positions = rm.active[s, 1].to(decoder.device)
+            if not len(positions):
+                self.layers.append(None)
+                continue
+            counts = torch.bincount(positions, minlength=rm.n_pos)
+            first = torch.cumsum(counts, 0) - counts  # where each position's features start
+            slot = torch.arange(len(positions), device=decoder.device) - first[positions]
+            padded = torch.zeros(rm.n_pos, int(counts.max()), d, device=decoder.device)
+            padded[positions, slot] = decoder[s]
+            self.layers.append((s, positions, slot, padded))
 
 
 def _rows(
-    rm: ReplacementModel, grads: dict, decoder: Float[Tensor, "active d_model"], n: int, n_sources: int
+    rm: ReplacementModel, grads: dict, writes: _Writes, n: int, n_sources: int
 ) -> Float[Tensor, "batch node"]:
     """Each target's row of A over the sources (features, errors, tokens) from its gradients."""
-    out = torch.zeros(n, n_sources, device=decoder.device)
+    device = rm.errors.device
+    out = torch.zeros(n, n_sources, device=device)
     n_feat, n_pos = int(rm.active.shape[0]), rm.n_pos
-    positions = rm.active[:, 1].to(decoder.device)
-    for layer, s in enumerate(rm.layer_slices()):
+    for layer in range(rm.n_layers):
         grad = grads["resid"][layer] if layer < len(grads["resid"]) else None
         if grad is None:
             continue
         grad = grad.float()
-        chunk = max(1, GATHER_BYTES // (4 * n * grad.shape[-1]))
-        for first in range(s.start, s.stop, chunk):
-            last = min(first + chunk, s.stop)
-            gathered = grad[:, positions[first:last]]  # [n, chunk, d_model]
-            out[:, first:last] = torch.einsum("bnd,nd->bn", gathered, decoder[first:last])
+        if writes.layers[layer] is not None:
+            s, positions, slot, padded = writes.layers[layer]
+            # [pos, batch, d_model] @ [pos, d_model, slots] -> [pos, batch, slots]
+            per_position = torch.bmm(einops.rearrange(grad, "b p d -> p b d"), padded.transpose(1, 2))
+            out[:, s] = per_position[positions, :, slot].T
         errors = n_feat + layer * n_pos
         out[:, errors : errors + n_pos] = torch.einsum("bpd,pd->bp", grad, rm.errors[layer])
     embed = rm.weights.W_E.detach()[rm.tokens].float()

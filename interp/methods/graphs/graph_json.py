@@ -128,6 +128,15 @@ def graph_to_json(
     return {"metadata": metadata, "qParams": qparams, "nodes": used, "links": links}
 
 
+def node_indices(graph: AttributionGraph, node_ids: list[str]) -> list[int]:
+    """The graph's nodes of circuit-tracer node ids (e.g. a supernode's members, to intervene on them)."""
+    ids = {_node(graph, index, 0.0)["node_id"]: index for index in range(graph.n_nodes)}
+    missing = [node_id for node_id in node_ids if node_id not in ids]
+    if missing:
+        raise InputError(f"node ids {missing} are not nodes of this graph.")
+    return [ids[node_id] for node_id in node_ids]
+
+
 def _refuse_clashes(nodes: list[dict]) -> None:
     seen: dict[str, str] = {}
     for node in nodes:

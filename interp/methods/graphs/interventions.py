@@ -112,7 +112,10 @@ def check_intervention(
 ) -> InterventionCheck:
     """The graph's prediction for `interventions` beside the local replacement model's and the spliced
     model's measured changes (`rm` is the replacement model the graph was built from)."""
-    if not torch.equal(rm.tokens.cpu(), graph.tokens) or not torch.equal(rm.active, graph.active):
+    ours = set(map(tuple, rm.active.tolist()))
+    if not torch.equal(rm.tokens.cpu(), graph.tokens) or not all(
+        tuple(f) in ours for f in graph.active.tolist()
+    ):
         raise InputError(
             "the replacement model is not the one this graph was built from (other tokens or features)."
         )

@@ -31,6 +31,7 @@ edges and its bias terms (`interp.methods.graphs.attribution`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -220,24 +221,19 @@ class ReplacementModel:
         return self.weights.W_E[self.tokens].expand(batch, -1, -1)
 
     def frozen_logits(
-        self,
-        activations: Float[Tensor, "batch active"] | None = None,
-        *,
-        embed_scale: float = 1.0,
-        error_scale: float = 1.0,
+        self, activations: Float[Tensor, "batch active"] | None = None
     ) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits of the linear replacement model with the features at `activations` (default: the
-        prompt's), the token embeddings and error nodes scaled (0 leaves only the bias terms)."""
+        prompt's) and the prompt's error nodes."""
         acts = self.activations[None] if activations is None else activations
         writes = self.feature_writes(acts)
-        embed = self.embed(acts.shape[0]) * embed_scale
 
         def mlp(layer: int, x: Tensor) -> Tensor:
-            out = writes[layer] + error_scale * self.errors[layer] + self.transcoders[layer].skip(x)
+            out = writes[layer] + self.errors[layer] + self.transcoders[layer].skip(x)
             return out.to(x.dtype)
 
         with torch.no_grad():
-            return self.unembed(self.run(embed, mlp, frozen=True))
+            return self.unembed(self.run(self.embed(acts.shape[0]), mlp, frozen=True))
 
     def intervene(
         self,
@@ -289,6 +285,8 @@ class ReplacementModel:
                 raise InputError(
                     f"{item} is outside the prompt: layers 0..{self.n_layers - 1}, positions 0..{self.n_pos - 1}."
                 )
+            if not math.isfinite(item.value):
+                raise InputError(f"{item}: a feature's value must be a finite number.")
             d_sae = self.transcoders[item.layer].d_sae
             if not 0 <= item.feature < d_sae:
                 raise InputError(f"{item}: layer {item.layer}'s transcoder has features 0..{d_sae - 1}.")
@@ -332,6 +330,12 @@ def replacement_model(
     tokens = tokens.to(w.W_E.device)
     d_model = w.W_E.shape[1]
     points = check_transcoders(transcoders, w.n_layers, d_model)
+    for layer, tc in enumerate(transcoders):
+        if tc.W_enc.device != w.W_E.device:
+            raise InputError(
+                f"transcoders[{layer}] is on {tc.W_enc.device}, the model on {w.W_E.device}; move it there "
+                "(`transcoder.to(device)`)."
+            )
     store: dict[str, Tensor] = {}
     edits = {}
     for layer, point in enumerate(points):

@@ -12,6 +12,7 @@
     dictionaries    dictionary_eval
     features        feature_attribution
     feature_cards   feature_cards
+    attribution_graph  attribution_graph
 
 Each module pairs a kind's options model (`interp.runner.options`) with its compute, and imports its
 method only inside the compute: validating a config or listing the kinds loads neither torch nor a
@@ -28,6 +29,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 from interp.runner.kinds import (  # each registers its kinds
     ablation,
     attribution,
+    attribution_graph,
     dictionaries,
     edges,
     feature_cards,
@@ -45,7 +47,7 @@ from interp.runner.registry import REGISTRY, AnalysisSpec, spec_for
 # the order `interp tasks` and error messages list the kinds in
 FAMILIES = (
     patching, path_patching, attribution, lens, head_scores, ablation, edges, steering, generation, dictionaries,
-    features, feature_cards,
+    features, feature_cards, attribution_graph,
 )  # fmt: skip
 _ORDER = {family.__name__: i for i, family in enumerate(FAMILIES)}
 for _spec in sorted(REGISTRY.values(), key=lambda spec: _ORDER[spec.options.__module__]):

@@ -191,3 +191,42 @@ def test_bad_prompts_are_refused(tiny_model):
         attribution_graph(tiny_model, [1, 999], transcoders)
     with pytest.raises(InputError, match="batch_size"):
         attribution_graph(tiny_model, [1, 2], transcoders, batch_size=0)
+
+
+class TestMaxFeatureNodes:
+    """A cap on feature nodes keeps the most influential ones, each row exactly the full graph's."""
+
+    def test_the_kept_rows_are_the_full_graphs_and_the_shortfall_is_the_dropped_features(self, tiny_model):
+        transcoders = random_transcoders(2, 80, 32)
+        full = attribution_graph(tiny_model, TOKENS, transcoders, batch_size=8)
+        capped = attribution_graph(tiny_model, TOKENS, transcoders, batch_size=8, max_feature_nodes=40)
+        assert capped.n_features == 40 and capped.n_active == full.n_features
+        index = {tuple(f): i for i, f in enumerate(full.active.tolist())}
+        chosen = torch.tensor([index[tuple(f)] for f in capped.active.tolist()])
+        assert (chosen.diff() > 0).all()  # sorted as the full graph's
+        f = full.n_features
+        others = torch.arange(f, full.n_nodes)
+        full_cols = torch.cat([chosen, others])
+        full_rows = torch.cat([chosen, others])
+        expected = full.adjacency[full_rows][:, full_cols]
+        assert (capped.adjacency - expected).abs().max() <= 1e-6 * full.adjacency.abs().max()
+        # a kept node's input = its edges + bias + what the dropped features sent it
+        dropped = torch.ones(f, dtype=torch.bool)
+        dropped[chosen] = False
+        sent = full.adjacency[full_rows][:, :f][:, dropped].sum(1)
+        explained = capped.adjacency.sum(1) + capped.bias + sent
+        t = targets(capped)
+        assert (explained[t] - capped.node_inputs[t]).abs().max() <= 1e-5 * capped.node_inputs[t].abs().max()
+
+    def test_the_planted_path_survives_a_cap_of_two(self, planted_model):
+        graph = attribution_graph(
+            planted_model, PLANTED_PROMPT, planted_transcoders(planted_model), max_feature_nodes=2
+        )
+        last = len(PLANTED_PROMPT) - 1
+        assert graph.active.tolist() == [[0, last, F0], [1, last, F1]] and graph.n_active > 2
+
+    def test_a_cap_of_every_feature_is_the_full_graph(self, tiny_model):
+        transcoders = random_transcoders(2, 80, 32)
+        full = attribution_graph(tiny_model, TOKENS, transcoders)
+        same = attribution_graph(tiny_model, TOKENS, transcoders, max_feature_nodes=10_000)
+        assert torch.equal(full.adjacency, same.adjacency) and torch.equal(full.active, same.active)

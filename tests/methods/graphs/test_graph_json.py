@@ -114,3 +114,21 @@ def test_damaged_files_are_errors_naming_the_part(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(InputError, match=message):
         read_graph_json(path)
+
+
+def test_a_supernodes_ids_name_graph_nodes(planted_model):
+    """Members of a supernode (by node id, as the JSON and its frontend name them) back to graph nodes."""
+    from interp.methods.graphs.graph_json import node_indices
+
+    graph = attribution_graph(planted_model, PLANTED_PROMPT, planted_transcoders(planted_model))
+    last = len(PLANTED_PROMPT) - 1
+    from methods.graphs.models import F0, F1
+
+    indices = node_indices(graph, [f"0_{F0}_{last}", f"1_{F1}_{last}", f"3_{ANSWER}_{last}"])
+    assert [graph.label(i) for i in indices] == [
+        f"L0 F{F0} @{last}",
+        f"L1 F{F1} @{last}",
+        graph.label(graph.n_nodes - 1),
+    ]
+    with pytest.raises(InputError, match="not nodes of this graph"):
+        node_indices(graph, ["7_7_7"])

@@ -125,3 +125,28 @@ class TestRefusals:
             rm.intervene([Intervention(0, 1, 32, 0.0)])
         with pytest.raises(InputError, match="errors='none' is for 'spliced'"):
             rm.intervene([], "local", errors="none")
+
+
+def test_transcoders_on_another_device_are_refused(tiny_model):
+    transcoders = random_transcoders(2, 80)
+    transcoders[1] = transcoders[1].to("meta")
+    with pytest.raises(InputError, match=r"transcoders\[1\] is on meta, the model on cpu"):
+        replacement_model(tiny_model, TOKENS, transcoders)
+
+
+def test_the_frozen_model_is_linear_in_the_features(tiny_model):
+    """frozen_logits at activations a and b: the change is additive (the features' writes and nothing
+    else respond), and at the prompt's activations it is the real model."""
+    rm = replacement_model(tiny_model, TOKENS, random_transcoders(2, 80))
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, rm.active.shape[0], generator=g)
+    base = rm.frozen_logits(torch.zeros(1, rm.active.shape[0]))
+    both = rm.frozen_logits((a + b)[None]) - base
+    apart = (rm.frozen_logits(a[None]) - base) + (rm.frozen_logits(b[None]) - base)
+    assert close(both, apart, 1e-4)
+
+
+def test_a_non_finite_value_is_refused(tiny_model):
+    rm = replacement_model(tiny_model, TOKENS, random_transcoders(2, 80))
+    with pytest.raises(InputError, match="finite"):
+        rm.intervene([Intervention(0, 0, 0, float("nan"))])
