@@ -38,6 +38,7 @@ DIMS: dict[str, str] = {
     "d_out": "the width of the hook point a transcoder writes (= d_in for an SAE)",
     "token": "token positions flattened over prompts (one activation vector each)",
     "bin": "histogram bins",
+    "k": "a TopK dictionary's chosen latents of one token (k of d_sae)",
 }
 
 Tokens = Int[Tensor, "batch pos"]
