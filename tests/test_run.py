@@ -212,7 +212,8 @@ TOY_SKIPS: dict[str, str] = {}  # experiment file -> why it cannot run on the to
         if p.name in TOY_SKIPS
         else p.name
         for p in sorted((ROOT / "experiments").glob("*.toml"))
-        if "[[dictionary]]" not in p.read_text(encoding="utf-8")  # `interp train` configs: test_training_run
+        if "[[dictionary]]"
+        not in p.read_text(encoding="utf-8")  # `interp train` configs: test_toy_dictionaries
     ],
 )
 def test_every_shipped_experiment_runs_on_the_toy_model(name, tmp_path):

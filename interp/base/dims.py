@@ -44,6 +44,7 @@ DIMS: dict[str, str] = {
     "node": "attribution graph nodes: active features, error nodes, token embeddings, logits (in that order)",
     "active": "the active (layer, pos, feature) entries of a prompt's transcoders (an attribution graph's features)",
     "logit": "the output logits an attribution graph explains (its top tokens by probability)",
+    "k": "a TopK dictionary's chosen latents of one token (k of d_sae)",
 }
 
 Tokens = Int[Tensor, "batch pos"]

@@ -2,7 +2,8 @@
 
 `model_activations` runs the bridge's `run_with_cache` with a names filter of just the hooks needed
 and `stop_at_layer` one past the last block they are in, so the forward stops there (a hook outside
-the blocks, e.g. `ln_final.hook_normalized`, runs the whole model). Activations come back flattened
+the blocks, e.g. `ln_final.hook_normalized`, runs the whole model); block L's `hook_resid_pre` is
+read as block L-1's `hook_resid_post`, the same tensor, so that block L does not run. Activations come back flattened
 to one row per token position, optionally only the positions a mask keeps (padding left out).
 
 `train_from_model` trains several dictionaries (SAEs on any hooks, transcoders on hook pairs) from
@@ -27,6 +28,16 @@ from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_RESID_PRE = re.compile(r"^blocks\.(\d+)\.hook_resid_pre$")
+
+
+def read_point(name: str) -> str:
+    """The hook that holds `name`'s activations and fires earliest: block L's `hook_resid_pre` is
+    block L-1's `hook_resid_post` (the same tensor), so the forward can stop before block L."""
+    match = _RESID_PRE.match(name)
+    if match is None or int(match.group(1)) == 0:
+        return name
+    return f"blocks.{int(match.group(1)) - 1}.hook_resid_post"
 
 
 def stop_layer(model: HookedPhi, names: Iterable[str]) -> int | None:
@@ -54,18 +65,19 @@ def model_activations(
     if mask is not None and mask.shape != tokens.shape:
         raise InputError(f"mask has shape {tuple(mask.shape)}; it must match tokens {tuple(tokens.shape)}.")
     device = model.cfg.device
+    points = list(dict.fromkeys(read_point(name) for name in names))
     with torch.no_grad():
         _, cache = model.run_with_cache(
-            tokens.to(device), names_filter=names, stop_at_layer=stop_layer(model, names)
+            tokens.to(device), names_filter=points, stop_at_layer=stop_layer(model, points)
         )
     out = {}
     for name in names:
-        if name not in cache:
+        if read_point(name) not in cache:
             raise InputError(
                 f"Hook {name!r} did not fire: the bridge gates it off (e.g. hook_mlp_in needs "
                 "set_use_hook_mlp_in(True)); read an equivalent point such as blocks.L.ln1.hook_out."
             )
-        act = cache[name]
+        act = cache[read_point(name)]
         if act.ndim != 3:
             raise InputError(
                 f"Hook {name!r} has activations of shape {tuple(act.shape)}; dictionaries read hooks of "

@@ -202,7 +202,6 @@ class DictionaryTrainer:
         self.scale: tuple[float, float] | None = None  # (input, output) factors while training
         device = dictionary.W_dec.device
         self.since_fired = torch.zeros(dictionary.d_sae, dtype=torch.long, device=device)
-        self.fired_in_window = torch.zeros(dictionary.d_sae, dtype=torch.long, device=device)
         self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=config.lr, betas=config.adam_betas)
         self.log: list[dict] = []
         self._last: dict[str, Tensor] = {}  # the last step's statistics (0-d tensors), for the log
@@ -224,7 +223,6 @@ class DictionaryTrainer:
             **{name: getattr(self, name) for name in self._COUNTERS},
             "scale": list(self.scale) if self.scale is not None else None,
             "since_fired": self.since_fired.clone(),
-            "fired_in_window": self.fired_in_window.clone(),
             "last": dict(self._last),
             "log": json.dumps(self.log),
         }
@@ -239,7 +237,6 @@ class DictionaryTrainer:
             setattr(self, name, type(getattr(self, name))(state[name]))
         self.scale = tuple(state["scale"]) if state["scale"] is not None else None
         self.since_fired.copy_(state["since_fired"])
-        self.fired_in_window.copy_(state["fired_in_window"])
         self._last = dict(state["last"])
         self.log[:] = json.loads(state["log"])
 
@@ -374,11 +371,10 @@ class DictionaryTrainer:
             on = acts > 0
             self.since_fired += batch.shape[0]
             self.since_fired[on.any(0)] = 0
-            self.fired_in_window += on.sum(0)
             variance = (target - target.mean(0)).pow(2).sum()
             self._last = {
                 **{f"loss.{name}": value.detach() for name, value in losses.items()},
-                "l0": on.sum(-1).float().mean(),
+                "l0": on.sum() / on.shape[0],
                 "explained_variance": 1 - (target - out).pow(2).sum() / variance.clamp_min(1e-12),
                 "dead_fraction": dead.float().mean(),
             }

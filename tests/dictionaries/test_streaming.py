@@ -7,7 +7,7 @@ import torch
 
 from interp.base.errors import HookNameError, InputError
 from interp.dictionaries import make_dictionary, train_dictionary
-from interp.dictionaries.streaming import model_activations, stop_layer, train_from_model
+from interp.dictionaries.streaming import model_activations, read_point, stop_layer, train_from_model
 from interp.model.cache import cache_activations
 
 NAMES = ["blocks.1.ln1.hook_normalized", "blocks.1.hook_mlp_out", "blocks.2.hook_resid_pre"]
@@ -16,15 +16,17 @@ NAMES = ["blocks.1.ln1.hook_normalized", "blocks.1.hook_mlp_out", "blocks.2.hook
 def test_activations_equal_a_full_cached_forward_and_the_forward_stops_early(toy_model, toy_batches):
     tokens, mask = toy_batches[0]
     later = []
-    handle = toy_model.original_model.model.layers[3].register_forward_hook(lambda *args: later.append(1))
+    handle = toy_model.original_model.model.layers[2].register_forward_hook(lambda *args: later.append(1))
     try:
         acts = model_activations(toy_model, tokens, NAMES, mask=mask)
-        assert later == []  # block 3 never ran: stop_at_layer = 3
+        assert later == []  # block 2 never ran: blocks.2.hook_resid_pre is read as blocks.1.hook_resid_post
         reference = cache_activations(toy_model, tokens, NAMES)
         assert later == [1]
     finally:
         handle.remove()
     assert stop_layer(toy_model, NAMES) == 3 and stop_layer(toy_model, ["ln_final.hook_normalized"]) is None
+    assert [read_point(n) for n in NAMES] == [*NAMES[:2], "blocks.1.hook_resid_post"]
+    assert read_point("blocks.0.hook_resid_pre") == "blocks.0.hook_resid_pre"
     for name in NAMES:
         torch.testing.assert_close(acts[name], reference[name][mask], rtol=0, atol=0)
     assert acts[NAMES[0]].shape == (int(mask.sum()), 160)
@@ -66,7 +68,7 @@ def test_several_dictionaries_from_one_forward_equal_training_each_on_cached_act
         streamed = train_from_model(toy_model, iter(toy_batches), fresh(), **options)
     finally:
         del toy_model.run_with_cache
-    assert len(forwards) <= len(toy_batches) and set(forwards) == {3}  # one forward per batch for both
+    assert len(forwards) <= len(toy_batches) and set(forwards) == {2}  # one forward per batch for both
 
     cached = [model_activations(toy_model, tokens, NAMES, mask=mask) for tokens, mask in toy_batches]
     sae, transcoder = fresh()

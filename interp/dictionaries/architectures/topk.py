@@ -69,6 +69,44 @@ class TopKDictionary(Dictionary):
             acts = acts / self.W_dec.norm(dim=-1)
         return acts @ self.W_dec + self.b_dec
 
+    def training_losses(
+        self,
+        x: Float[Tensor, "token d_in"],
+        target: Float[Tensor, "token d_out"],
+        dead: Bool[Tensor, " d_sae"],
+        step: int,
+    ) -> tuple[Float[Tensor, "token d_sae"], Float[Tensor, "token d_out"], dict[str, Tensor]]:
+        """The dense path's losses with sparse backward passes (`interp.dictionaries.sparse_topk`);
+        the dense path where latents are selected otherwise (decoder norms, BatchTopK)."""
+        if (
+            self.cfg.rescale_acts_by_decoder_norm
+            or type(self).train_activate is not Dictionary.train_activate
+        ):
+            return super().training_losses(x, target, dead, step)
+        from interp.dictionaries import sparse_topk
+
+        x = x.to(torch.float32)
+        centred = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+        with torch.no_grad():
+            pre = centred @ self.W_enc + self.b_enc
+        indices = pre.topk(self.cfg.k, dim=-1, sorted=False).indices
+        values = sparse_topk.select(centred, self.W_enc, self.b_enc, pre, indices)
+        out = sparse_topk.decode_sparse(values, indices, self.W_dec) + self.b_dec
+        if self.W_skip is not None:
+            out = out + self.skip(x)
+        losses = {"mse": (out - target).pow(2).sum(-1).mean()}
+        n_dead = int(dead.sum())
+        if n_dead and self.cfg.aux_coefficient:
+            aux_k = min(self.cfg.aux_k or max(1, self.d_in // 2), n_dead)
+            scale = min(n_dead / (self.cfg.aux_k or max(1, self.d_in // 2)), 1.0)
+            masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+            aux_indices = masked.topk(aux_k, dim=-1, sorted=False).indices
+            aux_values = sparse_topk.select(centred, self.W_enc, self.b_enc, pre, aux_indices)
+            aux_out = sparse_topk.decode_sparse(aux_values, aux_indices, self.W_dec)
+            aux = (aux_out - (target - out).detach()).pow(2).sum(-1).mean()
+            losses["auxk"] = self.cfg.aux_coefficient * scale * aux
+        return sparse_topk.dense(values, indices, self.d_sae), out, losses
+
     def extra_losses(
         self,
         pre: Float[Tensor, "token d_sae"],
