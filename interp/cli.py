@@ -61,7 +61,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import interp.toy.corpus  # noqa: F401  (registers the toy's corpus as `corpus = "toy"`)
     from interp.runner.training_config import load_train_config
     from interp.runner.training_run import run_training
 

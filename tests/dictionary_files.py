@@ -1,14 +1,18 @@
 """Saved dictionaries and text corpora for the toy model, written once per session to a temporary
-folder: what configs with `dictionaries = [...]` / `corpus_file = ...` point at in tests."""
+folder: what configs with `dictionaries = [...]` / `files = [...]` point at in tests; and a second
+registered corpus (`"test-sentences"`, besides the toy's own) for `corpus = ...`."""
 
 from __future__ import annotations
 
 import functools
+import json
 import random
 import tempfile
 from pathlib import Path
 
 import torch
+
+from interp.data.corpus import register_corpus
 
 
 def toy_dictionary(kind: str = "sae", layer: int = 2, seed: int = 0, d_sae: int = 64):
@@ -39,10 +43,19 @@ def toy_text(n_rows: int, seed: int) -> str:
     return "\n".join(tokenizer.decode([t for t in row.tolist() if t != 0]) for row in tokens)
 
 
+@register_corpus("test-sentences")
+def test_sentences(seed: int = 0):
+    """Toy-vocabulary sentences, one document each, from a stream fixed by `seed`."""
+    while True:
+        yield from toy_text(16, seed).split("\n")
+        seed += 1
+
+
 @functools.cache
 def saved() -> dict[str, Path]:
     """Paths: `sae` and `sae_b` (SAEs on blocks.2 and blocks.1), `transcoder`, `wide` (d_in 100: refused
-    by the toy), `corpus` and `corpus_b` (text files)."""
+    by the toy), `corpus` and `corpus_b` (.txt files), `corpus_jsonl` (a .jsonl file whose rows hold
+    different text in `text` and `body`)."""
     from interp.dictionaries import make_dictionary, save_dictionary
 
     root = Path(tempfile.mkdtemp(prefix="interp-dictionaries-"))
@@ -59,4 +72,9 @@ def saved() -> dict[str, Path]:
         path = root / f"{name}.txt"
         path.write_text(toy_text(24, seed), encoding="utf-8")
         paths[name] = path
+    rows = zip(toy_text(3, 5).split("\n"), toy_text(3, 6).split("\n"), strict=True)
+    paths["corpus_jsonl"] = root / "corpus.jsonl"
+    paths["corpus_jsonl"].write_text(
+        "".join(json.dumps({"text": a, "body": b}) + "\n" for a, b in rows), encoding="utf-8"
+    )
     return {k: Path(v) for k, v in paths.items()}

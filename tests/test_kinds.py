@@ -64,7 +64,14 @@ def toy_transcoders(seed: int) -> list[str]:
 REQUIRED = {"attribution_graph": {"transcoders": ["layer0", "layer1", "layer2", "layer3"]}}
 
 
-def bases(model, pairs) -> dict[str, dict]:
+def corpus_bases(options: dict) -> list[dict]:
+    """A reader of a corpus: one base reading files (a .txt and a .jsonl), one a registered corpus."""
+    files = [str(saved()["corpus_jsonl"]), str(saved()["corpus"])]  # 3 short rows, then 24
+    small = {"context_length": 8, "max_tokens": 160}
+    return [{**options, **small, "files": files}, {**options, **small, "corpus": "toy"}]
+
+
+def bases(model, pairs) -> dict[str, dict | list[dict]]:
     """Per kind, options under which every option it declares is read (and computes stay small)."""
     clean, corrupted = prompts(model, pairs, "clean"), prompts(model, pairs, "corrupted")
     return {
@@ -79,15 +86,9 @@ def bases(model, pairs) -> dict[str, dict]:
             "negative": corrupted[:1],
         },
         "generate": {"heads": [[3, 2]], "n_samples": 1, "max_new_tokens": 3},
-        "dictionary_eval": {"dictionaries": [str(saved()["sae"])], "corpus_file": str(saved()["corpus"])},
+        "dictionary_eval": corpus_bases({"dictionaries": [str(saved()["sae"])]}),
         "feature_attribution": {"dictionaries": [str(saved()["sae"])]},
-        "feature_cards": {
-            "dictionaries": [feature_cards_files()["sae_a"]],
-            "corpus": feature_cards_files()["text_a"],
-            "n_contexts": 2,
-            "corpus_rows": 3,
-            "context_length": 6,
-        },
+        "feature_cards": corpus_bases({"dictionaries": [feature_cards_files()["sae_a"]], "n_contexts": 2}),
     }
 
 
@@ -106,8 +107,11 @@ def alternatives(model, pairs) -> dict[str, object]:
         "positive": clean[1:],
         "negative": corrupted[1:],
         "dictionaries": [str(saved()["sae_b"]), str(saved()["transcoder"])],
-        "corpus_file": str(saved()["corpus_b"]),
-        "context": 16,
+        "files": [str(saved()["corpus_b"])],
+        "corpus": "test-sentences",
+        "seed": 1,
+        "text_field": "body",
+        "pack": False,
         "max_tokens": 64,
         "model_batch": 1,
         "dense_threshold": 0.5,
@@ -117,8 +121,6 @@ def alternatives(model, pairs) -> dict[str, object]:
         "top_n": 2,
         "n_contexts": 3,
         "n_tokens": 4,
-        "corpus": feature_cards_files()["text_b"],
-        "corpus_rows": 2,
         "context_length": 5,
         "transcoders": toy_transcoders(1),
         "prompt": clean[1],
@@ -200,15 +202,24 @@ def _literal_alternative(options, explicit: dict, name: str):
 @pytest.mark.parametrize("kind", list(REGISTRY))
 def test_every_option_a_kind_declares_reaches_its_compute(kind, toy_model, pairs, method_calls):
     """Varying any one option changes what the kind's compute passes to the methods (or, for an
-    option applied to a method's result, what the compute returns)."""
+    option applied to a method's result, what the compute returns). A kind whose options exclude each
+    other (a corpus's `corpus` or `files`) has several bases: each option is varied on the first base
+    that reads it, and every option must be read by one."""
     spec = spec_for(kind)
-    base_options = bases(toy_model, pairs).get(kind, {})
-    base = analysis(kind, **base_options)
-    assert not set(base.unread()), f"the test's base options for {kind} leave {set(base.unread())} unread"
-    received = _received(spec, base, toy_model, pairs, method_calls)
-    assert received[0], f"{kind}'s compute called no method"
+    given = bases(toy_model, pairs).get(kind, {})
+    base_list = given if isinstance(given, list) else [given]
+    built = [analysis(kind, **options) for options in base_list]
+    unread_everywhere = set.intersection(*(set(b.unread()) for b in built))
+    assert not unread_everywhere, f"the test's base options for {kind} leave {unread_everywhere} unread"
     others = alternatives(toy_model, pairs)
+    received_by_base = {}
     for name in spec.options.own_fields():
+        i = next(i for i, b in enumerate(built) if name not in b.unread())
+        base, base_options = built[i], base_list[i]
+        if i not in received_by_base:
+            received_by_base[i] = _received(spec, base, toy_model, pairs, method_calls)
+            assert received_by_base[i][0], f"{kind}'s compute called no method"
+        received = received_by_base[i]
         varied = _literal_alternative(base, base_options, name)
         if varied is None:
             assert name in others, f"give the test an alternative value for {kind}'s option {name!r}"

@@ -12,8 +12,8 @@ import pytest
 
 import interp.toy.corpus  # noqa: F401  (registers corpus = "toy")
 from interp.dictionaries import evaluate_on_model, load_dictionary
+from interp.runner.text_source import token_rows
 from interp.runner.training_config import load_train_config, train_toml
-from interp.runner.training_run import token_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "interp" / "toy" / "dictionaries"

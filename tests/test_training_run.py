@@ -15,8 +15,9 @@ from interp.cli import main
 from interp.dictionaries import load_dictionary
 from interp.runner import training_run
 from interp.runner.config import ConfigError
+from interp.runner.text_source import documents, token_rows
 from interp.runner.training_config import load_train_config, parse_train_config, train_toml
-from interp.runner.training_run import make_dictionaries, run_training, token_rows, training_configs
+from interp.runner.training_run import make_dictionaries, run_training, training_configs
 
 SAE = {
     "name": "resid1",
@@ -317,13 +318,13 @@ class TestEveryOptionChangesWhatRuns:
         loaded = load_train_config(tmp_path / "train.toml")
         assert loaded.data.files == [str(tmp_path / "a.jsonl")]  # relative to the config file
 
-        def documents(**data):
-            return list(training_run._documents(loaded.data.model_copy(update=data)))
+        def read(**data):
+            return list(documents(loaded.data.model_copy(update=data)))
 
-        assert documents() == [" the store"] and documents(text_field="text") == [" Mary went home"]
+        assert read() == [" the store"] and read(text_field="text") == [" Mary went home"]
         txt = [str(tmp_path / "b.txt")]
-        assert documents(files=txt) == [" Mary", " John", "", " Mary went"]
-        assert documents(files=txt, sample_by="paragraph") == [" Mary\n John", " Mary went"]
+        assert read(files=txt) == [" Mary", " John", "", " Mary went"]
+        assert read(files=txt, sample_by="paragraph") == [" Mary\n John", " Mary went"]
 
     def test_dataset_fields_reach_the_loader(self, monkeypatch):
         from interp.data import corpus
@@ -334,7 +335,7 @@ class TestEveryOptionChangesWhatRuns:
         )
         data = {"corpus": None, "dataset": "json", "dataset_config": "c", "split": "validation",
                 "data_files": ["x.jsonl"], "text_field": "body"}  # fmt: skip
-        list(training_run._documents(config(data=data).data))
+        list(documents(config(data=data).data))
         assert (
             calls[0][0] == "json"
             and calls[0][1]["config_name"] == "c"

@@ -12,7 +12,9 @@ Where documents come from (each an iterator of `str`, or of token-id lists for a
   streaming=True)`: a hub name, a local dataset directory, or a builder such as `"json"` /
   `"parquet"` with `data_files`; the `text_field` of every row, in the dataset's order.
 - `corpus_documents(name, seed)`: a corpus registered by name (`register_corpus`); the toy model
-  registers its own training mixture as `"toy"` (`interp.toy.corpus`).
+  registers its own training mixture as `"toy"` (`interp.toy.corpus`). `PROVIDERS` names the module
+  that registers each built-in corpus, imported on first use (as `interp.data.tasks` imports a task's
+  module), so `"toy"` works in any process: the CLI, a notebook, a Ray worker.
 
 Empty documents are skipped. `TokenRows` turns documents into rows of `context_length` tokens:
 packed (documents concatenated, each followed by the tokenizer's end-of-text token, cut into
@@ -28,6 +30,7 @@ import io
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -41,6 +44,8 @@ MAX_FILE_BYTES = 4 * 2**30  # one data file is read into memory at a time; large
 
 Document = str | list[int]
 _CORPORA: dict[str, Callable[[int], Iterator[Document]]] = {}
+# built-in corpora: the module whose import registers each (imported when the name is first asked for)
+PROVIDERS = {"toy": "interp.toy.corpus"}
 
 
 class CorpusError(InputError):
@@ -61,17 +66,18 @@ def register_corpus(name: str) -> Callable:
 
 
 def corpora() -> list[str]:
-    """The registered corpus names."""
-    return sorted(_CORPORA)
+    """The corpus names known: registered ones and the built-in ones (`PROVIDERS`)."""
+    return sorted(set(_CORPORA) | set(PROVIDERS))
 
 
 def corpus_documents(name: str, seed: int = 0) -> Iterator[Document]:
-    """The documents of a registered corpus, from `seed`."""
+    """The documents of a registered (or built-in) corpus, from `seed`."""
+    if name not in _CORPORA and name in PROVIDERS:
+        import_module(PROVIDERS[name])  # registers it
     if name not in _CORPORA:
-        known = ", ".join(corpora()) or "none registered"
         raise CorpusError(
-            f"corpus {name!r} is not registered (known: {known}); the toy's corpus is registered by "
-            "importing interp.toy.corpus, which `interp train` does."
+            f"corpus {name!r} is not registered; known corpora: {', '.join(corpora())} (register your own "
+            "with interp.data.corpus.register_corpus, or read files with files = [...])."
         )
     return _CORPORA[name](seed)
 

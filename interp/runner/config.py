@@ -34,6 +34,7 @@ from interp.base.errors import InputError, InterpError
 from interp.base.schema import Strict
 from interp.data.tasks.options import TaskConfig
 from interp.runner.kinds import TAGS, AnalysisConfig
+from interp.runner.text_source import resolve_paths
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -99,36 +100,27 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-# analysis options holding file paths, each with the values that are keywords rather than paths
-PATH_OPTIONS: dict[str, tuple[str, ...]] = {
-    "dictionaries": (),
-    "transcoders": (),
-    "corpus": ("task", "toy"),
-    "corpus_file": (),
-}
+# analysis options holding dictionary directories (a corpus's paths: `text_source.resolve_paths`)
+DICTIONARY_PATHS = ("dictionaries", "transcoders")
 
 
 def _resolve_paths(data: dict, base_dir: str | Path) -> dict:
-    """Analysis options that name files (`PATH_OPTIONS`), made absolute against `base_dir` (the config
-    file's folder), as `pairs_file` is read: the resolved config then names the same files anywhere."""
+    """Analysis options that name files (`DICTIONARY_PATHS`, a corpus's `files`), made absolute against
+    `base_dir` (the config file's folder), as `pairs_file` is read: the resolved config then names the
+    same files anywhere."""
     analyses = data.get("analysis")
     if not isinstance(analyses, list):
         return data
-
-    def resolve(value, keywords: tuple[str, ...]):
-        if not isinstance(value, str) or not value or value in keywords:
-            return value
-        return os.path.abspath(Path(base_dir) / value)
-
     tables = []
     for table in analyses:
         if isinstance(table, dict):
-            table = dict(table)
-            for key, keywords in PATH_OPTIONS.items():
+            table = resolve_paths(table, base_dir)
+            for key in DICTIONARY_PATHS:
                 if isinstance(table.get(key), list):
-                    table[key] = [resolve(v, keywords) for v in table[key]]
-                elif key in table:
-                    table[key] = resolve(table[key], keywords)
+                    table[key] = [
+                        os.path.abspath(Path(base_dir) / v) if isinstance(v, str) and v else v
+                        for v in table[key]
+                    ]
         tables.append(table)
     return {**data, "analysis": tables}
 

@@ -41,49 +41,14 @@ from interp.base.schema import Strict
 from interp.runner.config import ConfigError, ModelConfig, _describe, _toml_value, read_toml
 from interp.runner.labels import LABEL, LABEL_RULE
 from interp.runner.store import RUN_FILES
+from interp.runner.text_source import DatasetSource, check_one_source, resolve_paths
 
-SOURCES = ("corpus", "dataset", "files")
-# fields of [data] that only one kind of source reads
-ONLY_FOR = {
-    "seed": ("corpus",),
-    "dataset_config": ("dataset",),
-    "split": ("dataset",),
-    "data_files": ("dataset",),
-    "sample_by": ("files",),
-    "text_field": ("dataset", "files"),
-}
 TRAINING_FILES = {"checkpoint.pt", "training.json"}
 
 
-class DataConfig(Strict):
-    """The `[data]` table: where the tokens come from and how many are used."""
+class DataConfig(DatasetSource, Strict):
+    """The `[data]` table: where the tokens come from (`interp.runner.text_source`) and how many are used."""
 
-    corpus: str | None = Field(None, description="a registered corpus, e.g. 'toy' (the toy's training mix)")
-    dataset: str | None = Field(
-        None,
-        description="a Hugging Face dataset, streamed: a hub name, a local dataset directory, or a builder "
-        "such as 'json' / 'parquet' with data_files",
-    )
-    files: list[str] | None = Field(
-        None,
-        description="local .txt / .jsonl / .parquet files or directories of them (relative to the config)",
-    )
-    seed: int = Field(0, ge=0, lt=2**63, description="corpus: the seed of its stream")
-    dataset_config: str | None = Field(None, description="dataset: its configuration name")
-    split: str = Field("train", description="dataset: the split streamed")
-    data_files: list[str] | None = Field(
-        None, description="dataset: files for a builder (relative to the config)"
-    )
-    text_field: str = Field("text", description="dataset / .jsonl / .parquet: the field holding the text")
-    sample_by: Literal["line", "paragraph", "document"] = Field(
-        "line", description="files: a .txt document is a line, a blank-line-separated paragraph, or the file"
-    )
-    context_length: int = Field(128, ge=2, description="tokens per row")
-    pack: bool = Field(
-        True,
-        description="true: documents concatenated (each followed by end-of-text) and cut into rows; "
-        "false: one row per document, truncated",
-    )
     n_tokens: int = Field(1_000_000, ge=1, description="training tokens per dictionary (the budget)")
     eval_tokens: int = Field(
         16384, ge=2, description="held-out tokens for metrics.json, read before training"
@@ -93,21 +58,8 @@ class DataConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_source(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        given = [name for name in SOURCES if data.get(name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one data source: corpus, dataset or files (given: {', '.join(given) or 'none'})"
-            )
-        for name, sources in ONLY_FOR.items():
-            if name in data and given[0] not in sources:
-                raise ValueError(f"{name} applies to {' / '.join(sources)}, not to a {given[0]} source")
+        check_one_source(data, required=True)
         return data
-
-    @property
-    def source(self) -> str:
-        return next(name for name in SOURCES if getattr(self, name) is not None)
 
 
 class DictionaryTable(Strict):
@@ -198,18 +150,11 @@ class TrainConfig(Strict):
 
 
 def _resolve_paths(data: dict, base_dir: Path) -> dict:
-    """`files` and `data_files` relative to the config's folder; a `dataset` that is a folder there too."""
+    """`[data]`'s paths relative to the config's folder (`text_source.resolve_paths`)."""
     table = data.get("data")
     if not isinstance(table, dict):
         return data
-    table = dict(table)
-    for key in ("files", "data_files"):
-        if isinstance(table.get(key), list):
-            table[key] = [str((base_dir / p).resolve()) if isinstance(p, str) else p for p in table[key]]
-    dataset = table.get("dataset")
-    if isinstance(dataset, str) and (base_dir / dataset).is_dir():
-        table["dataset"] = str((base_dir / dataset).resolve())
-    return {**data, "data": table}
+    return {**data, "data": resolve_paths(table, base_dir)}
 
 
 def parse_train_config(data: dict, source: str = "config", base_dir: str | Path = ".") -> TrainConfig:
@@ -237,8 +182,8 @@ def train_toml(config: TrainConfig) -> str:
     lines += [_line("model", k, v) for k, v in config.model.model_dump(mode="json").items()]
     lines.append("\n[data]")
     data = config.data.model_dump(mode="json")
-    source = config.data.source
-    applies = {k: v for k, v in data.items() if v is not None and source in ONLY_FOR.get(k, (source,))}
+    unread = config.data.unread_source_fields()
+    applies = {k: v for k, v in data.items() if v is not None and k not in unread}
     lines += [_line("data", k, v) for k, v in applies.items()]
     for i, table in enumerate(config.dictionary):
         lines.append("\n[[dictionary]]")

@@ -34,7 +34,8 @@ from interp.base.errors import InputError, InterpError
 from interp.base.files import write_atomic
 from interp.runner.run import _sigterm_stops_the_run, _stopped
 from interp.runner.store import MANIFEST, RESOLVED, RunDirectory, read_run_file
-from interp.runner.training_config import TRAINING_FILES, DataConfig, TrainConfig, train_toml
+from interp.runner.text_source import token_rows
+from interp.runner.training_config import TRAINING_FILES, TrainConfig, train_toml
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "training.json"
@@ -51,46 +52,6 @@ class TrainingDirectory(RunDirectory):
 
     def resolved(self, config: TrainConfig) -> str:
         return train_toml(config)
-
-
-def _documents(data: DataConfig):
-    from interp.data import corpus
-
-    if data.source == "corpus":
-        return corpus.corpus_documents(data.corpus, data.seed)
-    if data.source == "dataset":
-        return corpus.dataset_documents(
-            data.dataset,
-            config_name=data.dataset_config,
-            split=data.split,
-            data_files=data.data_files,
-            text_field=data.text_field,
-        )
-    return corpus.file_documents(data.files, text_field=data.text_field, sample_by=data.sample_by)
-
-
-def token_rows(model, data: DataConfig, state: dict | None = None):
-    """The data's `TokenRows` through the model's tokenizer (from `state`, a checkpoint's position)."""
-    from interp.data.corpus import TokenRows
-
-    tokenizer = model.tokenizer
-    if data.context_length > model.cfg.n_ctx:
-        raise InputError(
-            f"data.context_length={data.context_length} is longer than the model's context ({model.cfg.n_ctx})."
-        )
-
-    def tokenize(text: str) -> list[int]:
-        return tokenizer(text)["input_ids"]
-
-    return TokenRows(
-        _documents(data),
-        tokenize,
-        data.context_length,
-        pack=data.pack,
-        separator=tokenizer.eos_token_id,
-        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-        state=state,
-    )
 
 
 def make_dictionaries(model, config: TrainConfig) -> list:

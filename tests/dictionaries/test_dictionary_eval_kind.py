@@ -12,7 +12,7 @@ from dictionary_files import saved
 from helpers import ioi_pairs
 
 from interp.dictionaries import evaluate_on_model, load_dictionary
-from interp.methods.features.evaluation import corpus_tokens, prompt_tokens
+from interp.methods.features.evaluation import prompt_tokens
 from interp.runner.config import ConfigError, load_config, parse_config
 from interp.runner.kinds import spec_for
 from interp.runner.kinds.dictionaries import METRICS
@@ -56,16 +56,20 @@ def test_on_a_corpus_relative_to_the_config(toy_model, tmp_path):
     folder = saved()["sae"].parent
     config = folder / "eval.toml"
     config.write_text(
-        '[[analysis]]\nkind = "dictionary_eval"\ndictionaries = ["sae"]\ncorpus_file = "corpus.txt"\n'
-        "context = 8\nmax_tokens = 40\nmodel_batch = 2\nbins = 5\n",
+        '[[analysis]]\nkind = "dictionary_eval"\ndictionaries = ["sae"]\nfiles = ["corpus.txt"]\n'
+        "context_length = 8\nmax_tokens = 40\nmodel_batch = 2\nbins = 5\n",
         encoding="utf-8",
     )
     analysis = load_config(config).analysis[0]
-    assert analysis.dictionaries == [str(saved()["sae"])] and analysis.corpus_file == str(saved()["corpus"])
+    assert analysis.dictionaries == [str(saved()["sae"])] and analysis.files == [str(saved()["corpus"])]
     pairs = ioi_pairs(toy_model.tokenizer, 2)
     computed = spec_for("dictionary_eval").compute(analysis, toy_model, pairs, CTX)
-    tokens = corpus_tokens(toy_model.tokenizer, saved()["corpus"], 8, 40)
-    assert tokens.shape == (5, 8)
+    # independent reading: the file's lines, each tokenised and followed by end-of-text, packed in rows of 8
+    tokenizer = toy_model.tokenizer
+    ids = []
+    for line in saved()["corpus"].read_text(encoding="utf-8").splitlines():
+        ids += tokenizer(line)["input_ids"] + [tokenizer.eos_token_id]
+    tokens = torch.tensor(ids[:40]).reshape(5, 8)
     expected = expected_rows(toy_model, [saved()["sae"]], tokens, bins=5)
     torch.testing.assert_close(computed.values, expected, rtol=1e-5, atol=1e-7)
     assert len(computed.extra["dictionary_metrics"][0]["histogram_counts"]) == 5
@@ -77,10 +81,10 @@ class TestRefusals:
             options(dictionaries=[str(tmp_path / "missing")])
         with pytest.raises(ConfigError, match="at least 1 item"):
             options(dictionaries=[])
-        with pytest.raises(ConfigError, match="corpus_file .* is not a file"):
+        with pytest.raises(ConfigError, match="does not read corpus_file"):
             options(dictionaries=[str(saved()["sae"])], corpus_file=str(tmp_path))
-        with pytest.raises(ConfigError, match="does not read context = 8: no corpus_file"):
-            options(dictionaries=[str(saved()["sae"])], context=8)
+        with pytest.raises(ConfigError, match="context_length applies to a corpus / files source"):
+            options(dictionaries=[str(saved()["sae"])], context_length=8)
 
     def test_before_any_unit_against_the_model(self, toy_model, tmp_path):
         pairs = ioi_pairs(toy_model.tokenizer, 2)

@@ -4,8 +4,9 @@
 eai-sparsify's layout); a relative path is relative to the config file, like `pairs_file`. Each is
 checked against the loaded model (its hooks are hook points of the model where a dictionary can
 splice in, its widths match) before any unit runs. The values are one row per dictionary, one column
-per metric of `interp.dictionaries.evaluation`, on the task's clean and corrupted prompts, or on
-`corpus_file` (a UTF-8 text file, in rows of `context` tokens).
+per metric of `interp.dictionaries.evaluation`, on the task's clean and corrupted prompts, or on a
+corpus (`CorpusOptions`: `corpus = "toy"` or `files = [...]`, cut into rows as `interp train`'s
+`[data]` is, `interp.runner.text_source`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from interp.base.errors import InputError, InterpError
 from interp.runner.options import AnalysisOptions
 from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
+from interp.runner.text_source import TextSource, check_one_source, token_rows
 
 # the metrics reported per dictionary, in this order (interp.dictionaries.evaluation.DictionaryMetrics)
 METRICS = (
@@ -46,35 +48,87 @@ class DictionaryFiles(AnalysisOptions):
         return paths
 
 
-class DictionaryEvalOptions(DictionaryFiles):
+class CorpusOptions(TextSource, AnalysisOptions):
+    """The options of every kind that reads a corpus: `interp train`'s source fields (a registered
+    `corpus` or `files`; none: the task's clean and corrupted prompts), a token budget and a batch."""
+
+    max_tokens: int = Field(8192, ge=2, description="corpus tokens read, at most (whole rows)")
+    model_batch: int = Field(16, ge=1, description="rows per forward pass")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _at_most_one_source(cls, data):
+        check_one_source(data, required=False, sources=("corpus", "files"))
+        return data
+
+    def unread(self) -> dict[str, str]:
+        unread = self.unread_source_fields()
+        if self.source is None:
+            unread["max_tokens"] = "no corpus or files is given: the task's prompts are read"
+        return unread
+
+
+def corpus_batches(options: CorpusOptions, model, pairs) -> list:
+    """`(tokens, mask)` batches of the options' corpus (at most `max_tokens` real tokens, whole rows; at
+    least one row), or of the task's clean and corrupted prompts (padding masked) without one."""
+    import torch
+
+    from interp.methods.features.evaluation import prompt_tokens
+
+    if options.source is None:
+        tokens, mask = prompt_tokens(pairs)
+        return [
+            (tokens[i : i + options.model_batch], mask[i : i + options.model_batch])
+            for i in range(0, len(tokens), options.model_batch)
+        ]
+    rows, lengths, served = [], [], 0
+    for ids, length in token_rows(model, options, what=options.kind):
+        if rows and served + length > options.max_tokens:
+            break
+        rows.append(ids)
+        lengths.append(length)
+        served += length
+    if not rows:
+        raise InputError(_no_rows(options))
+    tokens = torch.tensor(rows, dtype=torch.long)
+    mask = torch.arange(options.context_length)[None, :] < torch.tensor(lengths)[:, None]
+    step = options.model_batch
+    return [(tokens[i : i + step], mask[i : i + step]) for i in range(0, len(rows), step)]
+
+
+def check_corpus(options: CorpusOptions, model) -> None:
+    """The corpus is readable and fits the model (context length), before any unit runs."""
+    if options.source is not None:
+        try:
+            next(iter(token_rows(model, options, what=options.kind)))
+        except StopIteration:
+            raise InputError(_no_rows(options)) from None
+
+
+def _no_rows(options: CorpusOptions) -> str:
+    why = (
+        f"fewer tokens than one packed row of context_length={options.context_length} (a partial last row "
+        "is dropped: give a smaller context_length, more text, or pack = false)"
+        if options.pack
+        else "no tokens"
+    )
+    return f"the {options.source} source holds {why}."
+
+
+def check_dictionaries_and_corpus(options, model) -> None:
+    """`check_files` and `check_corpus`: what a kind reading dictionaries over a corpus checks first."""
+    check_files(options, model)
+    check_corpus(options, model)
+
+
+class DictionaryEvalOptions(CorpusOptions, DictionaryFiles):
     """`dictionary_eval`: evaluate dictionaries from files on the task's prompts or a corpus."""
 
     kind: Literal["dictionary_eval"]
-    corpus_file: str | None = Field(
-        None, description="a UTF-8 text file to evaluate on (default: the task's clean and corrupted prompts)"
-    )
-    context: int = Field(64, ge=2, le=65536, description="tokens per row of the corpus")
-    max_tokens: int = Field(8192, ge=2, description="corpus tokens evaluated on, at most")
-    model_batch: int = Field(16, ge=1, description="rows per forward pass")
     dense_threshold: float = Field(
         0.1, gt=0, le=1, description="a latent firing on more than this fraction of tokens is dense"
     )
     bins: int = Field(50, ge=1, le=1000, description="bins of the log10 latent density histogram")
-
-    @field_validator("corpus_file")
-    @classmethod
-    def _a_file(cls, path: str | None) -> str | None:
-        if path is not None and not Path(path).is_file():
-            raise ValueError(
-                f"corpus_file {path!r} is not a file (a relative path is relative to the config file)"
-            )
-        return path
-
-    def unread(self) -> dict[str, str]:
-        if self.corpus_file is None:
-            why = "no corpus_file is given (the task's prompts are evaluated on)"
-            return {"context": why, "max_tokens": why}
-        return {}
 
 
 def load_files(options: DictionaryFiles) -> list:
@@ -106,14 +160,11 @@ def _compute(options: DictionaryEvalOptions, model, pairs, ctx: UnitContext) -> 
 
     import torch
 
-    from interp.methods.features.evaluation import corpus_tokens, evaluate_dictionaries, prompt_tokens
+    from interp.methods.features.evaluation import evaluate_dictionaries
 
     dictionaries = load_files(options)
-    if options.corpus_file is None:
-        tokens, mask = prompt_tokens(pairs)
-    else:
-        tokens = corpus_tokens(model.tokenizer, options.corpus_file, options.context, options.max_tokens)
-        mask = None
+    batches = corpus_batches(options, model, pairs)
+    tokens, mask = torch.cat([t for t, _ in batches]), torch.cat([m for _, m in batches])
     measured = evaluate_dictionaries(
         model,
         dictionaries,
@@ -175,6 +226,6 @@ register(
             mean, "each dictionary's metrics, one column per metric", None
         ),
         figures=("dictionary_metrics",),
-        check=check_files,
+        check=check_dictionaries_and_corpus,
     )
 )
