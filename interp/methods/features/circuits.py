@@ -317,16 +317,17 @@ def feature_circuit(
         spliced = spliced_for(stack, model, dictionaries, True)
         runs, core = _prepare(model, spliced, dictionaries, pairs, metric, direction)
         labels = node_labels(runs.sites)
-        node_sum = 0.0
+        node_sum, at_points = 0.0, []
         for alpha in alphas:
-            grads, _ = runs.total_gradients(alpha)
+            grads, values = runs.total_gradients(alpha)
             node_sum = node_sum + runs.node_row(grads)
+            at_points.append((grads, values))
         node_scores = (node_sum / len(alphas)).mean(0).float().cpu()
         kept = select_nodes(node_scores, top_k=top_k, node_threshold=node_threshold)
         errors = [s.stop - 1 for s in runs.sites]
         sources = sorted({0, *kept, *errors})
         targets = [*kept, FeatureCircuit.METRIC]
-        edges = sum(_edges_at(runs, alpha, kept) for alpha in alphas) / len(alphas)
+        edges = sum(_edges_at(runs, *at, kept) for at in at_points) / len(alphas)
         return FeatureCircuit(
             labels,
             node_scores,
@@ -384,9 +385,9 @@ def leaf_run(runs: _Runs, embed: Tensor, values: dict[str, Tensor]):
     return forward(runs.w, embed, edits), leaves, computed, embed
 
 
-def _edges_at(runs: _Runs, alpha: float, kept: list[int]) -> Tensor:
-    """[batch node target]: every node's edge into each kept node and the metric at point `alpha`."""
-    grads, values = runs.total_gradients(alpha)
+def _edges_at(runs: _Runs, grads: dict, values: dict, kept: list[int]) -> Tensor:
+    """[batch node target]: every node's edge into each kept node and the metric at one point (its
+    run's values and total gradients, `total_gradients`)."""
     columns = []
     with torch.enable_grad():
         run, leaves, computed, embed = leaf_run(runs, values["input"], values)
