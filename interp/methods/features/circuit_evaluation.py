@@ -154,7 +154,7 @@ def circuit_metric(
     return _metrics(model, dictionaries, pairs, [list(nodes)], metric, ablation, by_label=True)[0]
 
 
-def faithfulness_curve(
+def feature_faithfulness(
     model: HookedPhi,
     dictionaries: Dictionary | Sequence[Dictionary],
     pairs: PromptPairs,

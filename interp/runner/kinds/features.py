@@ -124,7 +124,7 @@ def _check_circuit(options: FeatureCircuitOptions, model) -> None:
 
 
 def _compute_circuit(options: FeatureCircuitOptions, model, pairs, ctx: UnitContext) -> Computed:
-    from interp.methods.features.circuit_evaluation import faithfulness_curve
+    from interp.methods.features.circuit_evaluation import feature_faithfulness
     from interp.methods.features.circuits import feature_circuit
 
     dictionaries = load_files(options)
@@ -139,7 +139,7 @@ def _compute_circuit(options: FeatureCircuitOptions, model, pairs, ctx: UnitCont
         top_k=options.top_k,
         node_threshold=options.node_threshold,
     )
-    curve = faithfulness_curve(
+    curve = feature_faithfulness(
         model, dictionaries, pairs, circuit, options.sizes, ctx.metric, ablation=options.ablation
     )
     labels = [circuit.labels[i] for i in circuit.kept]

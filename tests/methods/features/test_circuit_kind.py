@@ -12,7 +12,7 @@ import interp.runner.run as experiment
 from interp.base.errors import InputError
 from interp.data.tasks import build_pairs
 from interp.dictionaries import load_dictionary, make_dictionary, save_dictionary
-from interp.methods.features.circuit_evaluation import faithfulness_curve
+from interp.methods.features.circuit_evaluation import feature_faithfulness
 from interp.methods.features.circuits import feature_circuit
 from interp.runner.config import parse_config
 
@@ -43,7 +43,7 @@ def test_a_run_writes_the_circuit_its_curve_and_its_report(tmp_path, toy_model):
         torch.tensor(entry["values"]), direct.node_scores[direct.kept], rtol=1e-5, atol=1e-7
     )
     assert entry["circuit"] == json.loads(json.dumps(direct.to_json()))
-    curve = faithfulness_curve(toy_model, dicts, pairs, direct, [0, 4, 49])
+    curve = feature_faithfulness(toy_model, dicts, pairs, direct, [0, 4, 49])
     assert entry["curve"]["faithfulness"] == pytest.approx(curve.faithfulness, rel=1e-4, abs=1e-6)
     # every node kept: the model itself
     assert curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-4) and curve.completeness[-1] == pytest.approx(

@@ -18,7 +18,7 @@ from interp.dictionaries.splice import splice
 from interp.methods.features.attribution import feature_attribution
 from interp.methods.features.circuit_evaluation import (
     circuit_metric,
-    faithfulness_curve,
+    feature_faithfulness,
     patch_feature_edge,
 )
 from interp.methods.features.circuits import feature_circuit, select_nodes
@@ -294,7 +294,7 @@ class TestPlantedPath:
         pairs = planted_pairs(planted_model)
         tcs = planted_transcoders(planted_model)
         circuit = feature_circuit(planted_model, tcs, pairs, top_k=2)
-        curve = faithfulness_curve(planted_model, tcs, pairs, circuit, [0, 1, 2, 10])
+        curve = feature_faithfulness(planted_model, tcs, pairs, circuit, [0, 1, 2, 10])
         assert curve.sizes == [0, 1, 2, 10]
         assert abs(curve.faithfulness[2] - 1.0) < 0.02 and abs(curve.faithfulness[3] - 1.0) < 0.02
         assert abs(curve.faithfulness[0]) < 0.02  # nothing kept: the empty circuit
