@@ -63,6 +63,8 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.contrastive": ("Contrast", "contrast"),
     "interp.methods.direct_logit_attribution": ("direct_logit_attribution", "neuron_attribution"),
     "interp.methods.features.attribution": ("feature_attribution",),
+    "interp.methods.features.circuits": ("FeatureCircuit", "feature_circuit"),
+    "interp.methods.features.circuit_evaluation": ("feature_faithfulness", "patch_feature_edge"),
     "interp.methods.features.evaluation": ("evaluate_dictionaries",),
     "interp.methods.features.interventions": ("FeatureSteer", "LatentPatch"),
     "interp.methods.features.patching": ("patch_latents",),

@@ -88,6 +88,7 @@ def bases(model, pairs) -> dict[str, dict | list[dict]]:
         "generate": {"heads": [[3, 2]], "n_samples": 1, "max_new_tokens": 3},
         "dictionary_eval": corpus_bases({"dictionaries": [str(saved()["sae"])]}),
         "feature_attribution": {"dictionaries": [str(saved()["sae"])]},
+        "feature_circuit": {"dictionaries": [str(saved()["sae"])], "top_k": 2, "sizes": [2]},
         "feature_cards": corpus_bases({"dictionaries": [feature_cards_files()["sae_a"]], "n_contexts": 2}),
     }
 
@@ -132,6 +133,8 @@ def alternatives(model, pairs) -> dict[str, object]:
         "batch_size": 7,
         "check_top": 2,
         "max_feature_nodes": 20,
+        "top_k": 1,
+        "sizes": [1],
     }
 
 
@@ -385,7 +388,13 @@ def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
     from interp.runner.config import load_config, to_toml
 
     files = {"dictionaries": [str(saved()["sae"])]}
-    required = {"dictionary_eval": files, "feature_attribution": files, "feature_cards": files, **REQUIRED}
+    required = {
+        "dictionary_eval": files,
+        "feature_attribution": files,
+        "feature_circuit": files,
+        "feature_cards": files,
+        **REQUIRED,
+    }
     tables = [{"kind": kind, "name": f"a{i}", **required.get(kind, {})} for i, kind in enumerate(REGISTRY)]
     tables += [
         {"kind": "path_patch", "name": "to_heads", "receivers": [[3, 0]], "receiver_input": "v", "senders": [[1, 2]]},

@@ -27,7 +27,12 @@ def analysis(kind: str, **options):
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
 def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs):
     spec = spec_for(kind)
-    needs_files = ("dictionary_eval", "feature_attribution", "feature_cards")  # no default dictionaries
+    needs_files = (
+        "dictionary_eval",
+        "feature_attribution",
+        "feature_circuit",
+        "feature_cards",
+    )  # no defaults
     extra = {"dictionaries": [str(saved()["sae"])]} if kind in needs_files else {}
     if kind == "attribution_graph":
         extra = {"transcoders": toy_transcoders(0)}
@@ -40,6 +45,8 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
     sizes |= {"dictionary": 1, "metric": 12}  # dictionary_eval: one dictionary
     if kind == "feature_attribution":
         sizes["feature"] = 64 + 1  # every latent of the SAE and its error term
+    if kind == "feature_circuit":
+        sizes["feature"] = 20  # the default top_k kept nodes
     sizes |= {"node": len((computed.labels or {}).get("node", []))}  # attribution_graph: the nodes kept
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":

@@ -41,10 +41,12 @@ DIMS: dict[str, str] = {
     "feature": "chosen latents of a dictionary (a subset of d_sae, in the order asked for)",
     "context": "a latent's top-activating contexts over a corpus, largest first",
     "window": "the tokens of one context around its largest activation",
-    "node": "attribution graph nodes: active features, error nodes, token embeddings, logits (in that order)",
+    "node": "graph nodes: an attribution graph's (active features, error nodes, token embeddings, logits, in that order) or a feature circuit's (the input, then per site its latents and error node)",
     "active": "the active (layer, pos, feature) entries of a prompt's transcoders (an attribution graph's features)",
     "logit": "the output logits an attribution graph explains (its top tokens by probability)",
     "k": "a TopK dictionary's chosen latents of one token (k of d_sae)",
+    "source": "a feature circuit's edge sources: the input, the kept nodes and every error node (node order)",
+    "target": "a feature circuit's edge targets: the kept nodes, then the metric",
 }
 
 Tokens = Int[Tensor, "batch pos"]

@@ -57,6 +57,7 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "dictionary_eval": ("each metric's own: L0 in latents, fractions, CE in nats", None),
     "feature_cards": ("density: fraction of corpus tokens a latent is active on", None),
     "attribution_graph": ("influence on the graph's top logits, over every path", None),
+    "feature_circuit": ("estimated {metric} change, patched - unpatched", "metric"),
 }  # fmt: skip
 
 
@@ -234,6 +235,11 @@ def build_report(results: dict) -> Report:
             from interp.report.graphs import graph_sections
 
             for section in graph_sections(entry):
+                report.add(section)
+        if entry["kind"] == "feature_circuit":
+            from interp.report.feature_circuits import feature_circuit_sections
+
+            for section in feature_circuit_sections(entry):
                 report.add(section)
     return report
 

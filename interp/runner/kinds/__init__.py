@@ -10,7 +10,7 @@
     steering        steer
     generation      generate
     dictionaries    dictionary_eval
-    features        feature_attribution
+    features        feature_attribution, feature_circuit
     feature_cards   feature_cards
     attribution_graph  attribution_graph
 
