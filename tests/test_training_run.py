@@ -293,6 +293,25 @@ class TestEveryOptionChangesWhatRuns:
         assert changed[1].kind == "skip_transcoder" and changed[1].W_skip is not None
         assert changed[1].hook_name_out == "blocks.1.hook_attn_out" and changed[1].architecture == "relu"
 
+    def test_encoder_init_norm_makes_the_encoder_and_defaults_to_the_configs(self, toy_model):
+        from interp.dictionaries.base import ENCODER_INIT_NORM
+
+        default = make_dictionaries(toy_model, config())
+        assert "encoder_init_norm" not in train_toml(config())  # unset: the dictionary config's default
+        changed = make_dictionaries(
+            toy_model, config(sae={"encoder_init_norm": 0.25}, transcoder={"encoder_init_norm": 2.0})
+        )
+        for d, norm in [(default[0], ENCODER_INIT_NORM), (default[1], ENCODER_INIT_NORM)]:
+            torch.testing.assert_close(d.W_enc.norm(dim=0), torch.full((d.d_sae,), norm))
+        for d, norm in [(changed[0], 0.25), (changed[1], 2.0)]:
+            torch.testing.assert_close(d.W_enc.norm(dim=0), torch.full((d.d_sae,), norm))
+            assert d.cfg.encoder_init_norm == norm
+        torch.testing.assert_close(changed[0].W_dec, default[0].W_dec)  # only the encoder's scale
+        with pytest.raises(
+            ConfigError, match="dictionary.0.encoder_init_norm: Input should be greater than 0"
+        ):
+            config(sae={"encoder_init_norm": 0})
+
     def test_data_fields_make_the_rows(self, toy_model):
         def first(**data):
             tokens, mask = next(

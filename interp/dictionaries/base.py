@@ -31,6 +31,7 @@ from interp.base.errors import InputError
 
 Kind = Literal["sae", "transcoder", "skip_transcoder"]
 KINDS = ("sae", "transcoder", "skip_transcoder")
+ENCODER_INIT_NORM = 3**-0.5  # eai-sparsify's Kaiming-uniform encoder columns: sqrt(d_in / (3 d_in))
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -58,10 +59,20 @@ class DictionaryConfig:
     apply_b_dec_to_input: bool | None = None
     """Subtract `b_dec` from the input before encoding. None: True for an SAE, False for a
     transcoder (its `b_dec` lives in the output space, so True is refused there)."""
+    encoder_init_norm: float = ENCODER_INIT_NORM
+    """Norm of every latent's encoder column (`W_enc[:, i]`) at initialisation; decoder rows start
+    at unit norm. An SAE's encoder starts as the decoder's transpose times this (Gao et al. 2024
+    use 1); eai-sparsify's `nn.Linear` (Kaiming-uniform) encoder has columns of norm ~ 1/sqrt(3).
+    It sets the scale of the first reconstructions (`k` latents of a TopK SAE add up), which is
+    what the first steps spend undoing; see benchmarks/README.md for the measured choice."""
 
     architecture: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        norm = self.encoder_init_norm
+        if isinstance(norm, bool) or not isinstance(norm, int | float) or not 0 < norm < float("inf"):
+            raise InputError(f"encoder_init_norm={norm!r} is not allowed; it must be a finite number > 0.")
+        self.encoder_init_norm = float(norm)
         for name in ("d_in", "d_sae"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -169,15 +180,16 @@ class Dictionary(nn.Module):
     @torch.no_grad()
     def initialize(self, seed: int = 0) -> None:
         """Random unit decoder rows; for an SAE the encoder is the decoder's transpose (Gao et al.
-        2024), for a transcoder an independent random map of the same scale. Biases zero."""
+        2024), for a transcoder an independent random map; encoder columns of norm
+        `cfg.encoder_init_norm`. Biases zero."""
         generator = torch.Generator().manual_seed(seed)
         W_dec = torch.randn(self.d_sae, self.d_out, generator=generator)
         self.W_dec.copy_(W_dec / W_dec.norm(dim=-1, keepdim=True))
         if self.kind == "sae":
-            self.W_enc.copy_(self.W_dec.T)
+            self.W_enc.copy_(self.W_dec.T * self.cfg.encoder_init_norm)
         else:
             W_enc = torch.randn(self.d_in, self.d_sae, generator=generator)
-            self.W_enc.copy_(W_enc / W_enc.norm(dim=0, keepdim=True))
+            self.W_enc.copy_(W_enc / W_enc.norm(dim=0, keepdim=True) * self.cfg.encoder_init_norm)
         self.b_enc.zero_()
         self.b_dec.zero_()
         if self.W_skip is not None:

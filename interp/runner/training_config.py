@@ -75,6 +75,9 @@ class DictionaryTable(Strict):
     d_sae: int | None = Field(None, ge=1, description="latents (or give expansion)")
     expansion: float | None = Field(None, gt=0, description="latents as a multiple of the hook's width")
     seed: int = Field(0, ge=0, lt=2**63, description="seed of its initial weights and its buffer's shuffle")
+    encoder_init_norm: float | None = Field(
+        None, gt=0, description="norm of each latent's encoder column at the start (default 1/sqrt(3))"
+    )
     lr: float = Field(1e-3, gt=0, description="Adam's peak learning rate")
     batch_tokens: int = Field(4096, ge=1, description="activation vectors per optimiser step")
     buffer_tokens: int = Field(65536, ge=2, description="rows in its shuffling buffer (>= 2 batches)")

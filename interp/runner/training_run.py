@@ -79,6 +79,8 @@ def make_dictionaries(model, config: TrainConfig) -> list:
                 )
             d_sae = int(d_sae)
         fields = dict(d_in=d_in, d_sae=d_sae, hook_name=table.hook, kind=table.kind)
+        if table.encoder_init_norm is not None:
+            fields |= dict(encoder_init_norm=table.encoder_init_norm)
         if table.kind != "sae":
             fields |= dict(hook_name_out=table.hook_out, d_out=widths[table.hook_out])
         try:

@@ -9,7 +9,7 @@ from interp.base.errors import InputError
 from interp.dictionaries import Dictionary, make_config, make_dictionary, register_architecture
 from interp.dictionaries import registry as registry_module
 from interp.dictionaries.architectures.jumprelu import JumpReLUConfig
-from interp.dictionaries.base import DictionaryConfig
+from interp.dictionaries.base import ENCODER_INIT_NORM, DictionaryConfig
 
 ARCHS = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "jumprelu": {}}
 
@@ -74,8 +74,31 @@ class TestInterface:
         )
         torch.testing.assert_close(a.W_dec, b.W_dec)
         torch.testing.assert_close(a.W_dec.norm(dim=-1), torch.ones(16))
-        torch.testing.assert_close(a.W_enc, a.W_dec.T)
+        torch.testing.assert_close(a.W_enc, a.W_dec.T * ENCODER_INIT_NORM)
         assert not torch.equal(a.W_dec, make_dictionary("topk", d_in=8, d_sae=16, k=2, seed=6).W_dec)
+
+    @pytest.mark.parametrize("kind", ["sae", "transcoder", "skip_transcoder"])
+    @pytest.mark.parametrize("arch", ARCHS)
+    def test_encoder_columns_start_at_encoder_init_norm(self, arch, kind):
+        fields = dict(d_in=24, d_sae=48, kind=kind, seed=2, **ARCHS[arch])
+        for norm in (0.25, 1.0, 3.0):
+            d = make_dictionary(arch, **fields, encoder_init_norm=norm)
+            torch.testing.assert_close(d.W_enc.norm(dim=0), torch.full((48,), norm))
+            torch.testing.assert_close(d.W_dec.norm(dim=-1), torch.ones(48))  # decoder rows stay unit
+            if kind == "sae":
+                torch.testing.assert_close(d.W_enc, d.W_dec.T * norm)
+        default = make_dictionary(arch, **fields)
+        torch.testing.assert_close(default.W_enc.norm(dim=0), torch.full((48,), ENCODER_INIT_NORM))
+        assert default.cfg.to_dict()["encoder_init_norm"] == ENCODER_INIT_NORM
+
+    def test_the_default_encoder_norm_is_that_of_a_kaiming_uniform_linear_layer(self):
+        """eai-sparsify's encoder is `nn.Linear(d_in, d_sae)` (Kaiming-uniform, bound 1/sqrt(d_in)):
+        its rows, our columns, have an expected squared norm of 1/3 whatever d_in."""
+        torch.manual_seed(0)
+        for d_in in (64, 512):
+            linear = torch.nn.Linear(d_in, 4096)
+            rms_norm = float(linear.weight.detach().pow(2).sum(-1).mean().sqrt())
+            assert rms_norm == pytest.approx(ENCODER_INIT_NORM, rel=0.01)
 
 
 class TestConfigErrors:
@@ -88,6 +111,9 @@ class TestConfigErrors:
             make_dictionary("relu", d_in=4, d_sae=8, hook_name="a", hook_name_out="b")
         with pytest.raises(InputError, match="k=9"):
             make_dictionary("topk", d_in=4, d_sae=8, k=9)
+        for bad in (0.0, -1.0, float("inf"), float("nan")):
+            with pytest.raises(InputError, match="encoder_init_norm=.*finite number > 0"):
+                make_dictionary("topk", d_in=4, d_sae=8, k=2, encoder_init_norm=bad)
         with pytest.raises(InputError, match="d_sae=0"):
             make_dictionary("topk", d_in=4, d_sae=0)
         with pytest.raises(InputError, match="has no field.*l1_coefficient"):
