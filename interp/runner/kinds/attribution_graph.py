@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from interp.base.errors import InputError
+from interp.runner.kinds.dictionaries import load_files
 from interp.runner.options import AnalysisOptions
 from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
 
@@ -67,15 +68,7 @@ class AttributionGraphOptions(AnalysisOptions):
 
 
 def _load(options: AttributionGraphOptions) -> list:
-    from interp.dictionaries import load_dictionary
-
-    transcoders = []
-    for i, path in enumerate(options.transcoders):
-        try:
-            transcoders.append(load_dictionary(path))
-        except InputError as error:
-            raise InputError(f"transcoders[{i}] = {path!r}: {error}") from None
-    return transcoders
+    return load_files(options.transcoders, "transcoders")
 
 
 def _check(options: AttributionGraphOptions, model) -> None:

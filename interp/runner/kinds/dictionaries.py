@@ -131,16 +131,17 @@ class DictionaryEvalOptions(CorpusOptions, DictionaryFiles):
     bins: int = Field(50, ge=1, le=1000, description="bins of the log10 latent density histogram")
 
 
-def load_files(options: DictionaryFiles) -> list:
-    """The dictionaries the options name, loaded; an error names the one that does not load."""
+def load_files(paths: list[str], option: str = "dictionaries") -> list:
+    """The dictionaries `paths` (the value of `option`) name, loaded; an error names the one that does
+    not load, by its index in `option`."""
     from interp.dictionaries.io import load_dictionary
 
     loaded = []
-    for i, path in enumerate(options.dictionaries):
+    for i, path in enumerate(paths):
         try:
             loaded.append(load_dictionary(path))
         except InterpError as error:
-            raise InputError(f"dictionaries[{i}] ({path}): {error}") from None
+            raise InputError(f"{option}[{i}] = {path!r}: {error}") from None
     return loaded
 
 
@@ -148,7 +149,7 @@ def check_files(options: DictionaryFiles, model) -> None:
     """Each dictionary the options name loads and fits the model (hook points, widths), one by one."""
     from interp.dictionaries.splice import check_dictionaries
 
-    for i, dictionary in enumerate(load_files(options)):
+    for i, dictionary in enumerate(load_files(options.dictionaries)):
         try:
             check_dictionaries(model, dictionary, True)
         except InterpError as error:
@@ -162,7 +163,7 @@ def _compute(options: DictionaryEvalOptions, model, pairs, ctx: UnitContext) -> 
 
     from interp.methods.features.evaluation import evaluate_dictionaries
 
-    dictionaries = load_files(options)
+    dictionaries = load_files(options.dictionaries)
     batches = corpus_batches(options, model, pairs)
     tokens, mask = torch.cat([t for t, _ in batches]), torch.cat([m for _, m in batches])
     measured = evaluate_dictionaries(

@@ -59,7 +59,7 @@ def _labels(paths: list[str]) -> list[str]:
 
 def _load(options: FeatureCardsOptions, model) -> list:
     loaded = []
-    for path, dictionary in zip(options.dictionaries, load_files(options), strict=True):
+    for path, dictionary in zip(options.dictionaries, load_files(options.dictionaries), strict=True):
         bad = [f for f in options.features if f >= dictionary.d_sae]
         if bad:
             raise InputError(f"features = {bad} are not latents of {path} (0 .. {dictionary.d_sae - 1})")

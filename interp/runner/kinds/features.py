@@ -33,7 +33,7 @@ def _check(options: FeatureAttributionOptions, model) -> None:
     from interp.dictionaries.splice import check_dictionaries
 
     try:
-        check_dictionaries(model, load_files(options), options.error)
+        check_dictionaries(model, load_files(options.dictionaries), options.error)
     except InterpError as error:
         raise InputError(f"dictionaries {options.dictionaries}: {error}") from None
 
@@ -43,7 +43,7 @@ def _compute(options: FeatureAttributionOptions, model, pairs, ctx: UnitContext)
 
     result = feature_attribution(
         model,
-        load_files(options),
+        load_files(options.dictionaries),
         pairs,
         ctx.metric,
         direction=options.direction,
@@ -118,7 +118,7 @@ def _check_circuit(options: FeatureCircuitOptions, model) -> None:
     from interp.methods.features.circuits import check_dictionaries_for_circuits
 
     try:
-        check_dictionaries(model, check_dictionaries_for_circuits(load_files(options)), True)
+        check_dictionaries(model, check_dictionaries_for_circuits(load_files(options.dictionaries)), True)
     except InterpError as error:
         raise InputError(f"dictionaries {options.dictionaries}: {error}") from None
 
@@ -127,7 +127,7 @@ def _compute_circuit(options: FeatureCircuitOptions, model, pairs, ctx: UnitCont
     from interp.methods.features.circuit_evaluation import feature_faithfulness
     from interp.methods.features.circuits import feature_circuit
 
-    dictionaries = load_files(options)
+    dictionaries = load_files(options.dictionaries)
     circuit = feature_circuit(
         model,
         dictionaries,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, launch_chromium
+from helpers import CHROMIUM, open_offline_page
 
 from interp.methods.graphs.graph_json import read_graph_json
 from interp.viz.graph_view import GraphView
@@ -38,24 +38,9 @@ def test_hover_click_and_slider(tmp_path):
     path.write_text(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{view.html()}</body></html>"
     )
-    errors, external = [], []
     with sync_playwright() as p:
-        browser = launch_chromium(p)
+        browser, page, errors, external = open_offline_page(p, path)
         try:
-            page = browser.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("dialog", lambda d: (errors.append(d.message), d.dismiss()))
-
-            def route(r):
-                if r.request.url.startswith("file:"):
-                    r.continue_()
-                else:
-                    external.append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
-            page.goto(path.resolve().as_uri(), wait_until="load")
             assert page.locator(".interp-graph-node").count() == 6
             assert page.inner_text(".interp-graph-count") == "6 nodes, 5 links shown"
             assert page.inner_text(".interp-graph-title") == "a <b>graph</b>"
