@@ -32,15 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         k: v for k, v in (("source", args.model), ("device", args.device), ("dtype", args.dtype)) if v
     }
     config = load_config(args.config, model=overrides)  # the overrides validated as the file's fields
-    options = {}
-    if args.backend == "ray":
-        options = {
-            "address": args.address,
-            "num_workers": args.num_workers,
-            "gpus_per_worker": args.gpus_per_worker,
-        }
-    elif args.address or args.num_workers != 2 or args.gpus_per_worker:
-        raise InputError("--address, --num-workers and --gpus-per-worker need --backend ray")
+    options = _backend_options(args)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     results = run_experiment(
         config,
@@ -60,6 +52,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_options(args: argparse.Namespace) -> dict:
+    """The Ray backend's options from the command line; refused without `--backend ray`."""
+    if args.backend == "ray":
+        return {
+            "address": args.address,
+            "num_workers": args.num_workers,
+            "gpus_per_worker": args.gpus_per_worker,
+        }
+    if args.address or args.num_workers != 2 or args.gpus_per_worker:
+        raise InputError("--address, --num-workers and --gpus-per-worker need --backend ray")
+    return {}
+
+
 def _train(args: argparse.Namespace) -> int:
     from interp.runner.training_config import load_train_config
     from interp.runner.training_run import run_training
@@ -69,7 +74,15 @@ def _train(args: argparse.Namespace) -> int:
     }
     config = load_train_config(args.config, model=overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    summary = run_training(config, out, resume=args.resume, force=args.force, progress=not args.quiet)
+    summary = run_training(
+        config,
+        out,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.quiet,
+        backend=args.backend,
+        backend_options=_backend_options(args),
+    )
     for name, entry in summary["dictionaries"].items():
         m = entry["metrics"]
         recovered = "n/a" if m["ce_loss_recovered"] is None else f"{m['ce_loss_recovered']:.3f}"
@@ -157,6 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help="override [model] source")
     train.add_argument("--device", help="override [model] device (auto, cpu, cuda, cuda:1, mps)")
     train.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="override [model] dtype")
+    train.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="local (one forward for all dictionaries) or ray (groups of dictionaries on actors)",
+    )
+    train.add_argument(
+        "--address", help="ray: address of an existing cluster (default: start one on this machine)"
+    )
+    train.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="ray: at most this many actors, each a group of dictionaries on the same hooks",
+    )
+    train.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (e.g. 1)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
     report = commands.add_parser("report", help="re-render report.html of a run directory from results.json")

@@ -17,7 +17,8 @@ from interp.runner import training_run
 from interp.runner.config import ConfigError
 from interp.runner.text_source import documents, token_rows
 from interp.runner.training_config import load_train_config, parse_train_config, train_toml
-from interp.runner.training_run import make_dictionaries, run_training, training_configs
+from interp.runner.training_groups import make_dictionaries, training_configs
+from interp.runner.training_run import run_training
 
 SAE = {
     "name": "resid1",
@@ -151,7 +152,7 @@ def test_interrupted_at_a_checkpoint_then_resumed_equals_straight_through(straig
 
     def save_then_stop(*args):
         save(*args)
-        saved.append(args[-1])
+        saved.append(args[-1].tokens_read)
         if len(saved) == 2:
             raise KeyboardInterrupt
 

@@ -34,12 +34,13 @@ from interp.base.errors import InputError, InterpError
 from interp.base.files import write_atomic
 from interp.runner.run import _sigterm_stops_the_run, _stopped
 from interp.runner.store import MANIFEST, RESOLVED, RunDirectory, read_run_file
-from interp.runner.text_source import token_rows
 from interp.runner.training_config import TRAINING_FILES, TrainConfig, train_toml
+from interp.runner.training_groups import LocalTraining
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "training.json"
 CHECKPOINT_FORMAT = 1
+BACKENDS = ("local", "ray")
 
 
 class TrainingDirectory(RunDirectory):
@@ -54,79 +55,15 @@ class TrainingDirectory(RunDirectory):
         return train_toml(config)
 
 
-def make_dictionaries(model, config: TrainConfig) -> list:
-    """The config's dictionaries, freshly initialised, their widths read from the hooks."""
-    from interp.dictionaries.registry import make_dictionary
-    from interp.dictionaries.streaming import model_activations
-    from interp.model.hooks import validate_hook_names
-
-    hooks = [h for t in config.dictionary for h in (t.hook, t.hook_out) if h is not None]
-    validate_hook_names(model, hooks)
-    widths = {
-        name: a.shape[-1]
-        for name, a in model_activations(model, torch.zeros(1, 2, dtype=torch.long), hooks).items()
-    }
-    out = []
-    for table in config.dictionary:
-        d_in = widths[table.hook]
-        d_sae = table.d_sae
-        if d_sae is None:
-            d_sae = table.expansion * d_in
-            if d_sae != int(d_sae):
-                raise InputError(
-                    f"dictionary {table.name!r}: expansion={table.expansion} x d_in={d_in} is not a whole "
-                    "number of latents; give d_sae or another expansion."
-                )
-            d_sae = int(d_sae)
-        fields = dict(d_in=d_in, d_sae=d_sae, hook_name=table.hook, kind=table.kind)
-        if table.encoder_init_norm is not None:
-            fields |= dict(encoder_init_norm=table.encoder_init_norm)
-        if table.kind != "sae":
-            fields |= dict(hook_name_out=table.hook_out, d_out=widths[table.hook_out])
-        try:
-            dictionary = make_dictionary(
-                table.architecture, seed=table.seed, **fields, **table.architecture_fields()
-            )
-        except InputError as error:
-            raise InputError(f"dictionary {table.name!r}: {error}") from None
-        out.append(dictionary.to(model.cfg.device))
-    return out
-
-
-def training_configs(config: TrainConfig) -> list:
-    from interp.dictionaries.training import TrainingConfig
-
-    configs = []
-    for table in config.dictionary:
-        try:
-            configs.append(
-                TrainingConfig(
-                    batch_tokens=table.batch_tokens,
-                    lr=table.lr,
-                    lr_warmup_steps=table.lr_warmup_steps,
-                    lr_decay_fraction=table.lr_decay_fraction,
-                    n_tokens=config.data.n_tokens,
-                    buffer_tokens=table.buffer_tokens,
-                    seed=table.seed,
-                    b_dec_init=table.b_dec_init,
-                    normalize_activations=table.normalize_activations,
-                    dead_after_tokens=table.dead_after_tokens,
-                    log_every=config.log_every,
-                    adam_betas=tuple(table.adam_betas),
-                )
-            )
-        except InputError as error:
-            raise InputError(f"dictionary {table.name!r}: {error}") from None
-    return configs
-
-
-def _save_checkpoint(run: TrainingDirectory, digest: str, trainers, rows, tokens_read: int) -> None:
+def _save_checkpoint(run: TrainingDirectory, digest: str, training) -> None:
+    trainers, data = training.checkpoint()
+    tokens_read = training.tokens_read
     state = {
         "format": CHECKPOINT_FORMAT,
         "config_hash": digest,
         "tokens_read": tokens_read,
-        "data": json.dumps(rows.state()),
-        "trainers": trainers.state_dict(),
+        "data": json.dumps(data),
+        "trainers": trainers,
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -156,61 +93,67 @@ def _load_checkpoint(run: TrainingDirectory, digest: str) -> dict | None:
     return None
 
 
-def _to_device(state, device):
-    if isinstance(state, torch.Tensor):
-        return state.to(device) if state.dtype != torch.uint8 else state  # generator states stay on the CPU
-    if isinstance(state, dict):
-        return {k: _to_device(v, device) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_to_device(v, device) for v in state]
-    return state
-
-
-def _postfix(config: TrainConfig, trainers) -> str:
+def _postfix(config: TrainConfig, latest: list[tuple[int, dict | None]]) -> str:
     parts = []
-    for table, trainer in zip(config.dictionary, trainers.trainers, strict=True):
-        if trainer.log:
-            r = trainer.log[-1]
+    for index, record in latest:
+        if record is not None:
             parts.append(
-                f"{table.name}: L0 {r['l0']:.1f} EV {r['explained_variance']:.3f} dead {r['dead_fraction']:.1%}"
+                f"{config.dictionary[index].name}: L0 {record['l0']:.1f} EV {record['explained_variance']:.3f} "
+                f"dead {record['dead_fraction']:.1%}"
             )
     return "; ".join(parts)
 
 
 def run_training(
-    config: TrainConfig, out: str | Path, *, resume: bool = False, force: bool = False, progress: bool = True
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    backend: str = "local",
+    backend_options: dict | None = None,
 ) -> dict:
     """Train every dictionary of `config` into `out` and return the summary written to training.json.
 
-    `resume`: continue an interrupted run of the same config from its checkpoint. `force`: clear the
-    run files of another or unknown run in `out`. SIGTERM stops the run as Ctrl-C does (the last
-    checkpoint is kept; continue with `resume`)."""
+    `resume`: continue an interrupted run of the same config from its checkpoint (written by either
+    backend). `force`: clear the run files of another or unknown run in `out`. `backend`: "local" (one
+    forward per batch for all dictionaries, in this process) or "ray" (groups of dictionaries placed
+    on Ray actors, `interp.runner.ray_training`; `backend_options` are `RayTraining`'s: address,
+    num_workers, gpus_per_worker, cpus_per_worker). Both give the same dictionaries. SIGTERM stops the
+    run as Ctrl-C does (the last checkpoint is kept; continue with `resume`)."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend == "local" and backend_options:
+        raise InputError(f"the local backend takes no options, got {sorted(backend_options)}")
     with _sigterm_stops_the_run():
-        return _train(config, Path(out), resume, force, progress)
+        return _train(config, Path(out), resume, force, progress, backend, dict(backend_options or {}))
 
 
-def _train(config: TrainConfig, out: Path, resume: bool, force: bool, progress: bool) -> dict:
-    from interp.model.loading import load_model
+def _start(config: TrainConfig, backend: str, options: dict, threads: int):
+    if backend == "ray":
+        from interp.runner.ray_training import RayTraining
 
+        return RayTraining(config, threads=threads, **options)
+    return LocalTraining(config)
+
+
+def _train(
+    config: TrainConfig, out: Path, resume: bool, force: bool, progress: bool, backend: str, options: dict
+) -> dict:
     run = TrainingDirectory(out, config)
     digest = run.open(config, resume=resume, force=force)
     previous_threads = torch.get_num_threads()
+    training = None
     try:
-        run.log(f"start training (resume={resume}, force={force}) config hash {digest}")
+        run.log(f"start training (resume={resume}, force={force}, backend={backend}) config hash {digest}")
         threads = run.threads() or previous_threads
         torch.set_num_threads(threads)
-        m = config.model
-        model = load_model(m.source, device=m.device, dtype=m.dtype, weights=m.weights)
-        dictionaries = make_dictionaries(model, config)
-        configs = training_configs(config)
-        rows = token_rows(model, config.data)
-        eval_batches = list(rows.batches(config.data.model_batch, max_tokens=config.data.eval_tokens))
-        if not eval_batches:
-            raise InputError("the data holds no tokens: no held-out rows could be read.")
+        training = _start(config, backend, options, threads)
+        for line in training.describe():
+            run.log(line)
         run.begin(config, digest, threads)
-        summary = _train_and_write(
-            run, digest, config, model, dictionaries, configs, rows, eval_batches, resume, progress
-        )
+        summary = _train_and_write(run, digest, config, training, resume, progress)
         run.log("finished")
         return summary
     except InterpError as error:
@@ -220,70 +163,61 @@ def _train(config: TrainConfig, out: Path, resume: bool, force: bool, progress: 
         run.log(_stopped(error).replace("finished units are kept", "the last checkpoint is kept"))
         raise
     finally:
+        if training is not None:
+            training.close()
         torch.set_num_threads(previous_threads)
         run.close()
 
 
-def _train_and_write(run, digest, config, model, dictionaries, configs, rows, eval_batches, resume, progress):
+def _train_and_write(run, digest, config, training, resume, progress):
     from tqdm import tqdm
 
-    from interp.dictionaries.evaluation import evaluate_on_model
     from interp.dictionaries.io import save_dictionary
-    from interp.dictionaries.streaming import ModelTrainers
 
-    trainers = ModelTrainers(model, dictionaries, configs, config.data.n_tokens)
-    tokens_read = 0
     state = _load_checkpoint(run, digest) if resume else None
     if state is not None:
-        trainers.load_state_dict(_to_device(state["trainers"], model.cfg.device))
-        rows = token_rows(model, config.data, state=json.loads(state["data"]))
-        tokens_read = int(state["tokens_read"])
-        run.log(f"resuming after {tokens_read} tokens")
+        training.restore(state)
+        run.log(f"resuming after {training.tokens_read} tokens")
     every, next_checkpoint = config.checkpoint_every, None
     if every:
-        next_checkpoint = (tokens_read // every + 1) * every
-    exhausted = False
+        next_checkpoint = (training.tokens_read // every + 1) * every
     bar = tqdm(
         total=config.data.n_tokens,
-        initial=min(tokens_read, config.data.n_tokens),
+        initial=min(training.tokens_read, config.data.n_tokens),
         unit="tok",
         disable=not progress,
         desc="training",
     )
+
+    def on_batch(n: int) -> None:
+        bar.update(min(n, max(0, config.data.n_tokens - bar.n)))
+        bar.set_postfix_str(_postfix(config, training.latest()), refresh=False)
+
     try:
-        batches = rows.batches(config.data.model_batch)
-        while not trainers.done:
-            batch = next(batches, None)
-            if batch is None:
-                exhausted = True
-                break
-            tokens, mask = batch
-            trainers.feed(tokens, mask)
-            n = int(mask.sum())
-            tokens_read += n
-            bar.update(min(n, max(0, config.data.n_tokens - bar.n)))
-            bar.set_postfix_str(_postfix(config, trainers), refresh=False)
-            if next_checkpoint is not None and tokens_read >= next_checkpoint and not trainers.done:
-                _save_checkpoint(run, digest, trainers, rows, tokens_read)
+        while not training.done:
+            tokens_read = training.train_until(next_checkpoint, on_batch)
+            if next_checkpoint is not None and tokens_read >= next_checkpoint and not training.trained:
+                _save_checkpoint(run, digest, training)
                 next_checkpoint = (tokens_read // every + 1) * every
     finally:
         bar.close()
-    if exhausted:
-        trained = min(t.tokens for t in trainers.trainers)
+    tokens_read = training.tokens_read
+    if training.exhausted:
+        trained = min(training.tokens_trained())
         run.warn(
             f"the data ended after {tokens_read} tokens, before the budget data.n_tokens={config.data.n_tokens}: "
             f"the dictionaries trained on {trained} tokens and the learning rate did not finish its decay."
         )
-    _save_checkpoint(run, digest, trainers, rows, tokens_read)
-    finished = trainers.finish()
+    _save_checkpoint(run, digest, training)
     summary = {
         "config_hash": digest,
         "tokens_read": tokens_read,
-        "data_exhausted": exhausted,
+        "data_exhausted": training.exhausted,
         "dictionaries": {},
     }
-    for table, dictionary, trainer in zip(config.dictionary, finished, trainers.trainers, strict=True):
-        metrics = evaluate_on_model(model, dictionary, eval_batches, model_batch=config.data.model_batch)
+    for result in training.finish():
+        table = config.dictionary[result.index]
+        dictionary, metrics = result.dictionary, result.metrics
         directory = run.out / table.name
         save_dictionary(
             dictionary, directory, log_density=metrics.log_density, model_name=config.model.source
@@ -295,12 +229,12 @@ def _train_and_write(run, digest, config, model, dictionaries, configs, rows, ev
             "kind": dictionary.kind,
             "d_in": dictionary.d_in,
             "d_sae": dictionary.d_sae,
-            "tokens_trained": trainer.tokens,
-            "steps": trainer.step,
+            "tokens_trained": result.tokens,
+            "steps": result.steps,
             "metrics": _finite(metrics.to_dict()),
         }
         write_atomic(directory / "metrics.json", json.dumps(entry["metrics"], indent=1, allow_nan=False))
-        summary["dictionaries"][table.name] = {**entry, "training_log": trainer.log}
+        summary["dictionaries"][table.name] = {**entry, "training_log": result.log}
         run.log(
             f"{table.name}: explained variance {metrics.explained_variance:.4f}, CE loss recovered "
             f"{metrics.ce_loss_recovered:.4f}, L0 {metrics.l0:.2f}, dead {metrics.dead_fraction:.3f}"
