@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_backends import THREADS, threads  # noqa: F401  (the driver's thread-count fixture)
 from test_training_run import SAE, TRANSCODER, config, config_dict
 
 from interp.base.errors import HookNameError, InputError
@@ -17,16 +18,7 @@ from interp.runner.training_run import run_training
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'interp[ray]')")
 
-THREADS = 2
 FILES = ("sae_weights.safetensors", "sparsity.safetensors", "cfg.json", "metrics.json")
-
-
-@pytest.fixture
-def threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield THREADS
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +63,9 @@ class TestGrouping:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster", "threads")
 class TestRayTraining:
-    def test_same_dictionaries_as_local(self, ray_cluster, local, threads, tmp_path):
+    def test_same_dictionaries_as_local(self, local, tmp_path):
         out_local, summary = local
         ray_summary = run_training(
             config(), tmp_path, progress=False, backend="ray", backend_options={"num_workers": 2}
@@ -81,7 +74,7 @@ class TestRayTraining:
         assert_same_dictionaries(out_local, tmp_path)
         assert "ray: 2 actors" in (tmp_path / "run.log").read_text()
 
-    def test_resume_across_backends_both_ways(self, ray_cluster, local, threads, tmp_path, monkeypatch):
+    def test_resume_across_backends_both_ways(self, local, tmp_path, monkeypatch):
         out_local, summary = local
         save = training_run._save_checkpoint
         for first, then in (("local", "ray"), ("ray", "local")):
@@ -107,7 +100,7 @@ class TestRayTraining:
             assert resumed == summary, (first, then)
             assert_same_dictionaries(out_local, out)
 
-    def test_a_user_error_in_an_actor_is_raised_as_itself(self, ray_cluster, threads, tmp_path):
+    def test_a_user_error_in_an_actor_is_raised_as_itself(self, tmp_path):
         bad = config(sae={"hook": "blocks.1.hook_resid_pree"})
         with pytest.raises(HookNameError, match="hook_resid_pre"):
             run_training(bad, tmp_path, progress=False, backend="ray", backend_options={"num_workers": 2})

@@ -23,28 +23,19 @@ from collections.abc import Callable
 import torch
 
 from interp.base.errors import InputError, InterpError
+from interp.runner.backends.ray_backend import KeepsUserErrors, get_raising_user_errors
 from interp.runner.training_config import TrainConfig
 from interp.runner.training_groups import DictionaryGroup, TrainedDictionary, checkpoint_state, hook_groups
 
 ROUND_BATCHES = 8
 
 
-class RayTrainingGroup:
-    """The actor: a `DictionaryGroup` computing with `threads` CPU threads. A user error while it is
-    built is kept and raised by every call, so it reaches the driver as a task error (which carries it)."""
+class RayTrainingGroup(KeepsUserErrors):
+    """The actor: a `DictionaryGroup` computing with `threads` CPU threads (a user error while it is
+    built is raised by every call, as `KeepsUserErrors` says)."""
 
     def __init__(self, config: TrainConfig, indices: list[int], threads: int):
-        torch.set_num_threads(threads)
-        self.error: InterpError | None = None
-        try:
-            self.group = DictionaryGroup(config, indices)
-        except InterpError as error:
-            self.error = error
-
-    def _ready(self) -> DictionaryGroup:
-        if self.error is not None:
-            raise self.error
-        return self.group
+        super().__init__(threads, lambda: DictionaryGroup(config, indices))
 
     def restore(self, state: dict) -> None:
         self._ready().restore(state)
@@ -112,16 +103,10 @@ class RayTraining:
             f"{self.gpus_per_worker} GPUs each; groups {names}"
         ]
 
-    def get(self, refs):
-        try:
-            return self.ray.get(refs)
-        except self.ray.exceptions.RayTaskError as error:
-            if isinstance(error.cause, InterpError):
-                raise error.cause from None
-            raise
-
     def _all(self, method: str, *args) -> list:
-        results = self.get([getattr(actor, method).remote(*args) for actor in self.actors])
+        results = get_raising_user_errors(
+            self.ray, [getattr(actor, method).remote(*args) for actor in self.actors]
+        )
         if method == "train_until":
             counts = {r[0] for r in results}
             if len(counts) != 1:

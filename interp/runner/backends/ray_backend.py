@@ -23,7 +23,8 @@ traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -36,23 +37,40 @@ from interp.runner.worker import UnitWorker
 IN_FLIGHT_PER_WORKER = 2
 
 
-class RayWorker:
-    """The actor: a `UnitWorker` computing with `threads` CPU threads. A user error while it is built is
-    kept and raised by every call, so that it reaches the driver as a task error (which carries it),
-    not as a dead actor (which keeps only its text)."""
+class KeepsUserErrors:
+    """Base of our Ray actors: the actor's worker is built by `build()` with `threads` CPU threads, and a
+    user error while it is built is kept and raised by every call, so that it reaches the driver as a
+    task error (which carries it), not as a dead actor (which keeps only its text)."""
 
-    def __init__(self, config: ExperimentConfig, threads: int):
+    def __init__(self, threads: int, build: Callable[[], Any]):
         torch.set_num_threads(threads)
         self.error: InterpError | None = None
         try:
-            self.worker = UnitWorker(config)
+            self.worker = build()
         except InterpError as error:
             self.error = error
 
-    def _ready(self) -> UnitWorker:
+    def _ready(self) -> Any:
         if self.error is not None:
             raise self.error
         return self.worker
+
+
+def get_raising_user_errors(ray, refs):
+    """`ray.get`, raising a user error from an actor as itself (exit 2, `error: ...`, as locally)."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, InterpError):
+            raise error.cause from None
+        raise
+
+
+class RayWorker(KeepsUserErrors):
+    """The actor: a `UnitWorker` computing with `threads` CPU threads."""
+
+    def __init__(self, config: ExperimentConfig, threads: int):
+        super().__init__(threads, lambda: UnitWorker(config))
 
     def n_pairs(self) -> int:
         return self._ready().n_pairs()
@@ -101,13 +119,8 @@ class RayExecutor:
             raise
 
     def get(self, ref):
-        """`ray.get`, raising a user error from a worker as itself (exit 2, `error: ...`, as locally)."""
-        try:
-            return self.ray.get(ref)
-        except self.ray.exceptions.RayTaskError as error:
-            if isinstance(error.cause, InterpError):
-                raise error.cause from None
-            raise
+        """`ray.get`, raising a user error from a worker as itself."""
+        return get_raising_user_errors(self.ray, ref)
 
     def n_pairs(self) -> int:
         return self._n_pairs
