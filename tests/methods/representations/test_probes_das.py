@@ -17,7 +17,7 @@ from helpers import make_phi_model
 
 from interp.base.errors import HookNameError, InputError
 from interp.methods.representations.das import fit_das
-from interp.methods.representations.probes import probe_layers
+from interp.methods.representations.probes import activations_at, probe_layers, tokenize_prompts
 from interp.model.loading import load_model
 from interp.toy.train import make_tokenizer
 
@@ -194,3 +194,24 @@ def test_das_refuses_bad_input(planted):
         fit_das(model, base, source, [ANSWER, WRONG], targets, "blocks.1.hook_resid_pre", rank=0)
     with pytest.raises(HookNameError):
         fit_das(model, base, source, [ANSWER, WRONG], targets, "blocks.9.hook_resid_pre")
+
+
+def test_text_prompts_of_several_lengths_read_each_prompts_own_position(planted):
+    """Strings are tokenized one by one and run per length: each row is that prompt's own activation."""
+    model, _ = planted
+    prompts = [
+        "Mary and John. John gave it to",
+        "When Mary and John went to the store, John gave a drink to",
+        "Mary",
+    ]
+    tokens, lengths = tokenize_prompts(model, prompts)
+    assert len(set(lengths.tolist())) == 3
+    hooks = ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_z"]
+    for position in (-1, 0):
+        acts = activations_at(model, tokens, lengths, hooks, position)
+        for i, prompt in enumerate(prompts):
+            _, cache = model.run_with_cache(prompt, names_filter=hooks)
+            for name in hooks:
+                assert torch.allclose(acts[name][i], cache[name][0, position].flatten(), atol=1e-5)
+    with pytest.raises(InputError, match="shortest prompt"):
+        activations_at(model, tokens, lengths, hooks, -2)
