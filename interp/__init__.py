@@ -79,6 +79,8 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.joint_patching": ("Patch", "run_patched"),
     "interp.methods.logit_lens": ("logit_lens",),
     "interp.methods.path_patching": ("path_patch",),
+    "interp.methods.representations.das": ("DASResult", "fit_das"),
+    "interp.methods.representations.probes": ("ProbeResult", "probe_layers"),
     "interp.methods.result": ("EffectResult", "PatchResult", "importance"),
     "interp.methods.steering": ("SteeringVector", "projection", "steer_sweep", "steering_vector"),
     "interp.model.cache": ("cache_activations",),

@@ -47,6 +47,10 @@ DIMS: dict[str, str] = {
     "k": "a TopK dictionary's chosen latents of one token (k of d_sae)",
     "source": "a feature circuit's edge sources: the input, the kept nodes and every error node (node order)",
     "target": "a feature circuit's edge targets: the kept nodes, then the metric",
+    "hook": "hook points a result covers, in the order asked for (e.g. one probe each)",
+    "n_classes": "a probe's classes: the label values 0..n_classes-1",
+    "d_probe": "a probe's input: one hook's activation at one position, flattened",
+    "rank": "a subspace's basis directions (DAS and interchange interventions)",
 }
 
 Tokens = Int[Tensor, "batch pos"]

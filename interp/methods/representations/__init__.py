@@ -1,0 +1,7 @@
+"""Representations: what a hook point's activations encode, read out and intervened on.
+
+probes.py  `probe_layers`: a logistic-regression probe per hook at one position, held-out accuracy on
+           prompts it never saw, and a shuffled-label control per hook
+das.py     `fit_das`: distributed alignment search for a rank-r subspace carrying a variable,
+           against a difference-of-means and a random subspace of the same rank
+"""

@@ -1,0 +1,168 @@
+"""Distributed alignment search (DAS; Geiger et al. 2023, "Finding Alignments Between Interpretable
+Causal Variables and Distributed Neural Representations"): learn a rank-r subspace at one hook point
+and position such that interchanging it, from a source prompt's activation into a base prompt's,
+makes the model give the answer a high-level causal model predicts (usually the source's answer).
+
+The interchange is h' = h_base + (h_source - h_base) B Bᵀ with B an orthonormal [d_model rank] basis;
+the base keeps its coordinates outside the subspace. B is trained by Adam through
+`torch.nn.utils.parametrizations.orthogonal`, with cross-entropy on the answer tokens' logits, using
+TransformerLens's `transformer_lens.tools.analysis.interchange.fit_das` on the bridge's hooks.
+
+An interchange accuracy needs baselines of the same rank: the span of the class means of the source
+activations (difference of means for two classes) and a seeded random subspace. All three are scored
+on held-out pairs the basis was not trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens.tools.analysis import interchange
+
+from interp.base.errors import InputError
+from interp.methods.representations.probes import Prompts, tokenize_prompts
+from interp.model.hooks import validate_hook_names
+from interp.model.loading import HookedPhi
+
+
+@dataclass(frozen=True)
+class DASResult:
+    """A learned subspace at `hook`, `position`, and its held-out interchange accuracy with baselines."""
+
+    hook: str
+    position: int
+    rank: int
+    basis: Float[Tensor, "d_model rank"]
+    accuracy: Float[Tensor, ""]  # held-out pairs, the learned subspace
+    mean_difference_accuracy: Float[Tensor, ""]  # span of the centred class means (rank <= n_classes - 1)
+    random_accuracy: Float[Tensor, ""]  # a seeded random subspace of the same rank
+    losses: tuple[float, ...]
+    n_train: int
+    n_test: int
+
+    def to_dict(self) -> dict:
+        return {
+            "hook": self.hook,
+            "position": self.position,
+            "rank": self.rank,
+            "accuracy": self.accuracy.item(),
+            "mean_difference_accuracy": self.mean_difference_accuracy.item(),
+            "random_accuracy": self.random_accuracy.item(),
+            "losses": list(self.losses),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+        }
+
+
+def _equal_length_tokens(model: HookedPhi, prompts: Prompts, what: str) -> Int[Tensor, "batch pos"]:
+    tokens, lengths = tokenize_prompts(model, prompts)
+    if (lengths != lengths[0]).any():
+        raise InputError(
+            f"{what} prompts have {sorted(set(lengths.tolist()))} tokens; DAS needs every base and source "
+            "prompt to have the same token count (the answer is read at the last position)."
+        )
+    return tokens
+
+
+def fit_das(
+    model: HookedPhi,
+    base_prompts: Prompts,
+    source_prompts: Prompts,
+    answers: Sequence[int],
+    targets: Int[Tensor, " batch"] | Sequence[int],
+    hook: str,
+    position: int = -1,
+    *,
+    rank: int = 1,
+    test_fraction: float = 0.25,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> DASResult:
+    """Fit a rank-`rank` DAS subspace at `hook` and `position` on pairs (base, source).
+
+    `answers` are the candidate answer token ids read at the last position; `targets[i]` indexes
+    `answers`: the answer expected for base i with the variable interchanged from source i. The pairs
+    are split (seeded) into training and held-out pairs; accuracies are on the held-out ones.
+    """
+    (hook,) = validate_hook_names(model, [hook])
+    base = _equal_length_tokens(model, base_prompts, "base")
+    source = _equal_length_tokens(model, source_prompts, "source")
+    if base.shape != source.shape:
+        raise InputError(
+            f"base {tuple(base.shape)} and source {tuple(source.shape)} prompts must pair up with equal lengths."
+        )
+    n_pos = base.shape[1]
+    if not -n_pos <= position < n_pos:
+        raise InputError(
+            f"position={position} is outside the {n_pos}-token prompts; use -{n_pos}..{n_pos - 1}."
+        )
+    answer_ids = torch.as_tensor(list(answers)).long()
+    if len(answer_ids) < 2 or len(answer_ids.unique()) != len(answer_ids):
+        raise InputError(f"answers={list(answers)} is not allowed; use two or more distinct token ids.")
+    if answer_ids.min() < 0 or answer_ids.max() >= model.cfg.d_vocab:
+        raise InputError(
+            f"answers must be token ids in 0..{model.cfg.d_vocab - 1}; got {answer_ids.tolist()}."
+        )
+    targets = torch.as_tensor(targets).long().cpu()
+    if targets.shape != (len(base),) or targets.min() < 0 or targets.max() >= len(answer_ids):
+        raise InputError(
+            f"targets must hold one index into answers (0..{len(answer_ids) - 1}) per pair ({len(base)})."
+        )
+    if not 1 <= rank < model.cfg.d_model:
+        raise InputError(f"rank={rank} is not allowed; use 1..{model.cfg.d_model - 1}.")
+    if not 0 < test_fraction < 1:
+        raise InputError(
+            f"test_fraction={test_fraction} is not allowed; use a number strictly between 0 and 1."
+        )
+    n_test = round(test_fraction * len(base))
+    if n_test < 1 or n_test >= len(base):
+        raise InputError(
+            f"{len(base)} pairs cannot be split with test_fraction={test_fraction}; use more pairs."
+        )
+
+    device = model.cfg.device
+    base, source = base.to(device), source.to(device)
+    order = torch.randperm(len(base), generator=torch.Generator().manual_seed(seed))
+    test, train = order[:n_test], order[n_test:]
+    positions = torch.full((len(base),), position % n_pos)
+    answer_ids = answer_ids.to(device)
+
+    def task_logits(tokens: Tensor) -> Tensor:
+        return model(tokens)[:, -1, answer_ids].float()
+
+    learned = interchange.fit_das(
+        model, hook, base[train], source[train], targets[train], task_logits,
+        rank=rank, base_positions=positions[train], source_positions=positions[train],
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    )  # fmt: skip
+    source_acts = interchange.collect_activations(
+        model, hook, source, task_logits, positions=positions, batch_size=batch_size
+    )
+    mean_difference = interchange.mean_difference_basis(source_acts[train], targets[train].tolist())
+    random = interchange.random_basis(source_acts.shape[1], rank, seed)
+
+    def accuracy(basis: Tensor) -> Tensor:
+        logits = interchange.intervened_logits(
+            model, hook, interchange.SubspaceInterchange(basis.detach()), base[test], source_acts[test],
+            task_logits, positions=positions[test], batch_size=batch_size,
+        )  # fmt: skip
+        return (logits.argmax(-1) == targets[test]).float().mean()
+
+    return DASResult(
+        hook=hook,
+        position=position,
+        rank=rank,
+        basis=learned.basis.cpu(),
+        accuracy=accuracy(learned.basis),
+        mean_difference_accuracy=accuracy(mean_difference),
+        random_accuracy=accuracy(random),
+        losses=learned.losses,
+        n_train=len(train),
+        n_test=n_test,
+    )
