@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from interp.base.errors import InputError, InterpError
-from interp.runner.backends.ray_backend import KeepsUserErrors, get_raising_user_errors
+from interp.runner.backends.ray_backend import KeepsUserErrors, RayDriver, get_raising_user_errors
 from interp.runner.training_config import TrainConfig
 from interp.runner.training_groups import DictionaryGroup, TrainedDictionary, checkpoint_state, hook_groups
 
@@ -55,7 +55,7 @@ class RayTrainingGroup(KeepsUserErrors):
         return self._ready().finish()
 
 
-class RayTraining:
+class RayTraining(RayDriver):
     """The training driven over Ray actors; the same interface as `training_groups.LocalTraining`."""
 
     def __init__(
@@ -78,12 +78,10 @@ class RayTraining:
             raise InputError(
                 f"gpus_per_worker must be >= 0 and cpus_per_worker > 0, got {gpus_per_worker} and {cpus_per_worker}"
             )
-        self.ray, self.config = ray, config
+        self.config = config
         self.groups = hook_groups(config, num_workers)
         self.num_workers, self.gpus_per_worker = num_workers, gpus_per_worker
-        self.owns_ray = not ray.is_initialized()
-        if self.owns_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        self._start_ray(ray, address)
         remote = ray.remote(RayTrainingGroup).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
         threads = torch.get_num_threads() if threads is None else threads
         self.actors = [remote.remote(config, group, threads) for group in self.groups]
@@ -155,10 +153,3 @@ class RayTraining:
 
     def finish(self) -> list[TrainedDictionary]:
         return sorted((d for group in self._all("finish") for d in group), key=lambda d: d.index)
-
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
-        self.actors = []
-        if self.owns_ray:
-            self.ray.shutdown()

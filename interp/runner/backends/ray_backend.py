@@ -66,6 +66,26 @@ def get_raising_user_errors(ray, refs):
         raise
 
 
+class RayDriver:
+    """Base of our Ray drivers: `_start_ray` joins the Ray instance already running or starts one (then
+    owned: shut down by `close`), and `close` kills the driver's actors."""
+
+    actors: list
+
+    def _start_ray(self, ray, address: str | None) -> None:
+        self.ray, self.actors = ray, []
+        self.owns_ray = not ray.is_initialized()
+        if self.owns_ray:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+        if self.owns_ray:
+            self.ray.shutdown()
+
+
 class RayWorker(KeepsUserErrors):
     """The actor: a `UnitWorker` computing with `threads` CPU threads."""
 
@@ -85,7 +105,7 @@ class RayWorker(KeepsUserErrors):
         return self._ready().describe(analyses)
 
 
-class RayExecutor:
+class RayExecutor(RayDriver):
     """Spreads units over Ray actors, each a `UnitWorker` that loads the model once."""
 
     def __init__(
@@ -103,10 +123,7 @@ class RayExecutor:
             raise RuntimeError("the ray backend needs Ray: pip install 'interp[ray]'") from error
         if num_workers < 1:
             raise InputError(f"num_workers must be at least 1, got {num_workers}")
-        self.ray = ray
-        self.owns_ray = not ray.is_initialized()
-        if self.owns_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        self._start_ray(ray, address)
         remote = ray.remote(RayWorker).options(
             num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=-1
         )
@@ -155,10 +172,3 @@ class RayExecutor:
 
     def describe(self, analyses: list[dict]) -> dict:
         return self.get(self.actors[0].describe.remote(analyses))
-
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
-        self.actors = []
-        if self.owns_ray:
-            self.ray.shutdown()
