@@ -68,12 +68,28 @@ def _sigterm_stops_the_run() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stopped(error: BaseException) -> str:
+def _stopped(error: BaseException, kept: str) -> str:
     if isinstance(error, Terminated):
-        return "stopped: terminated by SIGTERM; finished units are kept (continue with --resume)"
+        return f"stopped: terminated by SIGTERM; {kept} (continue with --resume)"
     if isinstance(error, KeyboardInterrupt):
-        return "stopped: interrupted (SIGINT, Ctrl-C); finished units are kept (continue with --resume)"
+        return f"stopped: interrupted (SIGINT, Ctrl-C); {kept} (continue with --resume)"
     return f"stopped: {type(error).__name__}: {error}"
+
+
+@contextlib.contextmanager
+def logs_how_it_ends(run: RunDirectory, kept: str = "finished units are kept") -> Iterator[None]:
+    """Log to `run`'s run.log how the block ended (an input error, or a stop by signal or exception,
+    saying what is `kept`), re-raise, and close `run` (its lock) whatever happened."""
+    try:
+        yield
+    except InterpError as error:
+        run.log(f"error: {error}")
+        raise
+    except BaseException as error:
+        run.log(_stopped(error, kept))
+        raise
+    finally:
+        run.close()
 
 
 def run_experiment(
@@ -112,7 +128,7 @@ def _run(
 
     run = RunDirectory(out)
     digest = run.open(config, resume=resume, force=force)
-    try:
+    with logs_how_it_ends(run):
         run.log(f"start (resume={resume}, force={force}, backend={backend}) config hash {digest}")
         threads = run.threads() or torch.get_num_threads()  # a resumed run keeps the count it began with
         executor = make_executor(backend, config, threads=threads, **(backend_options or {}))
@@ -136,14 +152,6 @@ def _run(
         report = write_report(run.out)
         run.log(f"finished; report {report}")
         return results
-    except InterpError as error:
-        run.log(f"error: {error}")
-        raise
-    except BaseException as error:
-        run.log(_stopped(error))
-        raise
-    finally:
-        run.close()
 
 
 def _compute(

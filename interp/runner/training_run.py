@@ -32,7 +32,7 @@ import torch
 
 from interp.base.errors import InputError, InterpError
 from interp.base.files import write_atomic
-from interp.runner.run import _sigterm_stops_the_run, _stopped
+from interp.runner.run import _sigterm_stops_the_run, logs_how_it_ends
 from interp.runner.store import MANIFEST, RESOLVED, RunDirectory, read_run_file
 from interp.runner.training_config import TRAINING_FILES, TrainConfig, train_toml
 from interp.runner.training_groups import LocalTraining
@@ -145,28 +145,24 @@ def _train(
     digest = run.open(config, resume=resume, force=force)
     previous_threads = torch.get_num_threads()
     training = None
-    try:
-        run.log(f"start training (resume={resume}, force={force}, backend={backend}) config hash {digest}")
-        threads = run.threads() or previous_threads
-        torch.set_num_threads(threads)
-        training = _start(config, backend, options, threads)
-        for line in training.describe():
-            run.log(line)
-        run.begin(config, digest, threads)
-        summary = _train_and_write(run, digest, config, training, resume, progress)
-        run.log("finished")
-        return summary
-    except InterpError as error:
-        run.log(f"error: {error}")
-        raise
-    except BaseException as error:
-        run.log(_stopped(error).replace("finished units are kept", "the last checkpoint is kept"))
-        raise
-    finally:
-        if training is not None:
-            training.close()
-        torch.set_num_threads(previous_threads)
-        run.close()
+    with logs_how_it_ends(run, kept="the last checkpoint is kept"):
+        try:
+            run.log(
+                f"start training (resume={resume}, force={force}, backend={backend}) config hash {digest}"
+            )
+            threads = run.threads() or previous_threads
+            torch.set_num_threads(threads)
+            training = _start(config, backend, options, threads)
+            for line in training.describe():
+                run.log(line)
+            run.begin(config, digest, threads)
+            summary = _train_and_write(run, digest, config, training, resume, progress)
+            run.log("finished")
+            return summary
+        finally:
+            if training is not None:
+                training.close()
+            torch.set_num_threads(previous_threads)
 
 
 def _train_and_write(run, digest, config, training, resume, progress):
