@@ -81,6 +81,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.path_patching": ("path_patch",),
     "interp.methods.representations.das": ("DASResult", "fit_das"),
     "interp.methods.representations.probes": ("ProbeResult", "probe_layers"),
+    "interp.methods.representations.sparse_probes": ("SparseProbeCurve", "sparse_probe"),
     "interp.methods.result": ("EffectResult", "PatchResult", "importance"),
     "interp.methods.steering": ("SteeringVector", "projection", "steer_sweep", "steering_vector"),
     "interp.model.cache": ("cache_activations",),
