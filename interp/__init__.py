@@ -79,7 +79,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.joint_patching": ("Patch", "run_patched"),
     "interp.methods.logit_lens": ("logit_lens",),
     "interp.methods.path_patching": ("path_patch",),
-    "interp.methods.representations.das": ("DASResult", "fit_das"),
+    "interp.methods.representations.das": ("DASResult", "das_steer", "fit_das"),
     "interp.methods.representations.probes": ("ProbeResult", "probe_layers"),
     "interp.methods.representations.sparse_probes": ("SparseProbeCurve", "sparse_probe"),
     "interp.methods.result": ("EffectResult", "PatchResult", "importance"),

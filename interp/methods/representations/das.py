@@ -8,6 +8,11 @@ the base keeps its coordinates outside the subspace. B is trained by Adam throug
 `torch.nn.utils.parametrizations.orthogonal`, with cross-entropy on the answer tokens' logits, using
 TransformerLens's `transformer_lens.tools.analysis.interchange.fit_das` on the bridge's hooks.
 
+The learned subspace is also a steering vector (`das_steer`): the difference of two classes' mean
+coordinates in it (from the source activations of the training pairs), mapped back by B, is what an
+interchange from a source of one class into a base of the other adds on average; `interp.generate`
+adds it as a `Steer` at the hook's block and position.
+
 An interchange accuracy needs baselines of the same rank: the span of the class means of the source
 activations (difference of means for two classes) and a seeded random subspace. All three are scored
 on held-out pairs the basis was not trained on.
@@ -15,6 +20,7 @@ on held-out pairs the basis was not trained on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +30,7 @@ from torch import Tensor
 from transformer_lens.tools.analysis import interchange
 
 from interp.base.errors import InputError
+from interp.methods.interventions import Steer
 from interp.methods.representations.probes import Prompts, tokenize_prompts
 from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
@@ -43,6 +50,8 @@ class DASResult:
     losses: tuple[float, ...]
     n_train: int
     n_test: int
+    # mean coordinates in the subspace of the training pairs' source activations, per target (NaN: none)
+    class_means: Float[Tensor, "n_classes rank"] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -154,6 +163,10 @@ def fit_das(
         )  # fmt: skip
         return (logits.argmax(-1) == targets[test]).float().mean()
 
+    coordinates = source_acts[train].float() @ learned.basis.detach().float().to(source_acts.device)
+    class_means = torch.stack(
+        [coordinates[targets[train].to(coordinates.device) == c].mean(0) for c in range(len(answer_ids))]
+    )
     return DASResult(
         hook=hook,
         position=position,
@@ -165,4 +178,61 @@ def fit_das(
         losses=learned.losses,
         n_train=len(train),
         n_test=n_test,
+        class_means=class_means.cpu(),
+    )
+
+
+def _steer_layer(hook: str) -> int:
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", hook)
+    if match is None:
+        raise InputError(
+            f"a DAS subspace at {hook!r} cannot steer: a Steer adds to the residual stream, so fit DAS at "
+            "blocks.L.hook_resid_pre or blocks.L.hook_resid_post."
+        )
+    return int(match.group(1)) + (match.group(2) == "post")
+
+
+def das_steer(
+    result: DASResult,
+    toward: int,
+    away: int | None = None,
+    *,
+    multiplier: float = 1.0,
+    positions: Sequence[int] | None = None,
+) -> Steer:
+    """A `Steer` along `result`'s subspace from class `away` (None: the mean of the other classes) to
+    class `toward` (indices into the answers DAS was fit with): B (m_toward - m_away), the two classes'
+    mean coordinates in the subspace, times `multiplier`, at the hook's residual stream.
+
+    `positions`: absolute positions to steer (default: the position DAS was fit at, which must then
+    count from the start; for a position counted from the end, pass the prompts' own)."""
+    if result.class_means is None:
+        raise InputError("this DASResult carries no class means; refit it with fit_das.")
+    n_classes = len(result.class_means)
+    present = [c for c in range(n_classes) if not result.class_means[c].isnan().any()]
+    for name, value in (("toward", toward), ("away", away)):
+        if value is not None and value not in present:
+            raise InputError(
+                f"{name}={value} is not allowed; use a target class of the training pairs: {present}."
+            )
+    if away == toward:
+        raise InputError(f"toward and away are both {toward}; steer between two different classes.")
+    others = [c for c in present if c != toward] if away is None else [away]
+    if not others:
+        raise InputError(
+            f"only class {toward} occurs in the training pairs; there is nothing to steer away from."
+        )
+    if positions is None:
+        if result.position < 0:
+            raise InputError(
+                f"DAS was fit at position {result.position} (from the end); pass positions=[...] as absolute "
+                "positions of the prompts to steer."
+            )
+        positions = [result.position]
+    shift = result.class_means[toward] - result.class_means[others].mean(0)
+    return Steer(
+        layer=_steer_layer(result.hook),
+        vector=result.basis.float() @ shift,
+        multiplier=multiplier,
+        positions=list(positions),
     )

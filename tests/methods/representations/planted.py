@@ -75,6 +75,12 @@ def planted_prompts(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, labels
 
 
+def planted_pairs(n: int, seed: int):
+    base, _ = planted_prompts(n, seed)
+    source, source_labels = planted_prompts(n, seed + 100)
+    return base, source, 1 - source_labels  # the source's answer: index 0 (ANSWER) for a clean cue
+
+
 # Sparse probing: a label written into known units. Position 1 holds a cue token from one of two
 # sets of 140 tokens each (many tokens per class, so random units, which read each token's own
 # random embedding, cannot tell the classes apart); the cue carries +3r or -3r on top of a random

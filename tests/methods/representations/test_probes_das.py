@@ -18,6 +18,7 @@ from interp.base.errors import HookNameError, InputError
 from interp.methods.representations.das import fit_das
 from interp.methods.representations.probes import activations_at, probe_layers, tokenize_prompts
 from methods.representations.planted import ANSWER, WRONG
+from methods.representations.planted import planted_pairs as _pairs
 from methods.representations.planted import planted_prompts as _prompts
 
 
@@ -77,12 +78,6 @@ def test_probe_refuses_bad_input(planted):
         probe_layers(model, tokens, labels[:5].tolist(), ["blocks.0.hook_resid_pre"])
     with pytest.raises(InputError, match="test_fraction"):
         probe_layers(model, tokens, labels, ["blocks.0.hook_resid_pre"], test_fraction=1.0)
-
-
-def _pairs(n: int, seed: int):
-    base, _ = _prompts(n, seed)
-    source, source_labels = _prompts(n, seed + 100)
-    return base, source, 1 - source_labels  # the source's answer: index 0 (ANSWER) for a clean cue
 
 
 def test_das_recovers_the_planted_direction(planted):
