@@ -13,8 +13,9 @@ coordinates in it (from the source activations of the training pairs), mapped ba
 interchange from a source of one class into a base of the other adds on average; `interp.generate`
 adds it as a `Steer` at the hook's block and position.
 
-An interchange accuracy needs baselines of the same rank: the span of the class means of the source
-activations (difference of means for two classes) and a seeded random subspace. All three are scored
+An interchange accuracy needs baselines of the same rank: the leading `rank` directions of the span
+of the class means of the source activations (the difference of means for two classes) and a seeded
+random subspace. All three are scored
 on held-out pairs the basis was not trained on.
 """
 
@@ -45,7 +46,7 @@ class DASResult:
     rank: int
     basis: Float[Tensor, "d_model rank"]
     accuracy: Float[Tensor, ""]  # held-out pairs, the learned subspace
-    mean_difference_accuracy: Float[Tensor, ""]  # span of the centred class means (rank <= n_classes - 1)
+    mean_difference_accuracy: Float[Tensor, ""]  # the centred class means' leading `rank` directions
     random_accuracy: Float[Tensor, ""]  # a seeded random subspace of the same rank
     losses: tuple[float, ...]
     n_train: int
@@ -75,6 +76,21 @@ def _equal_length_tokens(model: HookedPhi, prompts: Prompts, what: str) -> Int[T
             "prompt to have the same token count (the answer is read at the last position)."
         )
     return tokens
+
+
+def _mean_difference_basis(
+    acts: Float[Tensor, "batch d_model"], targets: Int[Tensor, " batch"], rank: int
+) -> Float[Tensor, "d_model rank"]:
+    """The leading `rank` directions of the span of the centred class means (for two classes, the
+    difference of means), fewer where the means span fewer; a zero column (no interchange at all)
+    where they do not differ, e.g. at a position whose activation is the same in every prompt."""
+    acts = acts.float().cpu()
+    means = torch.stack([acts[targets == c].mean(0) for c in targets.unique()])
+    u, singular, _ = torch.linalg.svd((means - means.mean(0)).T, full_matrices=False)
+    kept = int((singular > 1e-5 * max(float(acts.abs().max()), 1e-12)).sum())
+    if kept == 0:
+        return torch.zeros(acts.shape[1], 1)
+    return u[:, : min(rank, kept)]
 
 
 def fit_das(
@@ -153,7 +169,7 @@ def fit_das(
     source_acts = interchange.collect_activations(
         model, hook, source, task_logits, positions=positions, batch_size=batch_size
     )
-    mean_difference = interchange.mean_difference_basis(source_acts[train], targets[train].tolist())
+    mean_difference = _mean_difference_basis(source_acts[train], targets[train], rank)
     random = interchange.random_basis(source_acts.shape[1], rank, seed)
 
     def accuracy(basis: Tensor) -> Tensor:
