@@ -54,6 +54,7 @@ def test_notebooks_are_present():
         "05_circuit_discovery",
         "06_steering_and_generation",
         "07_dictionaries",
+        "08_representations",
     ]
 
 

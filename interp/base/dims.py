@@ -51,6 +51,7 @@ DIMS: dict[str, str] = {
     "n_classes": "a probe's classes: the label values 0..n_classes-1",
     "d_probe": "a probe's input: one hook's activation at one position, flattened",
     "rank": "a subspace's basis directions (DAS and interchange interventions)",
+    "sparsity": "a sparse probe's sizes: how many units it reads, in increasing order",
 }
 
 Tokens = Int[Tensor, "batch pos"]

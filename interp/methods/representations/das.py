@@ -8,13 +8,20 @@ the base keeps its coordinates outside the subspace. B is trained by Adam throug
 `torch.nn.utils.parametrizations.orthogonal`, with cross-entropy on the answer tokens' logits, using
 TransformerLens's `transformer_lens.tools.analysis.interchange.fit_das` on the bridge's hooks.
 
-An interchange accuracy needs baselines of the same rank: the span of the class means of the source
-activations (difference of means for two classes) and a seeded random subspace. All three are scored
+The learned subspace is also a steering vector (`das_steer`): the difference of two classes' mean
+coordinates in it (from the source activations of the training pairs), mapped back by B, is what an
+interchange from a source of one class into a base of the other adds on average; `interp.generate`
+adds it as a `Steer` at the hook's block and position.
+
+An interchange accuracy needs baselines of the same rank: the leading `rank` directions of the span
+of the class means of the source activations (the difference of means for two classes) and a seeded
+random subspace. All three are scored
 on held-out pairs the basis was not trained on.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +31,7 @@ from torch import Tensor
 from transformer_lens.tools.analysis import interchange
 
 from interp.base.errors import InputError
+from interp.methods.interventions import Steer
 from interp.methods.representations.probes import Prompts, tokenize_prompts
 from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
@@ -38,11 +46,13 @@ class DASResult:
     rank: int
     basis: Float[Tensor, "d_model rank"]
     accuracy: Float[Tensor, ""]  # held-out pairs, the learned subspace
-    mean_difference_accuracy: Float[Tensor, ""]  # span of the centred class means (rank <= n_classes - 1)
+    mean_difference_accuracy: Float[Tensor, ""]  # the centred class means' leading `rank` directions
     random_accuracy: Float[Tensor, ""]  # a seeded random subspace of the same rank
     losses: tuple[float, ...]
     n_train: int
     n_test: int
+    # mean coordinates in the subspace of the training pairs' source activations, per target (NaN: none)
+    class_means: Float[Tensor, "n_classes rank"] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +76,21 @@ def _equal_length_tokens(model: HookedPhi, prompts: Prompts, what: str) -> Int[T
             "prompt to have the same token count (the answer is read at the last position)."
         )
     return tokens
+
+
+def _mean_difference_basis(
+    acts: Float[Tensor, "batch d_model"], targets: Int[Tensor, " batch"], rank: int
+) -> Float[Tensor, "d_model rank"]:
+    """The leading `rank` directions of the span of the centred class means (for two classes, the
+    difference of means), fewer where the means span fewer; a zero column (no interchange at all)
+    where they do not differ, e.g. at a position whose activation is the same in every prompt."""
+    acts = acts.float().cpu()
+    means = torch.stack([acts[targets == c].mean(0) for c in targets.unique()])
+    u, singular, _ = torch.linalg.svd((means - means.mean(0)).T, full_matrices=False)
+    kept = int((singular > 1e-5 * max(float(acts.abs().max()), 1e-12)).sum())
+    if kept == 0:
+        return torch.zeros(acts.shape[1], 1)
+    return u[:, : min(rank, kept)]
 
 
 def fit_das(
@@ -144,7 +169,7 @@ def fit_das(
     source_acts = interchange.collect_activations(
         model, hook, source, task_logits, positions=positions, batch_size=batch_size
     )
-    mean_difference = interchange.mean_difference_basis(source_acts[train], targets[train].tolist())
+    mean_difference = _mean_difference_basis(source_acts[train], targets[train], rank)
     random = interchange.random_basis(source_acts.shape[1], rank, seed)
 
     def accuracy(basis: Tensor) -> Tensor:
@@ -154,6 +179,10 @@ def fit_das(
         )  # fmt: skip
         return (logits.argmax(-1) == targets[test]).float().mean()
 
+    coordinates = source_acts[train].float() @ learned.basis.detach().float().to(source_acts.device)
+    class_means = torch.stack(
+        [coordinates[targets[train].to(coordinates.device) == c].mean(0) for c in range(len(answer_ids))]
+    )
     return DASResult(
         hook=hook,
         position=position,
@@ -165,4 +194,61 @@ def fit_das(
         losses=learned.losses,
         n_train=len(train),
         n_test=n_test,
+        class_means=class_means.cpu(),
+    )
+
+
+def _steer_layer(hook: str) -> int:
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", hook)
+    if match is None:
+        raise InputError(
+            f"a DAS subspace at {hook!r} cannot steer: a Steer adds to the residual stream, so fit DAS at "
+            "blocks.L.hook_resid_pre or blocks.L.hook_resid_post."
+        )
+    return int(match.group(1)) + (match.group(2) == "post")
+
+
+def das_steer(
+    result: DASResult,
+    toward: int,
+    away: int | None = None,
+    *,
+    multiplier: float = 1.0,
+    positions: Sequence[int] | None = None,
+) -> Steer:
+    """A `Steer` along `result`'s subspace from class `away` (None: the mean of the other classes) to
+    class `toward` (indices into the answers DAS was fit with): B (m_toward - m_away), the two classes'
+    mean coordinates in the subspace, times `multiplier`, at the hook's residual stream.
+
+    `positions`: absolute positions to steer (default: the position DAS was fit at, which must then
+    count from the start; for a position counted from the end, pass the prompts' own)."""
+    if result.class_means is None:
+        raise InputError("this DASResult carries no class means; refit it with fit_das.")
+    n_classes = len(result.class_means)
+    present = [c for c in range(n_classes) if not result.class_means[c].isnan().any()]
+    for name, value in (("toward", toward), ("away", away)):
+        if value is not None and value not in present:
+            raise InputError(
+                f"{name}={value} is not allowed; use a target class of the training pairs: {present}."
+            )
+    if away == toward:
+        raise InputError(f"toward and away are both {toward}; steer between two different classes.")
+    others = [c for c in present if c != toward] if away is None else [away]
+    if not others:
+        raise InputError(
+            f"only class {toward} occurs in the training pairs; there is nothing to steer away from."
+        )
+    if positions is None:
+        if result.position < 0:
+            raise InputError(
+                f"DAS was fit at position {result.position} (from the end); pass positions=[...] as absolute "
+                "positions of the prompts to steer."
+            )
+        positions = [result.position]
+    shift = result.class_means[toward] - result.class_means[others].mean(0)
+    return Steer(
+        layer=_steer_layer(result.hook),
+        vector=result.basis.float() @ shift,
+        multiplier=multiplier,
+        positions=list(positions),
     )

@@ -105,6 +105,12 @@ def activations_at(
     return {name: value.cpu() for name, value in out.items()}
 
 
+def prompt_ids(tokens: Int[Tensor, "batch pos"]) -> Int[Tensor, " batch"]:
+    """One id per distinct prompt (rows of equal tokens share it): the groups a by-prompt split keeps
+    together."""
+    return torch.unique(tokens, dim=0, return_inverse=True)[1]
+
+
 def _split_by_prompt(
     tokens: Int[Tensor, "batch pos"], test_fraction: float, seed: int
 ) -> tuple[Tensor, Tensor]:
@@ -113,7 +119,7 @@ def _split_by_prompt(
         raise InputError(
             f"test_fraction={test_fraction} is not allowed; use a number strictly between 0 and 1."
         )
-    _, prompt_of = torch.unique(tokens, dim=0, return_inverse=True)
+    prompt_of = prompt_ids(tokens)
     n_prompts = int(prompt_of.max()) + 1
     n_test = round(test_fraction * n_prompts)
     if n_test < 1 or n_test >= n_prompts:

@@ -13,81 +13,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import make_phi_model
 
 from interp.base.errors import HookNameError, InputError
 from interp.methods.representations.das import fit_das
 from interp.methods.representations.probes import activations_at, probe_layers, tokenize_prompts
-from interp.model.loading import load_model
-from interp.toy.train import make_tokenizer
-
-ANSWER, WRONG, LAST = 20, 21, 100
-CLEAN_CUES = list(range(30, 38))
-CORRUPTED_CUES = list(range(38, 46))
-FILLERS = list(range(50, 100))
-LAYER, HEAD = 1, 1
-
-
-@torch.no_grad()
-def _save_planted(directory, seed: int = 0) -> torch.Tensor:
-    model = make_phi_model(seed)
-    hf = model.model
-    d_head = model.config.hidden_size // model.config.num_attention_heads
-    heads = slice(HEAD * d_head, (HEAD + 1) * d_head)
-    for block in hf.layers:
-        for weight in (
-            block.self_attn.dense.weight,
-            block.self_attn.dense.bias,
-            block.mlp.fc2.weight,
-            block.mlp.fc2.bias,
-        ):
-            weight.zero_()
-    chosen = hf.layers[LAYER]
-    for norm in (chosen.input_layernorm, hf.final_layernorm):
-        norm.weight.fill_(1.0)
-        norm.bias.zero_()
-    attn = chosen.self_attn
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-        proj.weight[heads] = 0
-        proj.bias[heads] = 0
-    r = torch.randn(model.config.hidden_size)
-    r = r - r.mean()
-    r = r / r.norm()
-    attn.v_proj.weight[HEAD * d_head] = r
-    embed = hf.embed_tokens.weight
-    embed -= torch.outer(embed @ r, r)
-    embed[CLEAN_CUES] += 3.0 * r
-    embed[CORRUPTED_CUES] -= 3.0 * r
-    u = model.lm_head.weight[ANSWER] - model.lm_head.weight[WRONG]
-    u = u - u.mean()
-    # small enough that the answer logits do not saturate, so DAS's loss keeps pulling towards r
-    attn.dense.weight[:, HEAD * d_head] = 0.3 * u / u.norm() ** 2
-    embed[LAST] -= (embed[LAST] @ u) * u / u.norm() ** 2  # the last token alone favours neither answer
-    model.lm_head.bias[WRONG] = model.lm_head.bias[ANSWER]
-    model.save_pretrained(directory)
-    make_tokenizer().save_pretrained(directory)
-    return r
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("planted")
-    r = _save_planted(directory)
-    return load_model(directory, device="cpu"), r
-
-
-def _prompts(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """[filler, cue, filler, LAST] rows and each row's label (1 for a clean cue)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    cues = torch.where(
-        labels == 1,
-        torch.tensor(CLEAN_CUES)[torch.randint(0, len(CLEAN_CUES), (n,), generator=g)],
-        torch.tensor(CORRUPTED_CUES)[torch.randint(0, len(CORRUPTED_CUES), (n,), generator=g)],
-    )
-    fillers = torch.tensor(FILLERS)[torch.randint(0, len(FILLERS), (n, 2), generator=g)]
-    tokens = torch.stack([fillers[:, 0], cues, fillers[:, 1], torch.full((n,), LAST)], dim=1)
-    return tokens, labels
+from methods.representations.planted import ANSWER, WRONG
+from methods.representations.planted import planted_pairs as _pairs
+from methods.representations.planted import planted_prompts as _prompts
 
 
 def test_construction_answers_by_the_cue(planted):
@@ -146,12 +78,6 @@ def test_probe_refuses_bad_input(planted):
         probe_layers(model, tokens, labels[:5].tolist(), ["blocks.0.hook_resid_pre"])
     with pytest.raises(InputError, match="test_fraction"):
         probe_layers(model, tokens, labels, ["blocks.0.hook_resid_pre"], test_fraction=1.0)
-
-
-def _pairs(n: int, seed: int):
-    base, _ = _prompts(n, seed)
-    source, source_labels = _prompts(n, seed + 100)
-    return base, source, 1 - source_labels  # the source's answer: index 0 (ANSWER) for a clean cue
 
 
 def test_das_recovers_the_planted_direction(planted):
