@@ -68,6 +68,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.methods.features.evaluation": ("evaluate_dictionaries",),
     "interp.methods.features.interventions": ("FeatureSteer", "LatentPatch"),
     "interp.methods.features.patching": ("patch_latents",),
+    "interp.methods.features.validation": ("AttributionCheck", "check_feature_attribution"),
     "interp.methods.graphs.attribution": ("AttributionGraph", "attribution_graph"),
     "interp.methods.graphs.graph_json": ("read_graph_json", "write_graph_json"),
     "interp.methods.graphs.interventions": ("check_intervention",),

@@ -70,7 +70,7 @@ def corpus(n_batches: int, seed: int) -> list:
 
 
 # %% [markdown]
-# **Train.** 8 latents per residual dimension, 16 active per token; one forward per batch feeds the SAE's
+# **Train.** 4 latents per residual dimension, 16 active per token; one forward per batch feeds the SAE's
 # shuffling buffer (the forward stops after the block the hook is in).
 
 # %%
@@ -145,3 +145,84 @@ path = write_neuronpedia(
 )
 again = read_neuronpedia(path)
 [(c.feature, round(c.density, 4), c.promoted[0][0]) for c in again[:5]]
+
+# %% [markdown]
+# ## Attribute IOI to features, then check the attribution by patching
+#
+# On IOI pairs ("When Mary and John went to the store, John gave a drink to" → " Mary"; corrupted:
+# the second "John" becomes "Mary"), **feature attribution** (Marks et al. 2024) estimates, to first
+# order, how much patching each latent from the clean run into the corrupted run (denoising) would move
+# the logit difference (answer − wrong name), from one gradient: (a_clean − a_corrupted) · ∂metric/∂a,
+# summed over positions. The SAE is spliced in with its **error term** (what it fails to reconstruct),
+# so the model's outputs are unchanged and the error is a node of its own. The pairs are the largest
+# group of one token length (attribution resolves positions).
+
+# %%
+from interp.data.tasks import build_pairs
+from interp.data.tasks.options import TaskConfig
+from interp.methods.features.validation import check_feature_attribution
+
+pairs = build_pairs(TaskConfig(name="ioi", n_pairs=32), model, seed=0)
+pairs = pairs.select(max(pairs.length_groups(), key=len))
+attribution = interp.feature_attribution(model, sae, pairs)  # [feature, pos], mean over prompts
+per_latent = attribution.values[: sae.d_sae].sum(1)
+top = per_latent.abs().argsort(descending=True)[:8].tolist()
+error_label = f"{HOOK}[error]"
+{"pairs": len(pairs), "error term": round(float(attribution.values[sae.d_sae].sum()), 2)} | {
+    f"latent {i}": round(float(per_latent[i]), 3) for i in top
+}
+
+# %% [markdown]
+# **Validate by exact patching.** An estimate is only as good as the linearisation behind it. For every
+# latent the pairs move, `check_feature_attribution` also patches that latent alone, at every position,
+# from the clean run (`patch_latents` with a `LatentPatch`) and measures the real change of the logit
+# difference. On the diagonal of the scatter the estimate is exact.
+#
+# What it shows on the toy (seed 0; the test `tests/methods/features/test_validation.py` asserts the
+# same check): the **ranking agrees** (Pearson about 0.9; the top 5 latents by estimate are the top 5 by
+# exact effect) but the **scale does not**: every large estimate is too small, by about 1.7× in a
+# least-squares fit, and some latents by more than 2× (compare the `exact / estimate` column). The
+# corrupted run is confidently wrong (logit difference about −10), where the metric is flatter than
+# along the whole patch, so the gradient under-reads it. On other prompt samples the correlation stays
+# near 0.9 but the top 5 can swap members with the next five: read the top of the list as a shortlist to
+# patch, not as measured effects. The error term's estimate is also large next to the latents' sum: this
+# small SAE leaves part of the IOI signal unexplained.
+
+# %%
+check = check_feature_attribution(model, sae, pairs)
+labels = [f"latent {i}" for i in check.latents.tolist()]
+lim = float(torch.cat([check.estimate, check.exact]).abs().max()) * 1.1
+go.Figure(
+    [
+        go.Scatter(x=check.estimate, y=check.exact, mode="markers", text=labels, name="latents"),
+        go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", line=dict(dash="dot"), name="exact = estimate"),
+    ],
+    layout=dict(
+        title=f"{len(labels)} latents: Pearson {check.pearson():.2f}, slope {check.slope():.2f}, "
+        f"top-5 overlap {check.overlap(5)}/5",
+        xaxis_title="attribution (estimated change of logit diff)",
+        yaxis_title="exact patching (change of logit diff)",
+        height=450,
+    ),
+)
+
+# %%
+rows = {int(i): (float(e), float(x)) for i, e, x in zip(check.latents, check.estimate, check.exact)}
+{
+    "base logit diff": round(check.base_metric, 2),
+    "patch every latent": round(check.all_latents_exact, 2),
+    "error term (estimate)": round(check.error_estimate, 2),
+} | {
+    f"latent {i}": {"estimate": round(e, 3), "exact": round(x, 3), "exact / estimate": round(x / e, 2)}
+    for i, (e, x) in ((i, rows[i]) for i in check.top(8))
+}
+
+# %% [markdown]
+# **The top latents' cards**, by exact effect: where each fires over the held-out corpus and what it
+# promotes. A latent that matters for IOI should read a name or the positions around the repeated name.
+
+# %%
+top_cards = interp.feature_cards(
+    model, sae, held_out, features=check.top(3, "exact"), label="sae", n_contexts=6, context_before=10
+)
+interp.FeatureBrowser(top_cards, "IOI's top latents by exact patching")
