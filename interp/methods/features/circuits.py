@@ -52,6 +52,7 @@ from interp.dictionaries.splice import SplicedDictionary
 from interp.engine import hook_points
 from interp.engine.edits import Keep, Replace
 from interp.engine.forward import PhiWeights, forward
+from interp.methods.circuits.direct_effects import check_dictionaries_for_circuits
 from interp.methods.circuits.edge_attribution import RULES, Rule, integration_points
 from interp.methods.contrastive import Direction, base_and_source, check_direction, contrast
 from interp.methods.features.patching import spliced_for
@@ -187,23 +188,6 @@ class FeatureCircuit:
     def save(self, path: str | Path) -> Path:
         """Write `to_json()` atomically (no symlink followed)."""
         return write_atomic(path, json.dumps(self.to_json(), indent=1))
-
-
-def check_dictionaries_for_circuits(dictionaries: Dictionary | Sequence[Dictionary]) -> list[Dictionary]:
-    """The dictionaries as a list, refused unless non-empty Dictionary objects without skip paths."""
-    if isinstance(dictionaries, Dictionary):
-        dictionaries = [dictionaries]
-    if isinstance(dictionaries, str) or not isinstance(dictionaries, Sequence) or not dictionaries:
-        raise InputError("feature circuits take a Dictionary or a non-empty list of them.")
-    for d in dictionaries:
-        if not isinstance(d, Dictionary):
-            raise InputError(f"feature circuits take Dictionary objects, not {type(d).__name__}.")
-        if d.W_skip is not None:
-            raise InputError(
-                f"{d!r} is a skip transcoder: its skip path would be a path with no node in the feature "
-                "graph; use SAEs or transcoders without W_skip."
-            )
-    return list(dictionaries)
 
 
 def select_nodes(
