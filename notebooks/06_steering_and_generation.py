@@ -64,7 +64,7 @@ plain.texts + ablated.texts
 
 # %% [markdown]
 # **Any hook point, and patches from another run.** `Hook(name, fn)` takes a TransformerLens hook
-# name and a function `fn(activation, site)`; `PatchFrom(name, source)` puts in an activation cached
+# name and a function `fn(activation, site)`; `Patch(name, source)` puts in an activation cached
 # from another prompt. Here the name mover's output at the prompt's positions comes from a prompt where
 # the other name was repeated, so it now points at the other name. `keep` returns activations of the
 # generated tokens as they were computed, interventions included: below, where the name mover attends
@@ -79,7 +79,7 @@ corrupted_tokens = model.tokenizer(CORRUPTED, add_special_tokens=False, return_t
 _, cache = model.run_with_cache(corrupted_tokens)
 patched = interp.generate(
     model, PROMPT, 6,
-    interventions=[interp.PatchFrom("blocks.3.attn.hook_z", cache["blocks.3.attn.hook_z"], "prompt", heads=[2])],
+    interventions=[interp.Patch("blocks.3.attn.hook_z", cache["blocks.3.attn.hook_z"], "prompt", heads=[2])],
     keep=["blocks.3.attn.hook_pattern"],
 )  # fmt: skip
 print("plain:  ", interp.generate(model, PROMPT, 6).texts[0])

@@ -10,7 +10,8 @@ from transformer_lens import patching as tl_patching
 from interp.data.metrics import Metric
 from interp.data.prompts import PromptError, PromptPairs
 from interp.methods.activation_patching import SITE_DIMS, sweep
-from interp.methods.joint_patching import Patch, run_patched
+from interp.methods.interventions import Patch
+from interp.methods.joint_patching import run_patched
 from interp.model.hooks import active_hook_count
 from interp.model.loading import load_model
 from interp.toy.vocab import TRAIN_TEMPLATES
@@ -89,7 +90,7 @@ class TestInvariants:
         pairs = ioi_pairs(toy_model.tokenizer, 3, seed=5)
         result = sweep(toy_model, pairs, "head_out_by_pos", reduce="none")
         for layer, head, pos in [(0, 1, 3), (2, 2, 7), (3, 0, 13), (1, 3, 0)]:
-            patch = Patch(f"blocks.{layer}.attn.hook_z", pos=[pos], head=[head])
+            patch = Patch(f"blocks.{layer}.attn.hook_z", positions=[pos], heads=[head])
             expected = run_patched(toy_model, pairs, [patch])
             assert torch.allclose(result.values[layer, head, pos], expected, atol=1e-4)
 
@@ -151,7 +152,7 @@ def test_hooks_removed_when_the_metric_raises(toy_model):
     pairs = ioi_pairs(toy_model.tokenizer, 2)
     metric = RaisingMetric("logit_diff", pairs.answer, pairs.wrong)
     with pytest.raises(RuntimeError, match="metric failed"):
-        run_patched(toy_model, pairs, [Patch("blocks.1.attn.hook_z", head=[0])], metric=metric)
+        run_patched(toy_model, pairs, [Patch("blocks.1.attn.hook_z", heads=[0])], metric=metric)
     assert active_hook_count(toy_model) == 0
     with pytest.raises(RuntimeError, match="metric failed"):
         sweep(toy_model, pairs, "head_out", metric=metric)

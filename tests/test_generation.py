@@ -305,9 +305,7 @@ def test_the_readme_generation_block_runs_as_written():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     instruments = [b for b in blocks if "pairs = interp.PromptPairs.from_strings" in b]
-    generation = [
-        b for b in blocks if b.startswith("from interp import AblateHeads, Hook, PatchFrom, generate")
-    ]
+    generation = [b for b in blocks if b.startswith("from interp import AblateHeads, Hook, Patch, generate")]
     assert len(instruments) == 1 and len(generation) == 1
     namespace: dict = {}
     exec(instruments[0], namespace)

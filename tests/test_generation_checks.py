@@ -15,7 +15,7 @@ import torch
 from interp.base.errors import InputError
 from interp.methods.generation import generate
 from interp.methods.generation_checks import check_generate
-from interp.methods.interventions import AblateHeads, Hook, PatchFrom, Steer
+from interp.methods.interventions import AblateHeads, Hook, Patch, Steer
 from interp.model.loading import load_model
 
 
@@ -355,7 +355,7 @@ def test_hook(tiny, prompt):
             "blocks.0.attn.hook_z",
             torch.zeros(4, 2, 40),
             [2],
-            r"PatchFrom heads \[2\] are not heads of this model",
+            r"Patch heads \[2\] are not heads of this model",
         ),
         ("blocks.0.hook_resid_pre", torch.zeros(4, 80), [0], r"has no head axis; leave heads=None"),
     ],
@@ -365,7 +365,7 @@ def test_patch_from(tiny, prompt, name, source, heads, match):
         tiny,
         prompt,
         match,
-        interventions=[untyped(PatchFrom(name, torch.zeros(1)), source=source, heads=heads)],
+        interventions=[untyped(Patch(name, torch.zeros(1)), source=source, heads=heads)],
     )
 
 

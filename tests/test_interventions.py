@@ -11,7 +11,7 @@ import torch
 from interp.base.errors import HookNameError, InputError
 from interp.engine.incremental import Site, points
 from interp.methods.generation import generate
-from interp.methods.interventions import AblateHeads, Hook, PatchFrom, Steer
+from interp.methods.interventions import AblateHeads, Hook, Patch, Steer
 from interp.model.hooks import head_axis, pos_axis
 from interp.model.loading import load_model
 
@@ -155,7 +155,7 @@ class TestPatchFrom:
         _, cache = tiny.run_with_cache(corrupted)
         source = cache[name]
         gen = generate(
-            tiny, prompts, N_NEW, interventions=[PatchFrom(name, source, "prompt", heads=[1])],
+            tiny, prompts, N_NEW, interventions=[Patch(name, source, "prompt", heads=[1])],
             stop_at_eos=False, return_logits=True,
         )  # fmt: skip
         n_prompt = prompts.shape[1]
@@ -176,7 +176,7 @@ class TestPatchFrom:
         name = "blocks.1.attn.hook_pattern"
         _, cache = tiny.run_with_cache(corrupted)
         source = cache[name][0]  # without the batch axis: every prompt gets it
-        gen = generate(tiny, prompts, N_NEW, interventions=[PatchFrom(name, source)], stop_at_eos=False,
+        gen = generate(tiny, prompts, N_NEW, interventions=[Patch(name, source)], stop_at_eos=False,
                        return_logits=True)  # fmt: skip
         n = source.shape[-1]
 
@@ -191,17 +191,17 @@ class TestPatchFrom:
     def test_bad_sources_are_refused_with_the_layout(self, tiny, prompts):
         name = "blocks.0.attn.hook_z"
         with pytest.raises(InputError, match="batch pos head d_head"):
-            generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(6, 80))])
+            generate(tiny, prompts, 2, interventions=[Patch(name, torch.zeros(6, 80))])
         with pytest.raises(InputError, match="batch of 3"):
-            generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(3, 6, 2, 40))])
+            generate(tiny, prompts, 2, interventions=[Patch(name, torch.zeros(3, 6, 2, 40))])
         with pytest.raises(InputError, match=r"shape \(1, 6, 3, 40\); .* = \(batch, pos, 2, 40\)"):
-            generate(tiny, prompts, 2, interventions=[PatchFrom(name, torch.zeros(1, 6, 3, 40))])
+            generate(tiny, prompts, 2, interventions=[Patch(name, torch.zeros(1, 6, 3, 40))])
         with pytest.raises(InputError, match="no head axis"):
             generate(
                 tiny,
                 prompts,
                 2,
-                interventions=[PatchFrom("blocks.0.hook_resid_pre", torch.zeros(6, 80), heads=[0])],
+                interventions=[Patch("blocks.0.hook_resid_pre", torch.zeros(6, 80), heads=[0])],
             )
 
 

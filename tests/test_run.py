@@ -318,7 +318,7 @@ def test_generate_with_heads_from_the_corrupted_prompt_matches_patching_each_pro
 ):
     from interp.data.tasks import build_pairs
     from interp.methods.generation import generate
-    from interp.methods.interventions import PatchFrom
+    from interp.methods.interventions import Patch
 
     analysis = {"kind": "generate", "heads": [[3, 2], [2, 1]], "head_source": "corrupted", "n_samples": 3}
     config = parse_config({"seed": 0, "task": {"name": "ioi", "n_pairs": 6}, "analysis": [analysis]})
@@ -330,8 +330,8 @@ def test_generate_with_heads_from_the_corrupted_prompt_matches_patching_each_pro
         n = int(pairs.lengths[i])
         _, cache = toy_model.run_with_cache(pairs.corrupted_tokens[i : i + 1, :n])
         alone = generate(toy_model, pairs.clean_tokens[i, :n], 12, interventions=[
-            PatchFrom("blocks.3.attn.hook_z", cache["blocks.3.attn.hook_z"], "prompt", heads=[2]),
-            PatchFrom("blocks.2.attn.hook_z", cache["blocks.2.attn.hook_z"], "prompt", heads=[1]),
+            Patch("blocks.3.attn.hook_z", cache["blocks.3.attn.hook_z"], "prompt", heads=[2]),
+            Patch("blocks.2.attn.hook_z", cache["blocks.2.attn.hook_z"], "prompt", heads=[1]),
         ])  # fmt: skip
         assert sample["text"] == alone.texts[0]
     assert any(p["text"] != s["text"] for p, s in zip(patched, samples, strict=False))  # it changes text

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal, get_args
 
 import torch
@@ -37,6 +37,7 @@ from interp.engine.batched import run_variants
 from interp.engine.forward import RunCache
 from interp.methods.activation_patching import DEFAULT_MEMORY_BUDGET, head_out_variants
 from interp.methods.contrastive import contrast
+from interp.methods.interventions import Component, permutation
 from interp.methods.result import EffectResult
 from interp.methods.vocabulary import (
     AblationMethod,
@@ -48,51 +49,6 @@ from interp.model.cache import cache_activations
 from interp.model.loading import HookedPhi
 
 Method = AblationMethod  # the one spelling; each function checks the subset it gives
-Kind = Literal["head", "attn", "mlp", "neuron"]
-
-
-@dataclass(frozen=True)
-class Component:
-    """A head (`index` = head), a whole attention layer, an MLP, or one MLP neuron (`index` = neuron)."""
-
-    kind: Kind
-    layer: int
-    index: int | None = None
-
-    @property
-    def hook(self) -> str:
-        return {
-            "head": f"blocks.{self.layer}.attn.hook_z",
-            "attn": f"blocks.{self.layer}.hook_attn_out",
-            "mlp": f"blocks.{self.layer}.hook_mlp_out",
-            "neuron": f"blocks.{self.layer}.mlp.hook_post",
-        }[self.kind]
-
-    def select(self, activation: Tensor) -> Tensor:
-        """The part of the hook's activation this component owns (a view)."""
-        if self.kind == "head":
-            return activation[:, :, self.index]
-        if self.kind == "neuron":
-            return activation[..., self.index]
-        return activation
-
-    def validate(self, model: HookedPhi) -> None:
-        cfg = model.cfg
-        if not 0 <= self.layer < cfg.n_layers:
-            raise InputError(f"{self}: layer must be in 0..{cfg.n_layers - 1}")
-        limit = {"head": cfg.n_heads, "neuron": cfg.d_mlp}.get(self.kind)
-        if limit is not None and (self.index is None or not 0 <= self.index < limit):
-            raise InputError(f"{self}: a {self.kind} needs index in 0..{limit - 1}")
-        if self.kind not in ("head", "attn", "mlp", "neuron"):
-            raise InputError(f"{self}: kind must be head, attn, mlp or neuron")
-
-
-def _permutation(n: int, seed: int) -> Tensor:
-    """A random permutation with no fixed point where possible (each prompt gets another's output)."""
-    if n < 2:
-        return torch.zeros(n, dtype=torch.long)
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.arange(n) + torch.randint(1, n, (1,), generator=generator)) % n
 
 
 @contextmanager
@@ -133,7 +89,7 @@ def ablate(
                     raise InputError(
                         f"resample ablation: reference prompts have {source.shape[1]} tokens, inputs {n_pos}"
                     )
-                rows = _permutation(max(batch, source.shape[0]), seed)[:batch] % source.shape[0]
+                rows = permutation(max(batch, source.shape[0]), seed)[:batch] % source.shape[0]
                 target.copy_(component.select(source[rows.to(source.device), :n_pos]))
             return out
 
@@ -201,7 +157,7 @@ def ablation_sweep(
             if reference == "corrupted":
                 resampled = group.corrupted
             else:
-                rows = _permutation(len(group.index), seed)
+                rows = permutation(len(group.index), seed)
                 resampled = replace(base, z=[z[rows] for z in base.z])
         source = _ablated_source(base, method, mean_z, resampled)
         for key, logits in run_variants(w, base, head_out_variants(w, base, source), memory_budget).items():

@@ -8,7 +8,7 @@
     _, cache = model.run_with_cache(corrupted_tokens)
     generate(model, prompt, 10, interventions=[
         Hook("blocks.1.attn.hook_pattern", lambda pattern, site: pattern * 0.5),
-        PatchFrom("blocks.0.attn.hook_z", cache["blocks.0.attn.hook_z"], positions="prompt", heads=[3]),
+        Patch("blocks.0.attn.hook_z", cache["blocks.0.attn.hook_z"], positions="prompt", heads=[3]),
     ])
 
 Each step runs only the new position through the model (`interp.engine.incremental`), attending to
@@ -100,7 +100,7 @@ def generate(
     `batching`: prompts of different token lengths run as one left-padded batch ("padded": padding is
     masked and each row's positions count from its first real token) or in one batch per length
     ("by_length"); "auto" pads when every intervention is a Steer or AblateHeads at "all", "prompt"
-    or "generated" (Hook, PatchFrom and listed positions name absolute positions, which differ row
+    or "generated" (Hook, Patch and listed positions name absolute positions, which differ row
     by row under padding) and otherwise groups by length."""
     refuse_user_hooks(model, "generate")
     args = check_generate(
@@ -183,7 +183,7 @@ def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: 
     if batching == "padded" and not fits:
         raise InputError(
             "batching='padded' takes Steer and AblateHeads at 'all', 'prompt' or 'generated' only: Hook, "
-            "PatchFrom and listed positions name absolute positions, which padding shifts row by row. "
+            "Patch and listed positions name absolute positions, which padding shifts row by row. "
             "Use batching='by_length' (or 'auto')."
         )
     return batching == "padded" or (batching == "auto" and fits and len(set(lengths.tolist())) > 1)

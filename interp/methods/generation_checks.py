@@ -20,14 +20,19 @@ from torch import Tensor
 
 from interp.base.errors import InputError
 from interp.methods.interventions import (
+    KINDS,
+    Ablate,
     AblateHeads,
+    Component,
     Hook,
     Intervention,
-    PatchFrom,
+    Patch,
+    Resolve,
     Steer,
     layout,
     resolve_point,
 )
+from interp.methods.vocabulary import ABLATION_METHODS, check_method
 from interp.model.hooks import head_axis, pos_axis
 from interp.model.loading import HookedPhi
 
@@ -136,13 +141,13 @@ def check_generate(
             f"{longest + max_new_tokens} tokens, more than the model's context of {n_ctx} (positions past it "
             f"have no trained meaning). Use {fits}."
         )
-    if isinstance(interventions, Steer | AblateHeads | Hook | PatchFrom):
+    if isinstance(interventions, Ablate | Patch | Steer | AblateHeads | Hook):
         raise InputError(
             f"interventions takes a list; use interventions=[{type(interventions).__name__}(...)]."
         )
     if isinstance(interventions, str) or not isinstance(interventions, Sequence):
         raise InputError(
-            f"interventions={interventions!r} is not allowed; use a list of Steer, AblateHeads, Hook or PatchFrom."
+            f"interventions={interventions!r} is not allowed; use a list of Steer, AblateHeads, Hook or Patch."
         )
     # positions 0 .. reach - 1 are run (the last token chosen only when its activations are kept)
     reach = longest + max_new_tokens - 1 + (1 if keep_points else 0)
@@ -272,7 +277,9 @@ def describe(item) -> str:
         return f"Steer(layer={item.layer!r}, multiplier={item.multiplier!r})"
     if isinstance(item, AblateHeads):
         return "AblateHeads"
-    return f"{type(item).__name__}({item.name!r})"
+    if isinstance(item, Ablate):
+        return f"Ablate({item.component!r}, {item.method!r})"
+    return f"{type(item).__name__}({(item.hook if isinstance(item, Patch) else item.name)!r})"
 
 
 def check_interventions(
@@ -281,13 +288,21 @@ def check_interventions(
     n_prompts: int | None = None,
     longest: int | None = None,
     reach: int | None = None,
+    *,
+    resolve: Resolve = resolve_point,
+    kinds: tuple[type, ...] = (Steer, AblateHeads, Hook, Patch),
 ) -> None:
     """Every intervention well-formed for this model (and, given them, for `n_prompts` prompts whose
-    longest has `longest` tokens, running positions below `reach`), or an error naming what is wrong."""
+    longest has `longest` tokens, running positions below `reach`), or an error naming what is wrong.
+    `resolve` names the hook points the target offers, `kinds` the interventions it runs."""
     cfg = model.cfg
     for item in interventions:
-        if not isinstance(item, Steer | AblateHeads | Hook | PatchFrom):
-            raise InputError(f"{item!r} is not an intervention; use Steer, AblateHeads, Hook or PatchFrom.")
+        if not isinstance(item, kinds):
+            names = [k.__name__ for k in kinds]
+            allowed = ", ".join(names[:-1]) + f" or {names[-1]}"
+            if isinstance(item, KINDS):
+                raise InputError(f"{type(item).__name__} is not run here; use {allowed}.")
+            raise InputError(f"{item!r} is not an intervention; use {allowed}.")
         what = describe(item)
         check_positions(item.positions, what, reach)
         if item.positions == "generated" and longest is not None and reach is not None and reach <= longest:
@@ -303,13 +318,42 @@ def check_interventions(
         elif isinstance(item, Hook):
             if not isinstance(item.name, str):
                 raise InputError(f"Hook name {item.name!r} is not allowed; use a hook point name (a string).")
-            resolve_point(model, item.name)
+            resolve(model, item.name)
             if not callable(item.fn):
                 raise InputError(
                     f"Hook({item.name!r}) needs a function fn(activation, site), not {item.fn!r}."
                 )
+        elif isinstance(item, Ablate):
+            _check_ablate(model, item, n_prompts, resolve)
         else:
-            _check_patch(model, item, n_prompts)
+            _check_patch(model, item, n_prompts, resolve)
+
+
+def _check_ablate(model: HookedPhi, item: Ablate, n_prompts: int | None, resolve: Resolve) -> None:
+    check_method(item.method, ABLATION_METHODS)
+    if isinstance(item.component, Component):
+        item.component.validate(model)
+        resolve(model, item.component.hook)
+    elif isinstance(item.component, str):
+        resolve(model, item.component)
+    else:
+        raise InputError(
+            f"Ablate component {item.component!r} is not allowed; use a Component (head, attn, mlp or "
+            "neuron) or a hook point name."
+        )
+    if item.method == "zero":
+        return
+    reference = item.reference
+    if not isinstance(reference, Tensor) or reference.dim() != 2 or reference.dtype.is_floating_point:
+        raise InputError(
+            f"Ablate({item.component!r}, {item.method!r}) needs reference token ids [batch pos] (the prompts "
+            f"to average or take values from), not {type(reference).__name__}."
+        )
+    if item.method == "counterfactual" and n_prompts is not None and reference.shape[0] != n_prompts:
+        raise InputError(
+            f"counterfactual ablation takes reference row i for prompt i: the reference has "
+            f"{reference.shape[0]} prompts, the input {n_prompts}; give one reference prompt per prompt."
+        )
 
 
 def _check_steer(cfg, item) -> None:
@@ -369,52 +413,57 @@ def _point_shape(cfg, name: str) -> tuple[int | None, ...]:
     point = layout(name)
     if point.startswith("batch head"):
         return (cfg.n_heads, None, None)
-    sizes = {"head": cfg.n_heads, "d_head": cfg.d_head, "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab}
-    return tuple(None if dim == "pos" else sizes.get(dim, cfg.d_model) for dim in point.split()[1:])
+    sizes = {"head": cfg.n_heads, "d_head": cfg.d_head, "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab, "1": 1}
+    sizes["d_model"] = cfg.d_model  # other dims (a dictionary's d_sae) are not checked here
+    return tuple(None if dim == "pos" else sizes.get(dim) for dim in point.split()[1:])
 
 
-def _check_patch(model: HookedPhi, item, n_prompts: int | None) -> None:
+def _check_patch(model: HookedPhi, item, n_prompts: int | None, resolve: Resolve) -> None:
     cfg = model.cfg
-    if not isinstance(item.name, str):
-        raise InputError(f"PatchFrom name {item.name!r} is not allowed; use a hook point name (a string).")
-    name = resolve_point(model, item.name)
+    if not isinstance(item.hook, str):
+        raise InputError(f"Patch hook {item.hook!r} is not allowed; use a hook point name (a string).")
+    name = resolve(model, item.hook)
     source = item.source
     if not isinstance(source, Tensor):
-        raise InputError(f"PatchFrom({item.name!r}) needs a tensor source, not {type(source).__name__}.")
+        raise InputError(f"Patch({item.hook!r}) needs a tensor source, not {type(source).__name__}.")
     if not source.dtype.is_floating_point:
         raise InputError(
-            f"PatchFrom({item.name!r}) source has dtype {source.dtype}; use a floating-point activation "
+            f"Patch({item.hook!r}) source has dtype {source.dtype}; use a floating-point activation "
             "(e.g. cache[name] from model.run_with_cache)."
         )
     tail = _point_shape(cfg, name)
     ndim = len(tail) + 1
     if source.dim() not in (ndim, ndim - 1):
         raise InputError(
-            f"PatchFrom({item.name!r}) source has {source.dim()} axes; {name} has {ndim} "
+            f"Patch({item.hook!r}) source has {source.dim()} axes; {name} has {ndim} "
             f"({layout(name)}), or {ndim - 1} without the batch."
         )
     if source.dim() == ndim and n_prompts is not None and source.shape[0] not in (1, n_prompts):
         raise InputError(
-            f"PatchFrom({item.name!r}) source has a batch of {source.shape[0]}; use 1 or one row per "
+            f"Patch({item.hook!r}) source has a batch of {source.shape[0]}; use 1 or one row per "
             f"prompt ({n_prompts})."
         )
     got = tuple(source.shape[source.dim() - len(tail) :])
     if any(want is not None and have != want for have, want in zip(got, tail, strict=True)):
         expected = tuple("pos" if want is None else want for want in tail)
         raise InputError(
-            f"PatchFrom({item.name!r}) source has shape {tuple(source.shape)}; {name} is "
+            f"Patch({item.hook!r}) source has shape {tuple(source.shape)}; {name} is "
             f"{layout(name)} = (batch, {', '.join(map(str, expected))}) for this model."
         )
     if source.shape[pos_axis(name) - (ndim - source.dim())] == 0:
-        raise InputError(f"PatchFrom({item.name!r}) source has no positions (shape {tuple(source.shape)}).")
+        raise InputError(f"Patch({item.hook!r}) source has no positions (shape {tuple(source.shape)}).")
     if not bool(torch.isfinite(source).all()):
         raise InputError(
-            f"PatchFrom({item.name!r}) source holds non-finite values (NaN or inf); they would make the "
+            f"Patch({item.hook!r}) source holds non-finite values (NaN or inf); they would make the "
             "logits NaN. Use a finite activation."
         )
     if item.heads is not None:
         if head_axis(name) is None:
-            raise InputError(f"PatchFrom({item.name!r}) has no head axis; leave heads=None.")
+            raise InputError(
+                f"Patch({item.hook!r}) has no head axis; leave heads=None, or use a "
+                "point with one (attn.hook_q, hook_k, hook_v, hook_rot_q, hook_rot_k, hook_attn_scores, "
+                "hook_pattern, hook_z, hook_result)."
+            )
         if (
             isinstance(item.heads, str)
             or not isinstance(item.heads, Sequence)
@@ -422,9 +471,9 @@ def _check_patch(model: HookedPhi, item, n_prompts: int | None) -> None:
             or not all(isinstance(h, Integral) and not isinstance(h, bool) for h in item.heads)
         ):
             raise InputError(
-                f"PatchFrom({item.name!r}) heads={item.heads!r} is not allowed; use None (every head) or a "
+                f"Patch({item.hook!r}) heads={item.heads!r} is not allowed; use None (every head) or a "
                 f"non-empty list of heads 0 .. {cfg.n_heads - 1}."
             )
         bad = [h for h in item.heads if not 0 <= h < cfg.n_heads]
         if bad:
-            raise InputError(f"PatchFrom heads {bad} are not heads of this model (0 .. {cfg.n_heads - 1}).")
+            raise InputError(f"Patch heads {bad} are not heads of this model (0 .. {cfg.n_heads - 1}).")

@@ -1,21 +1,31 @@
-"""What `generate` can do to the model while it writes, and where: four interventions, one mechanism.
+"""The one intervention vocabulary: what to change in the model, and where, for every method.
 
+- `Ablate(component, method)`: replace a component's output (a head, a whole attention layer, an MLP,
+  one MLP neuron: `Component`; or any hook point by name) by what `method` gives
+  (`interp.methods.vocabulary.AblationMethod`): 0, its mean over `reference` prompts, its value on
+  another reference prompt (`resample`, from `seed`), or on the paired prompt (`counterfactual`:
+  reference row i for prompt i).
+- `Patch(hook, source, positions, heads)`: put a stored activation in, e.g. `cache[hook]` from
+  `model.run_with_cache(corrupted)`; optionally only some heads. `source=None` is filled by
+  `run_patched` from the pair's other run.
 - `Steer(layer, vector, multiplier)`: add `multiplier * vector` to the residual stream entering block
   `layer` (`layer == n_layers`: the final residual).
 - `AblateHeads(heads)`: zero each listed head's `z` (its write to the residual stream goes).
 - `Hook(name, fn)`: any TransformerLens hook point, by its name (aliases accepted), with a
   TransformerLens-style function `fn(activation, site) -> activation | None` (None: the activation
   as `fn` left it, edited in place or not).
-- `PatchFrom(name, source)`: put a stored activation in, e.g. `cache[name]` from
-  `model.run_with_cache(corrupted)`; optionally only some heads.
 
 Each acts at `positions`: "all", "prompt" (the prompt's positions), "generated" (the new tokens'), or a
 list of absolute positions. Under the key/value cache a hook sees only the positions being run, so
 `fn` gets a `Site` saying which absolute positions its tensor holds (`site.start .. site.stop`); `fn`
 is called on (a copy of) the whole tensor and its result, or its in-place edit when it returns None,
-is used at the chosen positions only. Arguments are checked by `interp.methods.generation_checks`. All of them are
-compiled per group of equal-length prompts into edit functions on `interp.engine.incremental`'s
-points, with vectors and masks moved to the model's device and dtype once, not every step.
+is used at the chosen positions only.
+
+`compile_edits` turns them into edit functions `fn(tensor, site)` by hook name, for any target: the
+engine's full forward and `interp.engine.incremental`'s points (generation), or the bridge's hooks
+(`interp.methods.hooked_run`); the target says how names resolve (`resolve`) and how reference
+activations are computed (`gather`). Vectors and masks move to the model's device and dtype once, not
+every step. Generation's arguments are checked by `interp.methods.generation_checks`.
 """
 
 from __future__ import annotations
@@ -25,16 +35,75 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
+from interp.engine.hook_points import dims
 from interp.engine.incremental import BLOCK_POINTS, EditFn, Site, fit_src_pos, points
+from interp.methods.vocabulary import AblationMethod
 from interp.model.hooks import head_axis, hook_aliases, pos_axis
 from interp.model.loading import HookedPhi
 
 Where = Literal["all", "prompt", "generated"]
 Positions = Where | Sequence[int]
+
+
+Kind = Literal["head", "attn", "mlp", "neuron"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A head (`index` = head), a whole attention layer, an MLP, or one MLP neuron (`index` = neuron)."""
+
+    kind: Kind
+    layer: int
+    index: int | None = None
+
+    @property
+    def hook(self) -> str:
+        return {
+            "head": f"blocks.{self.layer}.attn.hook_z",
+            "attn": f"blocks.{self.layer}.hook_attn_out",
+            "mlp": f"blocks.{self.layer}.hook_mlp_out",
+            "neuron": f"blocks.{self.layer}.mlp.hook_post",
+        }[self.kind]
+
+    def select(self, activation: Tensor) -> Tensor:
+        """The part of the hook's activation this component owns (a view)."""
+        if self.kind == "head":
+            return activation[:, :, self.index]
+        if self.kind == "neuron":
+            return activation[..., self.index]
+        return activation
+
+    def validate(self, model: HookedPhi) -> None:
+        cfg = model.cfg
+        if not 0 <= self.layer < cfg.n_layers:
+            raise InputError(f"{self}: layer must be in 0..{cfg.n_layers - 1}")
+        limit = {"head": cfg.n_heads, "neuron": cfg.d_mlp}.get(self.kind)
+        if limit is not None and (self.index is None or not 0 <= self.index < limit):
+            raise InputError(f"{self}: a {self.kind} needs index in 0..{limit - 1}")
+        if self.kind not in ("head", "attn", "mlp", "neuron"):
+            raise InputError(f"{self}: kind must be head, attn, mlp or neuron")
+
+
+@dataclass
+class Ablate:
+    """Replace `component`'s output (a `Component`, or a hook point's whole activation by name) at
+    `positions` by what `method` gives: 0 (`zero`), its mean over the `reference` prompts and positions
+    (`mean`), its value on another reference prompt at the same positions (`resample`, a permutation
+    from `seed`), or on reference row i for prompt i (`counterfactual`: the paired corrupted prompts)."""
+
+    component: Component | str
+    method: AblationMethod = "zero"
+    reference: Int[Tensor, "batch pos"] | None = None
+    seed: int = 0
+    positions: Positions = "all"
+
+    @property
+    def hook(self) -> str:
+        return self.component.hook if isinstance(self.component, Component) else self.component
 
 
 @dataclass
@@ -68,19 +137,32 @@ class Hook:
 
 
 @dataclass
-class PatchFrom:
-    """Replace the activation at hook point `name` with `source` at `positions` (and only `heads`,
+class Patch:
+    """Replace the activation at hook point `hook` with `source` at `positions` (and only `heads`,
     for points with a head axis). `source` is a full-sequence activation in TransformerLens's layout,
     with a batch of 1 or one row per prompt, or without the batch axis; positions past its length are
-    left alone."""
+    left alone. `source=None`: `run_patched` fills it from the pair's other run."""
 
-    name: str
-    source: Tensor
+    hook: str
+    source: Tensor | None = None
     positions: Positions = "all"
     heads: list[int] | None = None
 
 
-Intervention = Steer | AblateHeads | Hook | PatchFrom
+Intervention = Ablate | Patch | Steer | AblateHeads | Hook
+KINDS: tuple[type, ...] = (Ablate, Patch, Steer, AblateHeads, Hook)
+# resolves a hook name to the target's name for it (an unknown name: an error naming what is allowed)
+Resolve = Callable[[HookedPhi, str], str]
+# the activations at these hook points on these tokens, as the target computes them
+Gather = Callable[[Tensor, Sequence[str]], dict[str, Tensor]]
+
+
+def permutation(n: int, seed: int) -> Tensor:
+    """A random permutation with no fixed point where possible (each prompt gets another's output)."""
+    if n < 2:
+        return torch.zeros(n, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.arange(n) + torch.randint(1, n, (1,), generator=generator)) % n
 
 
 def resolve_point(model: HookedPhi, name: str) -> str:
@@ -96,11 +178,13 @@ def resolve_point(model: HookedPhi, name: str) -> str:
     )
 
 
-def _selected(positions: Positions, site: Site, n_prompt: int, device) -> Tensor | str | None:
+def _selected(positions: Positions, site: Site, n_prompt: int | None, device) -> Tensor | str | None:
     """Which entries of the site's position axis are chosen: None (none), "all", or their indices.
     Decided from plain integers, so a generation step whose choice is all-or-nothing adds no work."""
     if positions == "all":
         return "all"
+    if n_prompt is None:  # a single forward: every position is the prompt's
+        n_prompt = site.stop
     if positions == "prompt":
         lo, hi = 0, n_prompt
     elif positions == "generated":
@@ -128,28 +212,38 @@ def _merge(old: Tensor, new: Tensor, axis: int, chosen: Tensor | str) -> Tensor:
 def compile_edits(
     model: HookedPhi,
     interventions: Sequence[Intervention],
-    n_prompt: int,
-    rows: Sequence[int],
-    n_total: int,
+    n_prompt: int | None,
+    rows: Sequence[int] | None,
+    n_total: int | None,
     dtype: torch.dtype,
     device,
     wrap: Callable[[Intervention, EditFn], EditFn] | None = None,
+    *,
+    resolve: Resolve = resolve_point,
+    gather: Gather | None = None,
 ) -> dict[str, list[EditFn]]:
-    """Edit functions per engine point for one group: prompts `rows` (indices into the `n_total`
-    prompts given to `generate`) of `n_prompt` tokens. `wrap(intervention, fn)`, if given, replaces
-    each edit function (e.g. to watch what it writes)."""
+    """Edit functions per hook point for one group: prompts `rows` (indices into the `n_total`
+    prompts given; None: every prompt, as given) of `n_prompt` tokens (None: a single forward, all
+    prompt). `wrap(intervention, fn)`, if given, replaces each edit function (e.g. to watch what it
+    writes). `resolve` gives the target's name for a hook name (default: generation's points);
+    `gather(tokens, names)` the reference activations an `Ablate` needs (none: only `zero`)."""
     edits: dict[str, list[EditFn]] = {}
     for item in interventions:
-        for name, fn in _compile(model, item, n_prompt, rows, n_total, dtype, device):
+        for name, fn in _compile(model, item, n_prompt, rows, n_total, dtype, device, resolve, gather):
             edits.setdefault(name, []).append(fn if wrap is None else wrap(item, fn))
     return edits
 
 
 def _compile(
-    model: HookedPhi, item: Intervention, n_prompt: int, rows: Sequence[int], n_total: int, dtype, device
+    model: HookedPhi, item: Intervention, n_prompt, rows, n_total, dtype, device, resolve, gather
 ) -> list[tuple[str, EditFn]]:
-    """One intervention's (engine point, edit function) pairs."""
+    """One intervention's (hook point, edit function) pairs."""
     n_layers = model.cfg.n_layers
+    if isinstance(item, Ablate):
+        name = resolve(model, item.hook)
+        return [
+            (name, _ablate_component(item, name, n_prompt, _reference(item, name, gather, device, dtype)))
+        ]
     if isinstance(item, Steer):
         name = (
             f"blocks.{n_layers - 1}.hook_resid_post"
@@ -173,12 +267,80 @@ def _compile(
             for layer in sorted({la for la, _ in item.heads})
         ]
     if isinstance(item, Hook):
-        return [(resolve_point(model, item.name), _hook(item, n_prompt))]
-    name = resolve_point(model, item.name)
+        return [(resolve(model, item.name), _hook(item, n_prompt))]
+    name = resolve(model, item.hook)
+    if item.source is None:
+        raise InputError(
+            f"Patch({item.hook!r}) has no source; give source= (e.g. cache[{item.hook!r}] from another run), "
+            "or use run_patched, which takes it from the pair's other run."
+        )
     return [(name, _patch(item, name, n_prompt, rows, n_total, dtype, device))]
 
 
-def _steer(item: Steer, n_prompt: int, dtype, device) -> EditFn:
+def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) -> Tensor | None:
+    """What an `Ablate` takes its values from: None (zero), the reference mean (batch and position axes
+    kept, of size 1), or the reference activations (resample, counterfactual)."""
+    if item.method == "zero":
+        return None
+    if item.reference is None:
+        raise InputError(
+            f"{item.method} ablation needs reference tokens (a batch of prompts to average or resample)"
+        )
+    if gather is None:
+        raise InputError(f"Ablate method={item.method!r} is not allowed here; use 'zero'.")
+    activation = gather(item.reference, [name])[name].detach()
+    if item.method == "mean":
+        if pos_axis(name) != 1:
+            raise InputError(
+                f"mean ablation at {name}: its positions are dest_pos x src_pos, which a mean over prompts "
+                "of other lengths does not fit; use 'zero', 'resample' or 'counterfactual' there."
+            )
+        return activation.float().mean(dim=(0, 1), keepdim=True).to(device, dtype)
+    return activation.to(device, dtype)
+
+
+def _ablate_component(item: Ablate, name: str, n_prompt, value: Tensor | None) -> EditFn:
+    component = item.component if isinstance(item.component, Component) else None
+    axis = pos_axis(name)
+
+    def select(t: Tensor) -> Tensor:
+        return t if component is None else component.select(t)
+
+    def edit(x: Tensor, site: Site) -> Tensor:
+        chosen = _selected(item.positions, site, n_prompt, x.device)
+        if chosen is None:
+            return x
+        out = x.clone()
+        target = select(out)
+        if value is None:
+            target.zero_()
+        elif item.method == "mean":
+            target.copy_(select(value).expand_as(target))
+        else:
+            batch, n_source = x.shape[0], value.shape[axis]
+            if n_source < site.stop:
+                raise InputError(
+                    f"{item.method} ablation: reference prompts have {n_source} tokens, inputs {site.stop}"
+                )
+            if item.method == "resample":
+                rows = permutation(max(batch, value.shape[0]), item.seed)[:batch] % value.shape[0]
+            elif value.shape[0] != batch:
+                raise InputError(
+                    f"counterfactual ablation takes reference row i for prompt i: the reference has "
+                    f"{value.shape[0]} prompts, the input {batch}; give one reference prompt per prompt."
+                )
+            else:
+                rows = torch.arange(batch)
+            source = value[rows.to(value.device)].narrow(axis, site.start, site.n)
+            if axis == 2:  # scores / pattern: the source axis to the current length
+                source = fit_src_pos(source, x.shape[-1], name)
+            target.copy_(select(source))
+        return _merge(x, out, axis, chosen)
+
+    return edit
+
+
+def _steer(item: Steer, n_prompt: int | None, dtype, device) -> EditFn:
     delta = (item.multiplier * item.vector.to(device, torch.float32)).to(dtype)  # once, not every step
 
     def edit(x: Tensor, site: Site) -> Tensor:
@@ -190,7 +352,9 @@ def _steer(item: Steer, n_prompt: int, dtype, device) -> EditFn:
     return edit
 
 
-def _ablate(heads: list[int], positions: Positions, n_prompt: int, n_heads: int, dtype, device) -> EditFn:
+def _ablate(
+    heads: list[int], positions: Positions, n_prompt: int | None, n_heads: int, dtype, device
+) -> EditFn:
     keep = torch.ones(n_heads, 1, dtype=dtype, device=device)  # head d_head (broadcast)
     keep[heads] = 0
 
@@ -203,7 +367,7 @@ def _ablate(heads: list[int], positions: Positions, n_prompt: int, n_heads: int,
     return edit
 
 
-def _hook(item: Hook, n_prompt: int) -> EditFn:
+def _hook(item: Hook, n_prompt: int | None) -> EditFn:
     def edit(x: Tensor, site: Site) -> Tensor:
         chosen = _selected(item.positions, site, n_prompt, x.device)
         if chosen is None:
@@ -225,13 +389,11 @@ def _hook(item: Hook, n_prompt: int) -> EditFn:
     return edit
 
 
-def _patch(
-    item: PatchFrom, name: str, n_prompt: int, rows: Sequence[int], n_total: int, dtype, device
-) -> EditFn:
+def _patch(item: Patch, name: str, n_prompt, rows: Sequence[int] | None, n_total, dtype, device) -> EditFn:
     axis = pos_axis(name)
-    source = item.source.detach()  # its layout and batch checked by generation_checks
+    source = item.source.detach()  # its layout and batch checked by generation_checks / hooked_run
     if source.dim() == _ndim(name):
-        source = source if source.shape[0] == 1 else source[list(rows)]
+        source = source if source.shape[0] == 1 or rows is None else source[list(rows)]
     else:
         source = source[None]
     source = source.to(device, dtype)
@@ -255,7 +417,7 @@ def _patch(
         expected[axis] = src.shape[axis]
         if list(src.shape[1:]) != expected[1:]:
             raise InputError(
-                f"PatchFrom({item.name!r}) source has shape {tuple(item.source.shape)}; at {name} the model has "
+                f"Patch({item.hook!r}) source has shape {tuple(item.source.shape)}; at {name} the model has "
                 f"{tuple(x.shape)} for positions {site.start}..{site.stop - 1} ({layout(name)})."
             )
         src = src.expand(x.shape[0], *src.shape[1:])
@@ -269,11 +431,16 @@ def _patch(
 
 
 def _ndim(name: str) -> int:
-    return 4 if head_axis(name) is not None else 3
+    return len(layout(name).split())
 
 
 def layout(name: str) -> str:
-    """The point's TransformerLens layout, e.g. "batch pos head d_head"."""
+    """The point's TransformerLens layout, e.g. "batch pos head d_head" (the engine's schema where it
+    is an engine point)."""
+    try:
+        return " ".join(dims(name))
+    except KeyError:
+        pass
     point = name.split(".", 2)[2] if name.startswith("blocks.") else name
     if point in ("attn.hook_attn_scores", "attn.hook_pattern"):
         return "batch head dest_pos src_pos"
@@ -283,4 +450,6 @@ def layout(name: str) -> str:
         return "batch pos d_mlp"
     if point == "hook_unembed":
         return "batch pos d_vocab"
+    if point.endswith("hook_scale"):
+        return "batch pos 1"
     return "batch pos d_model"

@@ -223,11 +223,12 @@ class TestPatchLatents:
                 patch_latents(toy_model, pairs, [LatentPatch(sae, [0])], error=False)
 
     def test_the_vocabularys_patch_on_latents_agrees(self, toy_model):
-        from interp.methods.joint_patching import Patch, run_patched
+        from interp.methods.interventions import Patch
+        from interp.methods.joint_patching import run_patched
 
         pairs = ioi_pairs(toy_model.tokenizer, 3)
         sae = make_dict(toy_model, "sae", layer=1)
         with torch.no_grad(), splice(toy_model, sae) as spliced:
-            joint = run_patched(toy_model, pairs, [Patch(spliced.name(sae), pos=[2, 4])])
+            joint = run_patched(toy_model, pairs, [Patch(spliced.name(sae), positions=[2, 4])])
             latents = patch_latents(toy_model, pairs, [LatentPatch(sae, positions=[2, 4])])
         close(latents, joint)

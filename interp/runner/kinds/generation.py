@@ -53,7 +53,7 @@ def _check(options: GenerateOptions, model) -> None:
 def _head_interventions(options: GenerateOptions, model, pairs, n: int) -> list:
     """`heads` zero-ablated at `positions`, or their z patched from each pair's corrupted prompt at the
     prompt's positions (right padding leaves every prompt's own positions as they are)."""
-    from interp.methods.interventions import AblateHeads, PatchFrom
+    from interp.methods.interventions import AblateHeads, Patch
     from interp.model.cache import cache_activations
 
     heads = [tuple(h) for h in options.heads]
@@ -64,7 +64,7 @@ def _head_interventions(options: GenerateOptions, model, pairs, n: int) -> list:
     names = sorted({f"blocks.{layer}.attn.hook_z" for layer, _ in heads})
     source = cache_activations(model, pairs.corrupted_tokens[:n].to(model.cfg.device), names)
     return [
-        PatchFrom(
+        Patch(
             name, source[name], "prompt", heads=[h for la, h in heads if f"blocks.{la}.attn.hook_z" == name]
         )
         for name in names
