@@ -43,6 +43,7 @@ CARDS = [
         [2.0, 0.0],
         input_tokens=[(" John", 0.9)],
         upstream=[("emb", 3, 0.4)],
+        input_heads=[("L0H1", " Bob", 0.7)],
     ),
 ]
 
@@ -87,6 +88,7 @@ def test_the_browser_lists_sorts_searches_and_shows_cards(tmp_path):
             assert page.inner_text(".interp-features-selected") == "sae #1"
             assert '" John"' in page.inner_text(".interp-features-inputs")
             assert "emb #3" in page.inner_text(".interp-features-upstream")
+            assert page.inner_text(".interp-features-heads tr") == 'L0H1 " Bob"\t+0.7000'
             assert page.locator(".interp-features-hist rect").count() == 4
             assert '" cat"' in page.inner_text(".interp-features-promoted")
             assert "-0.7500" in page.inner_text(".interp-features-suppressed")

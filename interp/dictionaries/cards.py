@@ -18,7 +18,12 @@ token) and two input-independent readings of its weights:
   stream too): the encoder column `W_enc[:, f]` mapped back to the residual stream it reads (through
   the block LayerNorm's linear part for `ln1.hook_normalized` / `ln1.hook_out`), then scored against
   the token embeddings (the direct path from the embedding: which tokens drive it) and against
-  earlier dictionaries' decoder rows (virtual weights `W_dec_up[g] . r`, Dunefsky et al. 2024).
+  earlier dictionaries' decoder rows (virtual weights `W_dec_up[g] . r`, Dunefsky et al. 2024), and
+  through the OV circuits of earlier layers' attention heads (`heads`, layer 0 by default): a token's
+  embedding through that layer's LayerNorm (its linear part: centred, times `ln_w`, the per-position
+  scale and the biases left out, as above), then the head's `W_V W_O`, scored against the reading `r`.
+  That is what the head writes into the latent when it attends to the token; at layer 0 the head's
+  input is the embedding itself, at later layers only its direct part.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -111,6 +117,23 @@ def _earlier(writer: str | None, reader: str | None) -> bool:
     return w_layer < r_layer or (w_layer == r_layer and r_point == "hook_resid_post")
 
 
+def ov_scores(
+    model: HookedPhi, reading: Float[Tensor, "feature d_model"], layer: int, ids: Int[Tensor, " n_tokens"]
+) -> Float[Tensor, "head n_tokens feature"]:
+    """Per head of `layer`: each token's embedding through the layer's LayerNorm (linear part) and
+    the head's OV circuit `W_V W_O`, dotted with each reading direction."""
+    w = PhiWeights.from_model(model)
+    n_heads, d_head = w.n_heads, w.d_head
+    v_rows = w.W_QKV[layer][2 * n_heads * d_head :].float().cpu()  # Linear weight: [head*d_head, d_model]
+    W_V = einops.rearrange(v_rows, "(head d_head) d_model -> head d_model d_head", head=n_heads)
+    W_O = w.W_O[layer].float().cpu()  # [head, d_head, d_model]
+    embed = w.W_E.float().cpu()[ids]
+    normed = (embed - embed.mean(-1, keepdim=True)) * w.ln_w[layer].float().cpu()  # [n_tokens, d_model]
+    # reading pulled back through W_O then W_V: [head, feature, d_model]
+    back = einops.einsum(W_V, W_O, reading, "head m d, head d o, feature o -> head feature m")
+    return einops.einsum(normed, back, "n_tokens m, head feature m -> head n_tokens feature")
+
+
 @torch.no_grad()
 def input_directions(
     model: HookedPhi,
@@ -118,14 +141,33 @@ def input_directions(
     features: Sequence[int],
     upstream: Mapping[str, Dictionary] | None = None,
     k: int = 10,
+    head_layers: Sequence[int] = (0,),
 ) -> list[dict]:
     """Per latent: the tokens whose embedding drives it most (`tokens`: (token, score) pairs, largest
-    first) and, per earlier dictionary, its latents with the largest virtual weight into it
-    (`upstream`: (dictionary label, latent, weight))."""
+    first), per earlier dictionary its latents with the largest virtual weight into it (`upstream`:
+    (dictionary label, latent, weight)), and the (head, token) pairs whose OV path drives it most
+    (`heads`: ("L0H3", token, score), largest first) over the heads of `head_layers` that write
+    before the dictionary reads (the others are left out; none: no head path)."""
     reading = residual_reading(model, dictionary, features)  # [feature, d_model]
     w = PhiWeights.from_model(model)
+    bad = [
+        layer
+        for layer in head_layers
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < w.n_layers
+    ]
+    if bad:
+        raise InputError(f"head_layers {bad} are not layers of the model (0..{w.n_layers - 1}).")
     ids = real_token_ids(model)
+    tokens = str_tokens(model.tokenizer, ids)
     embed = w.W_E.float().cpu()[ids] @ reading.T  # [token, feature]
+    reaching = [
+        layer
+        for layer in sorted(set(head_layers))
+        if _earlier(f"blocks.{layer}.hook_attn_out", dictionary.hook_name)
+    ]
+    heads = []  # per layer: [head, token, feature]
+    for layer in reaching:
+        heads.append((layer, ov_scores(model, reading, layer, ids)))
     scores = []
     for label, other in (upstream or {}).items():
         if not writes_residual(other.hook_name_out) or not _earlier(
@@ -140,11 +182,20 @@ def input_directions(
     for i in range(len(features)):
         top = embed[:, i].topk(min(k, embed.shape[0]))
         entry = {
-            "tokens": list(
-                zip(str_tokens(model.tokenizer, ids[top.indices]), top.values.tolist(), strict=True)
-            ),
+            "tokens": [(tokens[int(t)], float(v)) for t, v in zip(top.indices, top.values, strict=True)],
             "upstream": [],
+            "heads": [],
         }
+        for layer, scores_ov in heads:
+            per_head = scores_ov[:, :, i]  # [head, token]
+            best = per_head.topk(min(k, per_head.shape[1]), dim=1)
+            entry["heads"] += [
+                (f"L{layer}H{h}", tokens[int(t)], float(v))
+                for h in range(per_head.shape[0])
+                for t, v in zip(best.indices[h], best.values[h], strict=True)
+            ]
+        entry["heads"].sort(key=lambda item: -item[2])
+        entry["heads"] = entry["heads"][:k]
         for label, weights in scores:
             best = weights[:, i].topk(min(k, weights.shape[0]))
             entry["upstream"] += [
@@ -193,6 +244,7 @@ class FeatureCard:
     logit_edges: list[float] = field(default_factory=list)
     input_tokens: list[tuple[str, float]] | None = None
     upstream: list[tuple[str, int, float]] | None = None
+    input_heads: list[tuple[str, str, float]] | None = None  # (head, token, score) through OV circuits
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
 
     @property
@@ -204,11 +256,12 @@ class FeatureCard:
         found = {t for c in self.contexts for t in c.tokens}
         for pairs in (self.promoted, self.suppressed, self.input_tokens):
             found |= {t for t, _ in pairs or ()}
+        found |= {t for _, t, _ in self.input_heads or ()}
         return found
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for name in ("promoted", "suppressed", "input_tokens", "upstream"):
+        for name in ("promoted", "suppressed", "input_tokens", "upstream", "input_heads"):
             if out[name] is not None:
                 out[name] = [list(item) for item in out[name]]
         return out
@@ -217,7 +270,7 @@ class FeatureCard:
     def from_dict(cls, data: dict) -> FeatureCard:
         data = dict(data)
         data["contexts"] = [Context(**c) for c in data.get("contexts", [])]
-        for name in ("promoted", "suppressed", "input_tokens", "upstream"):
+        for name in ("promoted", "suppressed", "input_tokens", "upstream", "input_heads"):
             if data.get(name) is not None:
                 data[name] = [tuple(item) for item in data[name]]
         return cls(**data)
@@ -311,6 +364,7 @@ def cards_from_stats(
         if inputs is not None:
             card.input_tokens = inputs[i]["tokens"]
             card.upstream = inputs[i]["upstream"] if upstream else None
+            card.input_heads = inputs[i]["heads"] or None
         cards.append(card)
     return cards
 

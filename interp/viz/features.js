@@ -18,6 +18,7 @@ function interpFeatures(el, data) {
     const all = [];
     for (const ctx of c.contexts) all.push(...ctx.tokens);
     for (const list of [c.promoted, c.suppressed, c.input_tokens]) if (list) for (const [t] of list) all.push(t);
+    for (const [, t] of c.input_heads || []) all.push(t);
     return all.map((t) => t.toLowerCase());
   });
   el.replaceChildren();
@@ -120,7 +121,7 @@ function interpFeatures(el, data) {
     return box;
   }
 
-  function tokenTable(cls, title, pairs, signed) {
+  function tokenTable(cls, title, pairs, signed, label = show) {
     const box = make("div", cls);
     box.style.cssText = "display:inline-block;vertical-align:top;margin-right:16px";
     box.append(make("div", "", title));
@@ -128,7 +129,7 @@ function interpFeatures(el, data) {
     const table = make("table");
     for (const [t, v] of pairs) {
       const tr = make("tr");
-      const td = make("td", "interp-features-tok", show(t));
+      const td = make("td", "interp-features-tok", label(t));
       td.style.whiteSpace = "pre";
       const val = make("td", "", (signed && v >= 0 ? "+" : "") + num(v, 4));
       val.style.color = v < 0 ? "#b2182b" : "#2166ac";
@@ -177,6 +178,10 @@ function interpFeatures(el, data) {
     if (c.promoted) tables.append(tokenTable("interp-features-promoted", "promotes", c.promoted, true));
     if (c.suppressed) tables.append(tokenTable("interp-features-suppressed", "suppresses", c.suppressed, true));
     if (c.input_tokens) tables.append(tokenTable("interp-features-inputs", "driven by tokens", c.input_tokens, true));
+    if (c.input_heads && c.input_heads.length) {
+      tables.append(tokenTable("interp-features-heads", "driven by tokens through heads (OV)",
+        c.input_heads.map(([h, t, v]) => [`${h} ${show(t)}`, v]), true, (t) => t));
+    }
     if (c.upstream && c.upstream.length) {
       tables.append(tokenTable("interp-features-upstream", "driven by earlier latents",
         c.upstream.map(([d, g, v]) => [`${d} #${g}`, v]), true));

@@ -4,7 +4,8 @@ A list of latents (search by token: a context's tokens, promoted / suppressed or
 density, max activation or index) beside the selected latent's card: density, max and mean
 activation, the histogram of its activations, its top contexts with every token's activation as the
 background (hover for the value; the largest is outlined), the tokens it promotes and suppresses and,
-for a transcoder, the tokens and earlier latents that drive it. One card alone is a browser of one.
+for a transcoder, the tokens and earlier latents that drive it, and the tokens that drive it through
+earlier attention heads (their OV circuits). One card alone is a browser of one.
 
 As the head explorer (`explorer.py`), the renderer is one plain-DOM script (`features.js`, every data
 string set as text, never parsed as markup) run as an anywidget in a notebook and inlined once in a
