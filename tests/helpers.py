@@ -72,6 +72,42 @@ CUE_CLEAN, CUE_CORRUPTED, ANSWER, WRONG = 10, 11, 20, 21
 
 
 @torch.no_grad()
+def plant_cue_head(model, layer: int, head: int, clean_cues: list[int], corrupted_cues: list[int]):
+    """Make (layer, head) of the HF Phi `model` the only writer, reading a random unit direction r.
+
+    Every attention output and MLP writes nothing (W_O, fc2 zeroed); the chosen block's LayerNorm and
+    the final one are the identity's centring; the chosen head attends uniformly (W_Q = W_K = 0) and
+    its first value dimension reads r; every token's embedding is orthogonal to r but the cues', clean
+    ones +3r, corrupted ones -3r. Returns (the chosen attention module, r): its W_O is the caller's to set.
+    """
+    hf = model.model
+    d_head = model.config.hidden_size // model.config.num_attention_heads
+    heads = slice(head * d_head, (head + 1) * d_head)
+    for block in hf.layers:
+        block.self_attn.dense.weight.zero_()
+        block.self_attn.dense.bias.zero_()
+        block.mlp.fc2.weight.zero_()
+        block.mlp.fc2.bias.zero_()
+    chosen = hf.layers[layer]
+    for norm in (chosen.input_layernorm, hf.final_layernorm):
+        norm.weight.fill_(1.0)
+        norm.bias.zero_()
+    attn = chosen.self_attn
+    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+        proj.weight[heads] = 0
+        proj.bias[heads] = 0
+    r = torch.randn(model.config.hidden_size)
+    r = r - r.mean()
+    r = r / r.norm()
+    attn.v_proj.weight[head * d_head] = r
+    embed = hf.embed_tokens.weight
+    embed -= torch.outer(embed @ r, r)  # every token orthogonal to r ...
+    embed[clean_cues] += 3.0 * r  # ... but the cues
+    embed[corrupted_cues] -= 3.0 * r
+    return attn, r
+
+
+@torch.no_grad()
 def save_answer_head_dir(directory: Path, layer: int = 1, head: int = 1, seed: int = 0) -> Path:
     """A model built by construction: head (layer, head) alone writes the answer direction.
 
@@ -83,31 +119,8 @@ def save_answer_head_dir(directory: Path, layer: int = 1, head: int = 1, seed: i
     corrupted one, and comes from that head alone.
     """
     model = make_phi_model(seed)
-    hf = model.model
+    attn, _ = plant_cue_head(model, layer, head, [CUE_CLEAN], [CUE_CORRUPTED])
     d_head = model.config.hidden_size // model.config.num_attention_heads
-    heads = slice(head * d_head, (head + 1) * d_head)
-    for block in hf.layers:
-        block.self_attn.dense.weight.zero_()
-        block.self_attn.dense.bias.zero_()
-        block.mlp.fc2.weight.zero_()
-        block.mlp.fc2.bias.zero_()
-    chosen = hf.layers[layer]
-    chosen.input_layernorm.weight.fill_(1.0)
-    chosen.input_layernorm.bias.zero_()
-    hf.final_layernorm.weight.fill_(1.0)
-    hf.final_layernorm.bias.zero_()
-    attn = chosen.self_attn
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-        proj.weight[heads] = 0
-        proj.bias[heads] = 0
-    r = torch.randn(model.config.hidden_size)
-    r = r - r.mean()
-    r = r / r.norm()
-    attn.v_proj.weight[head * d_head] = r
-    embed = hf.embed_tokens.weight
-    embed -= torch.outer(embed @ r, r)  # every token orthogonal to r ...
-    embed[CUE_CLEAN] += 3.0 * r  # ... but the cues
-    embed[CUE_CORRUPTED] -= 3.0 * r
     u = model.lm_head.weight[ANSWER] - model.lm_head.weight[WRONG]
     attn.dense.weight[:, head * d_head] = 40.0 * (u - u.mean()) / u.norm() ** 2
     model.save_pretrained(directory)

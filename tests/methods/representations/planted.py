@@ -9,7 +9,7 @@ at the last token depends only on the cue's projection onto r.
 from __future__ import annotations
 
 import torch
-from helpers import make_phi_model
+from helpers import make_phi_model, plant_cue_head
 
 from interp.toy.train import make_tokenizer
 
@@ -23,33 +23,9 @@ LAYER, HEAD = 1, 1
 @torch.no_grad()
 def save_planted(directory, seed: int = 0) -> torch.Tensor:
     model = make_phi_model(seed)
-    hf = model.model
+    attn, r = plant_cue_head(model, LAYER, HEAD, CLEAN_CUES, CORRUPTED_CUES)
+    embed = model.model.embed_tokens.weight
     d_head = model.config.hidden_size // model.config.num_attention_heads
-    heads = slice(HEAD * d_head, (HEAD + 1) * d_head)
-    for block in hf.layers:
-        for weight in (
-            block.self_attn.dense.weight,
-            block.self_attn.dense.bias,
-            block.mlp.fc2.weight,
-            block.mlp.fc2.bias,
-        ):
-            weight.zero_()
-    chosen = hf.layers[LAYER]
-    for norm in (chosen.input_layernorm, hf.final_layernorm):
-        norm.weight.fill_(1.0)
-        norm.bias.zero_()
-    attn = chosen.self_attn
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-        proj.weight[heads] = 0
-        proj.bias[heads] = 0
-    r = torch.randn(model.config.hidden_size)
-    r = r - r.mean()
-    r = r / r.norm()
-    attn.v_proj.weight[HEAD * d_head] = r
-    embed = hf.embed_tokens.weight
-    embed -= torch.outer(embed @ r, r)
-    embed[CLEAN_CUES] += 3.0 * r
-    embed[CORRUPTED_CUES] -= 3.0 * r
     u = model.lm_head.weight[ANSWER] - model.lm_head.weight[WRONG]
     u = u - u.mean()
     # small enough that the answer logits do not saturate, so DAS's loss keeps pulling towards r
