@@ -270,7 +270,7 @@ def test_notebook_runs_all_in_jupyterlab(lab, browser, notebook):
         if notebook.stem == "03_head_attribution":
             assert counts["explorers"] == 1
         if notebook.stem == "07_dictionaries":
-            assert counts["browsers"] == 2  # the feature browser and one card
+            assert counts["browsers"] == 3  # the feature browser, one card, IOI's top latents
         assert errors == [] and external == []
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
