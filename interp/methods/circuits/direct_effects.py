@@ -34,10 +34,10 @@ from interp.data.prompts import PromptPairs
 from interp.dictionaries.base import Dictionary
 from interp.engine.edits import Keep, Replace
 from interp.engine.forward import PhiWeights, forward
-from interp.methods.circuits.edge_attribution import RULES, Rule, integration_points
+from interp.methods.circuits.edge_attribution import Rule, gradient_points
 from interp.methods.circuits.graph import Graph, Node, Receiver
 from interp.methods.circuits.scores import EdgeScores
-from interp.methods.contrastive import Direction, base_and_source, check_direction, contrast
+from interp.methods.contrastive import Direction, base_and_source, contrast
 from interp.model.loading import HookedPhi
 
 Method = Literal["eap", "eap_ig"]
@@ -116,20 +116,13 @@ def score_graph(
     `dictionaries`' (spliced in with their error terms for the call, or as the model is spliced)."""
     from interp.methods.features.patching import spliced_for
 
-    if method not in ("eap", "eap_ig"):
-        raise InputError(f"method={method!r} is not allowed; use 'eap' or 'eap_ig'.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps={steps!r} is not allowed; use an integer 1 or more (the default is 5).")
-    if rule not in RULES:
-        raise InputError(f"rule={rule!r} is not allowed; use 'midpoint', 'left' or 'right'.")
-    direction = check_direction(direction)
+    direction, alphas = gradient_points(method, steps, rule, direction)
     if not pairs.same_length:
         raise InputError("score_graph sums over positions: give prompts of one token length.")
     if (model.cfg.n_layers, model.cfg.n_heads) != (graph.n_layers, graph.n_heads):
         raise InputError(
             f"{graph} is not this model's ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads)"
         )
-    alphas = [0.0] if method == "eap" else integration_points(steps, rule, direction)
     with ExitStack() as stack:
         if graph.features:
             dicts = check_dictionaries_for_circuits(dictionaries)

@@ -79,6 +79,22 @@ def eap_ig(
     return _attribute(model, pairs, metric, direction, reduce, alphas, method, rule)
 
 
+def gradient_points(
+    method: str, steps: int, rule: Rule, direction: Direction
+) -> tuple[Direction, list[float]]:
+    """The checked `direction` and the points a gradient scorer evaluates at, as fractions from the base
+    run: the base alone for `method="eap"`, `integration_points` for `"eap_ig"`. Every option is checked
+    whichever method is asked for, so a bad one is refused rather than ignored."""
+    if method not in ("eap", "eap_ig"):
+        raise InputError(f"method={method!r} is not allowed; use 'eap' or 'eap_ig'.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps={steps!r} is not allowed; use an integer 1 or more (the default is 5).")
+    if rule not in RULES:
+        raise InputError(f"rule={rule!r} is not allowed; use 'midpoint', 'left' or 'right'.")
+    direction = check_direction(direction)
+    return direction, [0.0] if method == "eap" else integration_points(steps, rule, direction)
+
+
 def integration_points(steps: int, rule: Rule, direction: Direction) -> list[float]:
     """EAP-IG's `steps` points as fractions of the way from the base run to the source run.
 

@@ -53,13 +53,12 @@ from interp.engine import hook_points
 from interp.engine.edits import Keep, Replace
 from interp.engine.forward import PhiWeights, forward
 from interp.methods.circuits.direct_effects import check_dictionaries_for_circuits
-from interp.methods.circuits.edge_attribution import RULES, Rule, integration_points
-from interp.methods.contrastive import Direction, base_and_source, check_direction, contrast
+from interp.methods.circuits.edge_attribution import Rule, gradient_points
+from interp.methods.contrastive import Direction, base_and_source, contrast
 from interp.methods.features.patching import spliced_for
 from interp.model.loading import HookedPhi
 
 Method = Literal["eap", "eap_ig"]
-METHODS: tuple[Method, ...] = ("eap", "eap_ig")
 FORMAT = "interp.feature_circuit/1"
 
 
@@ -286,17 +285,10 @@ def feature_circuit(
     node_threshold: float | None = None,
 ) -> FeatureCircuit:
     """Node and edge scores of the feature graph of `dictionaries` on `pairs` (module docstring)."""
-    if method not in METHODS:
-        raise InputError(f"method={method!r} is not allowed; use 'eap' or 'eap_ig'.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps={steps!r} is not allowed; use an integer 1 or more (the default is 5).")
-    if rule not in RULES:
-        raise InputError(f"rule={rule!r} is not allowed; use 'midpoint', 'left' or 'right'.")
-    direction = check_direction(direction)
+    direction, alphas = gradient_points(method, steps, rule, direction)
     dictionaries = check_dictionaries_for_circuits(dictionaries)
     if not pairs.same_length:
         raise InputError("feature_circuit sums nodes over positions: give prompts of one token length.")
-    alphas = [0.0] if method == "eap" else integration_points(steps, rule, direction)
     with ExitStack() as stack:
         spliced = spliced_for(stack, model, dictionaries, True)
         runs, core = _prepare(model, spliced, dictionaries, pairs, metric, direction)
