@@ -90,6 +90,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.model.hooks": ("hook_names", "validate_hook_names"),
     "interp.model.loading": ("HookedPhi", "ModelInfo", "load_model"),
     "interp.runner.config": ("load_config", "parse_config"),
+    "interp.runner.subspaces": ("load_subspace",),
     "interp.viz.features": ("FeatureBrowser",),
     "interp.viz.graph_view": ("GraphView",),
 }

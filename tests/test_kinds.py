@@ -32,6 +32,36 @@ def pairs(toy_model):
     return ioi_pairs(toy_model.tokenizer, 2, seed=1)
 
 
+# kinds that hold prompts out (probes, DAS) need more than two pairs to split
+HELD_OUT_KINDS = ("probe", "sparse_probe", "das")
+
+
+@pytest.fixture(scope="module")
+def more_pairs(toy_model):
+    return ioi_pairs(toy_model.tokenizer, 8, seed=1)
+
+
+@functools.lru_cache(maxsize=2)
+def labels_file(seed: int) -> str:
+    """A .jsonl of 8 toy prompts labelled 'a' or 'b' (seeded), written once per seed."""
+    import atexit
+    import json
+    import random
+    import tempfile
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    names = ["Mary", "John", "Tom", "James"]
+    rows = [
+        {"prompt": f"When {rng.choice(names)} and {rng.choice(names)} went to the store, {rng.choice(names)} gave a", "label": "ab"[i % 2]}
+        for i in range(8)
+    ]  # fmt: skip
+    path = Path(tempfile.mkdtemp(prefix="labels-")) / "labels.jsonl"
+    atexit.register(path.unlink, missing_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
 def analysis(kind: str, **options):
     return parse_config({"analysis": [{"kind": kind, **options}]}).analysis[0]
 
@@ -90,6 +120,27 @@ def bases(model, pairs) -> dict[str, dict | list[dict]]:
         "feature_attribution": {"dictionaries": [str(saved()["sae"])]},
         "feature_circuit": {"dictionaries": [str(saved()["sae"])], "top_k": 2, "sizes": [2]},
         "feature_cards": corpus_bases({"dictionaries": [feature_cards_files()["sae_a"]], "n_contexts": 2}),
+        "probe": [
+            {"hooks": ["blocks.3.hook_resid_post"], "labels": "clean_or_corrupted", "max_iter": 5},
+            {"hooks": ["blocks.3.hook_resid_post"], "labels_file": labels_file(0), "max_iter": 5},
+        ],
+        "sparse_probe": [
+            {
+                "hook": "blocks.3.mlp.hook_post",
+                "labels": "clean_or_corrupted",
+                "ks": [1, 2],
+                "n_random": 1,
+                "max_iter": 20,
+            },
+            {
+                "hook": "blocks.3.mlp.hook_post",
+                "labels_file": labels_file(0),
+                "ks": [1, 2],
+                "n_random": 1,
+                "max_iter": 20,
+            },
+        ],
+        "das": {"hooks": ["blocks.3.hook_resid_post"], "epochs": 1, "test_fraction": 0.25},
     }
 
 
@@ -135,6 +186,21 @@ def alternatives(model, pairs) -> dict[str, object]:
         "max_feature_nodes": 20,
         "top_k": 1,
         "sizes": [1],
+        "hooks": ["blocks.1.hook_resid_pre"],
+        "hook": "blocks.2.mlp.hook_post",
+        "position": -2,
+        "test_fraction": 0.5,
+        "labels_file": labels_file(1),
+        "l2": 0.5,
+        "max_iter": 3,
+        "ks": [1, 3],
+        "positive_class": "corrupted",
+        "n_random": 2,
+        "n_shuffles": 2,
+        "standardize": False,
+        "rank": 2,
+        "epochs": 2,
+        "lr": 0.1,
     }
 
 
@@ -203,12 +269,13 @@ def _literal_alternative(options, explicit: dict, name: str):
 
 
 @pytest.mark.parametrize("kind", list(REGISTRY))
-def test_every_option_a_kind_declares_reaches_its_compute(kind, toy_model, pairs, method_calls):
+def test_every_option_a_kind_declares_reaches_its_compute(kind, toy_model, pairs, more_pairs, method_calls):
     """Varying any one option changes what the kind's compute passes to the methods (or, for an
     option applied to a method's result, what the compute returns). A kind whose options exclude each
     other (a corpus's `corpus` or `files`) has several bases: each option is varied on the first base
     that reads it, and every option must be read by one."""
     spec = spec_for(kind)
+    pairs = more_pairs if kind in HELD_OUT_KINDS else pairs
     given = bases(toy_model, pairs).get(kind, {})
     base_list = given if isinstance(given, list) else [given]
     built = [analysis(kind, **options) for options in base_list]
@@ -265,6 +332,7 @@ class TestLightCopiesAreTheMethods:
     """The options models import no method; the switches they copy must stay the methods' own."""
 
     def test_literals(self):
+        from interp.data.labelled_prompts import PairLabels
         from interp.data.metrics import MetricKind
         from interp.data.tasks import options as task_options
         from interp.methods.ablation import Method
@@ -274,7 +342,7 @@ class TestLightCopiesAreTheMethods:
         from interp.methods.head_scores import ScoreKind
         from interp.methods.interventions import Where
         from interp.runner import options
-        from interp.runner.kinds import ablation, edges, head_scores
+        from interp.runner.kinds import ablation, edges, head_scores, representations
 
         for copy, original in (
             (options.Direction, Direction),
@@ -284,6 +352,7 @@ class TestLightCopiesAreTheMethods:
             (edges.Rule, Rule),
             (head_scores.ScoreKind, ScoreKind),
             (task_options.MetricKind, MetricKind),
+            (representations.PairLabels, PairLabels),
         ):
             assert typing.get_args(copy) == typing.get_args(original)
 

@@ -24,9 +24,23 @@ def analysis(kind: str, **options):
     return parse_config({"analysis": [{"kind": kind, **options}]}).analysis[0]
 
 
+@pytest.fixture(scope="module")
+def more_pairs(toy_model):
+    return ioi_pairs(toy_model.tokenizer, 8, seed=1)
+
+
+# kinds that hold prompts out need more than three pairs; their defaults read every layer (kept small here)
+HELD_OUT = {
+    "probe": {"max_iter": 20},
+    "sparse_probe": {"ks": [1, 2], "labels": "clean_or_corrupted", "max_iter": 50},
+    "das": {"epochs": 1},
+}
+
+
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
-def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs):
+def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_model, pairs, more_pairs):
     spec = spec_for(kind)
+    pairs = more_pairs if kind in HELD_OUT else pairs
     needs_files = (
         "dictionary_eval",
         "feature_attribution",
@@ -36,6 +50,7 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
     extra = {"dictionaries": [str(saved()["sae"])]} if kind in needs_files else {}
     if kind == "attribution_graph":
         extra = {"transcoders": toy_transcoders(0)}
+    extra |= HELD_OUT.get(kind, {})
     options = analysis(kind, **extra)
     computed = spec.compute(options, toy_model, pairs, CTX)
     assert tuple(computed.dims) == spec.dims(options)
@@ -47,7 +62,13 @@ def test_every_kind_computes_its_declared_dims_and_finishes_finite(kind, toy_mod
         sizes["feature"] = 64 + 1  # every latent of the SAE and its error term
     if kind == "feature_circuit":
         sizes["feature"] = 20  # the default top_k kept nodes
-    sizes |= {"node": len((computed.labels or {}).get("node", []))}  # attribution_graph: the nodes kept
+    sizes |= {"node": len((computed.labels or {}).get("node", []))}
+    sizes |= {
+        "hook": 5,
+        "measure": 4 if kind == "sparse_probe" else 3,
+        "subspace": 3,
+        "k": 2,
+    }  # 4 resid_pre + 1  # attribution_graph: the nodes kept
     expected_shape = tuple(sizes[d] for d in computed.dims) + ((len(pairs),) if spec.per_prompt else ())
     if kind == "logit_lens":
         expected_shape = (5, len(pairs))  # the embedding and after each of the 4 layers

@@ -48,6 +48,8 @@ DIMS: dict[str, str] = {
     "source": "a feature circuit's edge sources: the input, the kept nodes and every error node (node order)",
     "target": "a feature circuit's edge targets: the kept nodes, then the metric",
     "hook": "hook points a result covers, in the order asked for (e.g. one probe each)",
+    "point": "the points a curve is drawn at (hook points, probe sizes), in order",
+    "measure": "measures of one result side by side (e.g. a probe's accuracy, then its controls)",
     "n_classes": "a probe's classes: the label values 0..n_classes-1",
     "d_probe": "a probe's input: one hook's activation at one position, flattened",
     "rank": "a subspace's basis directions (DAS and interchange interventions)",

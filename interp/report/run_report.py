@@ -15,6 +15,8 @@ from interp.report.dictionaries import KINDS as DICTIONARY_KINDS
 from interp.report.dictionaries import dictionary_section
 from interp.report.features import feature_cards_section
 from interp.report.html import Report, Section
+from interp.report.representations import KINDS as REPRESENTATION_KINDS
+from interp.report.representations import representation_section
 from interp.viz.charts import grouped_bars, logit_lens_chart, ranked_bars
 from interp.viz.circuit import circuit_graph, faithfulness_chart
 from interp.viz.colours import CONVENTION
@@ -58,6 +60,9 @@ UNITS: dict[str, tuple[str, str | None]] = {
     "feature_cards": ("density: fraction of corpus tokens a latent is active on", None),
     "attribution_graph": ("influence on the graph's top logits, over every path", None),
     "feature_circuit": ("estimated {metric} change, patched - unpatched", "metric"),
+    "probe": ("held-out accuracy, 0 to 1", None),
+    "sparse_probe": ("held-out accuracy, 0 to 1", None),
+    "das": ("held-out interchange accuracy, 0 to 1", None),
 }  # fmt: skip
 
 
@@ -214,6 +219,9 @@ def build_report(results: dict) -> Report:
             continue
         if entry["kind"] == "feature_cards":
             report.add(feature_cards_section(entry))
+            continue
+        if entry["kind"] in REPRESENTATION_KINDS:
+            report.add(representation_section(entry))
             continue
         values = torch.tensor(entry["values"], dtype=torch.float32)
         rows = _top_rows(entry, values)

@@ -102,10 +102,11 @@ def _describe(error: ValidationError) -> str:
 
 # analysis options holding dictionary directories (a corpus's paths: `text_source.resolve_paths`)
 DICTIONARY_PATHS = ("dictionaries", "transcoders")
+FILE_PATHS = ("labels_file",)  # analysis options holding one file's path
 
 
 def _resolve_paths(data: dict, base_dir: str | Path) -> dict:
-    """Analysis options that name files (`DICTIONARY_PATHS`, a corpus's `files`), made absolute against
+    """Analysis options that name files (`DICTIONARY_PATHS`, `FILE_PATHS`, a corpus's `files`), made absolute against
     `base_dir` (the config file's folder), as `pairs_file` is read: the resolved config then names the
     same files anywhere."""
     analyses = data.get("analysis")
@@ -121,6 +122,9 @@ def _resolve_paths(data: dict, base_dir: str | Path) -> dict:
                         os.path.abspath(Path(base_dir) / v) if isinstance(v, str) and v else v
                         for v in table[key]
                     ]
+            for key in FILE_PATHS:
+                if isinstance(table.get(key), str) and table[key]:
+                    table[key] = os.path.abspath(Path(base_dir) / table[key])
         tables.append(table)
     return {**data, "analysis": tables}
 

@@ -1,4 +1,5 @@
-"""Line, bar and scatter charts: logit lens, per-layer attribution, ablations, attribution vs exact.
+"""Line, bar and scatter charts: logit lens, per-layer attribution, ablations, attribution vs exact,
+accuracies of probes and DAS along hooks or sizes.
 
 Bars and the logit lens's markers are coloured by their value's sign, as every figure is
 (`interp.viz.colours`: blue positive, red negative); grouped bars tell their groups apart by pattern.
@@ -87,5 +88,34 @@ def attribution_scatter(
     figure.add_shape(type="line", x0=low, y0=low, x1=high, y1=high, line={"dash": "dot", "color": "grey"})
     figure.update_layout(
         title=title, xaxis={"title": "exact patching"}, yaxis={"title": "attribution patching"}
+    )
+    return figure
+
+
+def accuracy_curves(
+    values: Float[Tensor, "point measure"],
+    points: list[str],
+    measures: list[str],
+    title: str,
+    x_label: str,
+    chance: float | None = None,
+) -> go.Figure:
+    """Accuracies along hooks or probe sizes, one line per measure (the method's, then its controls,
+    dashed), on a 0..1 axis, with the chance level dotted when given."""
+    data = values.float()
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=points, y=data[:, i].tolist(), mode="lines+markers", name=measure,
+                line={"dash": dashes[i % len(dashes)]},
+            )
+            for i, measure in enumerate(measures)
+        ]
+    )  # fmt: skip
+    if chance is not None:
+        figure.add_hline(y=chance, line_dash="dot", line_color="#888", annotation_text=f"chance {chance:.2f}")
+    figure.update_layout(
+        title=title, xaxis={"title": x_label}, yaxis={"title": "accuracy", "range": [-0.02, 1.02]}
     )
     return figure

@@ -3,7 +3,9 @@
 For each hook, the activations at one position of every prompt (the last token by default) are read
 in one forward pass per prompt length, and a multinomial logistic regression with an L2 penalty is fit
 by full-batch L-BFGS on a training split of the prompts. The split is by prompt (seeded): a prompt
-that occurs twice lands on one side only, so held-out accuracy measures generalisation, not recall.
+that occurs twice lands on one side only, so held-out accuracy measures generalisation, not recall;
+`groups` keeps related prompts together too (a pair's clean and corrupted prompts differ in one name:
+with one on each side a probe can score below chance, by reading what tells the twins apart).
 
 Held-out accuracy alone over-reads a probe: a wide enough activation separates any labels on few
 prompts. Each hook therefore also gets a control probe, trained the same way on the same activations
@@ -26,7 +28,8 @@ from interp.model.cache import cache_activations
 from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
 
-Prompts = Sequence[str] | Int[Tensor, "batch pos"]
+# strings, an equal-length [batch pos] tensor of token ids, or one 1-D tensor of token ids per prompt
+Prompts = Sequence[str] | Int[Tensor, "batch pos"] | Sequence[Int[Tensor, " _pos"]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ProbeResult:
     accuracy: Float[Tensor, " hook"]  # held-out prompts
     train_accuracy: Float[Tensor, " hook"]
     shuffled_accuracy: Float[Tensor, " hook"]  # the control: trained on shuffled labels
+    chance: float  # held-out accuracy of always answering the training prompts' most frequent label
     weights: tuple[Float[Tensor, "n_classes d_probe"], ...]  # in activation space, one per hook
     biases: tuple[Float[Tensor, " n_classes"], ...]
     n_train: int
@@ -50,6 +54,7 @@ class ProbeResult:
             "accuracy": self.accuracy.tolist(),
             "train_accuracy": self.train_accuracy.tolist(),
             "shuffled_accuracy": self.shuffled_accuracy.tolist(),
+            "chance": self.chance,
             "n_train": self.n_train,
             "n_test": self.n_test,
         }
@@ -58,7 +63,16 @@ class ProbeResult:
 def tokenize_prompts(
     model: HookedPhi, prompts: Prompts
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
-    """Right-padded token ids and each prompt's length, from strings or an equal-length token tensor."""
+    """Right-padded token ids and each prompt's length, from strings, an equal-length token tensor or
+    one token tensor per prompt."""
+    if not isinstance(prompts, Tensor | str) and len(prompts) and all(isinstance(p, Tensor) for p in prompts):
+        if any(p.ndim != 1 or len(p) == 0 or p.dtype not in (torch.int32, torch.int64) for p in prompts):
+            raise InputError("prompts as a list of tensors must each be a non-empty 1-D tensor of token ids.")
+        lengths = torch.tensor([len(p) for p in prompts])
+        tokens = torch.zeros(len(prompts), int(lengths.max()), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            tokens[i, : len(p)] = p.cpu()
+        return tokens, lengths
     if isinstance(prompts, Tensor):
         if prompts.ndim != 2 or prompts.dtype not in (torch.int32, torch.int64) or prompts.shape[1] == 0:
             raise InputError(
@@ -66,7 +80,9 @@ def tokenize_prompts(
             )
         return prompts.long(), torch.full((len(prompts),), prompts.shape[1])
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-        raise InputError("prompts must be a list of strings or a [batch pos] tensor of token ids.")
+        raise InputError(
+            "prompts must be a list of strings, a [batch pos] tensor of token ids, or a list of 1-D token tensors."
+        )
     rows = [model.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if any(len(r) == 0 for r in rows):
         raise InputError("a prompt is empty; every prompt needs at least one token.")
@@ -105,29 +121,59 @@ def activations_at(
     return {name: value.cpu() for name, value in out.items()}
 
 
-def prompt_ids(tokens: Int[Tensor, "batch pos"]) -> Int[Tensor, " batch"]:
-    """One id per distinct prompt (rows of equal tokens share it): the groups a by-prompt split keeps
-    together."""
-    return torch.unique(tokens, dim=0, return_inverse=True)[1]
+def prompt_ids(tokens: Int[Tensor, "batch pos"], lengths: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """One id per distinct prompt (rows of equal tokens and length share it)."""
+    rows = torch.cat([tokens, lengths[:, None].to(tokens)], dim=1)
+    return torch.unique(rows, dim=0, return_inverse=True)[1]
 
 
-def _split_by_prompt(
-    tokens: Int[Tensor, "batch pos"], test_fraction: float, seed: int
+def split_groups(
+    tokens: Int[Tensor, "batch pos"],
+    lengths: Int[Tensor, " batch"],
+    groups: Int[Tensor, " batch"] | Sequence[int] | None = None,
+) -> Int[Tensor, " batch"]:
+    """The groups a held-out split keeps together, numbered 0..: equal prompts always, and prompts of
+    the same `groups` id (e.g. a pair's clean and corrupted prompts) when given."""
+    ids = prompt_ids(tokens, lengths).tolist()
+    if groups is None:
+        return torch.tensor(ids)
+    groups = torch.as_tensor(groups).long().cpu()
+    if groups.shape != (len(tokens),):
+        raise InputError(
+            f"groups has shape {tuple(groups.shape)}; use one group id per prompt ({len(tokens)})."
+        )
+    parent = list(range(len(ids)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for key in (ids, groups.tolist()):  # rows sharing a prompt or a group id are joined
+        first: dict[int, int] = {}
+        for row, k in enumerate(key):
+            parent[root(row)] = root(first.setdefault(k, row))
+    return torch.unique(torch.tensor([root(i) for i in range(len(ids))]), return_inverse=True)[1]
+
+
+def _split_by_group(
+    group_of: Int[Tensor, " batch"], test_fraction: float, seed: int
 ) -> tuple[Tensor, Tensor]:
-    """Row indices of a seeded train / held-out split in which equal prompts stay together."""
+    """Row indices of a seeded train / held-out split in which each group stays on one side."""
     if not 0 < test_fraction < 1:
         raise InputError(
             f"test_fraction={test_fraction} is not allowed; use a number strictly between 0 and 1."
         )
-    prompt_of = prompt_ids(tokens)
-    n_prompts = int(prompt_of.max()) + 1
-    n_test = round(test_fraction * n_prompts)
-    if n_test < 1 or n_test >= n_prompts:
+    n_groups = int(group_of.max()) + 1
+    n_test = round(test_fraction * n_groups)
+    if n_test < 1 or n_groups - n_test < 2:
         raise InputError(
-            f"{n_prompts} distinct prompts cannot be split with test_fraction={test_fraction}; use more prompts."
+            f"{n_groups} groups of prompts (distinct prompts, kept with their group) cannot be split with "
+            f"test_fraction={test_fraction} into at least one held-out and two training groups; use more prompts."
         )
-    order = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(seed))
-    is_test = torch.isin(prompt_of, order[:n_test])
+    order = torch.randperm(n_groups, generator=torch.Generator().manual_seed(seed))
+    is_test = torch.isin(group_of, order[:n_test])
     return torch.nonzero(~is_test).flatten(), torch.nonzero(is_test).flatten()
 
 
@@ -171,10 +217,14 @@ def probe_layers(
     l2: float = 1e-3,
     max_iter: int = 200,
     seed: int = 0,
+    groups: Int[Tensor, " batch"] | Sequence[int] | None = None,
 ) -> ProbeResult:
     """A logistic-regression probe per hook at `position` (the last token by default; negative counts
     from each prompt's end) predicting `labels` (integers 0..n_classes-1), with held-out accuracy on a
-    seeded by-prompt split and a shuffled-label control per hook."""
+    seeded by-prompt split and a shuffled-label control per hook.
+
+    `groups`: prompts sharing an id stay on one side of the split (give a pair's two prompts one id:
+    near-twins on both sides let a probe score below chance by reading what tells the twins apart)."""
     if isinstance(hooks, str) or not hooks:
         raise InputError(f"hooks={hooks!r} is not allowed; use a non-empty list of hook names.")
     if l2 < 0 or max_iter < 1:
@@ -186,7 +236,7 @@ def probe_layers(
     if labels.min() < 0 or len(labels.unique()) < 2:
         raise InputError("labels must be integers >= 0 with at least two distinct values.")
     n_classes = int(labels.max()) + 1
-    train, test = _split_by_prompt(tokens, test_fraction, seed)
+    train, test = _split_by_group(split_groups(tokens, lengths, groups), test_fraction, seed)
     shuffled = labels[train][torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))]
     acts = activations_at(model, tokens, lengths, hooks, position)
     accuracy, train_accuracy, control, weights, biases = [], [], [], [], []
@@ -205,6 +255,7 @@ def probe_layers(
         accuracy=torch.tensor(accuracy),
         train_accuracy=torch.tensor(train_accuracy),
         shuffled_accuracy=torch.tensor(control),
+        chance=(labels[test] == labels[train].mode().values).float().mean().item(),
         weights=tuple(weights),
         biases=tuple(biases),
         n_train=len(train),

@@ -30,7 +30,7 @@ from interp.base.errors import InputError
 from interp.methods.representations.probes import (
     Prompts,
     activations_at,
-    prompt_ids,
+    split_groups,
     tokenize_prompts,
 )
 from interp.model.loading import HookedPhi
@@ -116,13 +116,15 @@ def sparse_probe(
     standardize: bool = True,
     max_iter: int = 200,
     seed: int = 0,
+    groups: Int[Tensor, " batch"] | Sequence[int] | None = None,
 ) -> SparseProbeCurve:
     """Probes on the top-k units of `hook` at `position` (negative: from each prompt's end) for each
     k in `ks`, reading label `positive` against the others, with `n_random` random k-unit subsets
     and `n_shuffles` shuffled-label refits per k as controls.
 
     `l2`: the logistic penalty; `standardize`: scale each chosen unit by its training spread first
-    (False: raw activations). Split, ranking and controls are seeded by `seed`."""
+    (False: raw activations). Split, ranking and controls are seeded by `seed`; prompts sharing a
+    `groups` id (and equal prompts) stay on one side of the split."""
     if not isinstance(hook, str):
         raise InputError(f"hook={hook!r} is not allowed; use one hook name (a string).")
     if n_random < 0 or n_shuffles < 0:
@@ -146,7 +148,7 @@ def sparse_probe(
     ks = _check_ks(ks, x.shape[1])
     try:
         sweep = sparse_probing.sweep_sparse_probe(
-            x, labels == positive, ks=ks, test_fraction=test_fraction, groups=prompt_ids(tokens),
+            x, labels == positive, ks=ks, test_fraction=test_fraction, groups=split_groups(tokens, lengths, groups),
             preprocess="standardize" if standardize else "none", l2_strength=l2,
             n_random_subsets=n_random, n_label_shuffles=n_shuffles, seed=seed, max_iter=max_iter,
         )  # fmt: skip

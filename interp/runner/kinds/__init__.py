@@ -13,6 +13,7 @@
     features        feature_attribution, feature_circuit
     feature_cards   feature_cards
     attribution_graph  attribution_graph
+    representations probe, sparse_probe, das
 
 Each module pairs a kind's options model (`interp.runner.options`) with its compute, and imports its
 method only inside the compute: validating a config or listing the kinds loads neither torch nor a
@@ -39,6 +40,7 @@ from interp.runner.kinds import (  # each registers its kinds
     lens,
     patching,
     path_patching,
+    representations,
     steering,
 )
 from interp.runner.options import AnalysisOptions
@@ -47,7 +49,7 @@ from interp.runner.registry import REGISTRY, AnalysisSpec, spec_for
 # the order `interp tasks` and error messages list the kinds in
 FAMILIES = (
     patching, path_patching, attribution, lens, head_scores, ablation, edges, steering, generation, dictionaries,
-    features, feature_cards, attribution_graph,
+    features, feature_cards, attribution_graph, representations,
 )  # fmt: skip
 _ORDER = {family.__name__: i for i, family in enumerate(FAMILIES)}
 for _spec in sorted(REGISTRY.values(), key=lambda spec: _ORDER[spec.options.__module__]):

@@ -1,0 +1,399 @@
+"""Representations (`probe`, `sparse_probe`, `das`): what a hook point encodes, read out and interchanged
+(`interp.methods.representations`).
+
+`probe` and `sparse_probe` read labelled prompts: from the task's pairs (`labels = "answer"`: each
+clean prompt labelled by its answer token; `"clean_or_corrupted"`: every prompt labelled by which of the
+two it is) or from `labels_file` (a .jsonl / .csv of prompt, label; relative to the config file). `das`
+reads the pairs themselves: denoising interchanges the subspace from the clean prompt into the corrupted
+one and expects the clean answer; noising the other way, expecting the wrong answer. DAS interchanges one
+position of equal-length prompts, so it reads the pairs of the most common token length (results.json
+and the report say how many).
+
+The learned subspaces are written to results.json (`subspaces`); `interp.load_subspace(run_dir,
+name, hook)` reads one back as a `DASResult`, which `interp.das_steer` turns into a `Steer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, FiniteFloat, NonNegativeInt, field_validator, model_validator
+
+from interp.base.errors import InputError
+from interp.runner.options import AnalysisOptions, Direction
+from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext, fixed, register
+
+PairLabels = Literal["answer", "clean_or_corrupted"]  # interp.data.labelled_prompts.PairLabels
+PROBE_MEASURES = ["accuracy", "shuffled_accuracy", "train_accuracy"]
+SPARSE_MEASURES = ["accuracy", "roc_auc", "random_accuracy", "shuffled_accuracy"]
+SUBSPACES = ["das", "mean_difference", "random"]
+
+
+class RepresentationOptions(AnalysisOptions):
+    """What every representation kind reads: the hooks, the position, the held-out share."""
+
+    position: int = Field(
+        -1, description="the position read in every prompt (negative: counted from each prompt's end)"
+    )
+    test_fraction: float = Field(
+        0.25, gt=0, lt=1, description="share of the prompts (pairs, for das) held out for the accuracies"
+    )
+
+
+class LabelOptions(RepresentationOptions):
+    """Where a probe's labels come from: the task's pairs, or a file of labelled prompts."""
+
+    labels: PairLabels = Field(
+        "answer",
+        description="labels from the pairs: 'answer' (each clean prompt's answer token) or "
+        "'clean_or_corrupted' (which of the two a prompt is)",
+    )
+    labels_file: str | None = Field(
+        None,
+        description="a .jsonl or .csv file of prompt, label (relative to the config file) instead of the pairs",
+    )
+
+    @field_validator("labels_file")
+    @classmethod
+    def _a_file(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(
+                f"labels_file {path!r} is not a file (a relative path is relative to the config file)"
+            )
+        return path
+
+    def unread(self) -> dict[str, str]:
+        if self.labels_file is not None:
+            return {"labels": "labels_file gives the prompts and their labels"}
+        if "labels" in self.model_fields_set:
+            return {"labels_file": f"labels = {self.labels!r} takes the prompts and labels from the pairs"}
+        return {}
+
+
+def _labelled(options: LabelOptions, model, pairs):
+    from interp.data.labelled_prompts import from_pairs, read_labels_file
+
+    if options.labels_file is not None:
+        return read_labels_file(options.labels_file)
+    return from_pairs(pairs, model.tokenizer, options.labels)
+
+
+def _default_hooks(model) -> list[str]:
+    n = model.cfg.n_layers
+    return [f"blocks.{layer}.hook_resid_pre" for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+
+
+def _check_hooks(hooks: list[str], model) -> None:
+    from interp.base.errors import HookNameError
+    from interp.model.hooks import validate_hook_names
+
+    try:
+        validate_hook_names(model, hooks)
+    except HookNameError as error:
+        raise InputError(str(error).strip('"')) from None
+
+
+class ProbeOptions(LabelOptions):
+    """`probe`: a logistic-regression probe per hook, with a shuffled-label control."""
+
+    kind: Literal["probe"]
+    hooks: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="hook points probed (default: every layer's hook_resid_pre and the last hook_resid_post)",
+    )
+    l2: FiniteFloat = Field(1e-3, ge=0, description="L2 penalty on the probe's standardised weights")
+    max_iter: int = Field(200, ge=1, le=10_000, description="L-BFGS iterations per probe")
+
+
+def _check_labels(options: LabelOptions, model) -> None:
+    if options.labels_file is not None:
+        _labelled(options, model, None)  # read now: a bad file is an error before any unit runs
+
+
+def _check_probe(options: ProbeOptions, model) -> None:
+    _check_hooks(options.hooks or _default_hooks(model), model)
+    _check_labels(options, model)
+
+
+def _probe(options: ProbeOptions, model, pairs, ctx: UnitContext) -> Computed:
+    import torch
+
+    from interp.methods.representations.probes import probe_layers
+
+    data = _labelled(options, model, pairs)
+    hooks = options.hooks or _default_hooks(model)
+    result = probe_layers(
+        model, data.prompts, data.labels, hooks, options.position, test_fraction=options.test_fraction,
+        l2=options.l2, max_iter=options.max_iter, seed=ctx.seed, groups=data.groups,
+    )  # fmt: skip
+    values = torch.stack([result.accuracy, result.shuffled_accuracy, result.train_accuracy], dim=1)
+    extra = {
+        "classes": list(data.classes), "labels_from": data.source, "chance": result.chance,
+        "n_train": result.n_train, "n_test": result.n_test,
+    }  # fmt: skip
+    return Computed(("hook", "measure"), values, {"hook": list(hooks), "measure": PROBE_MEASURES}, extra)
+
+
+class SparseProbeOptions(LabelOptions):
+    """`sparse_probe`: probes on the top-k units of one hook, against random units and shuffled labels."""
+
+    kind: Literal["sparse_probe"]
+    hook: str | None = Field(
+        None,
+        description="the hook whose units are ranked (default: the last layer's mlp.hook_post, its neurons)",
+    )
+    ks: list[int] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16],
+        min_length=1,
+        description="probe sizes, strictly increasing, at most the hook's width",
+    )
+    positive_class: str | None = Field(
+        None,
+        description="the class read against the others (default: the most frequent, the last in sorted "
+        "order among ties: 'clean' for clean_or_corrupted)",
+    )
+    n_random: int = Field(5, ge=1, le=100, description="random k-unit subsets per k (a control)")
+    n_shuffles: int = Field(1, ge=1, le=100, description="shuffled-label refits per k (a control)")
+    l2: FiniteFloat = Field(1e-2, gt=0, description="L2 penalty of each probe")
+    standardize: bool = Field(True, description="scale each unit by its training spread before fitting")
+    max_iter: int = Field(200, ge=1, le=10_000, description="iterations per probe fit")
+
+    @field_validator("ks")
+    @classmethod
+    def _increasing(cls, ks: list[int]) -> list[int]:
+        if ks[0] < 1 or any(b <= a for a, b in zip(ks, ks[1:], strict=False)):
+            raise ValueError(f"ks = {ks}: use strictly increasing sizes from 1")
+        return ks
+
+
+def _sparse_hook(options: SparseProbeOptions, model) -> str:
+    return options.hook or f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
+
+
+def _positive(options: SparseProbeOptions, classes: tuple[str, ...], labels=None) -> int:
+    if options.positive_class is None:
+        if labels is None:
+            return len(classes) - 1
+        counts = labels.bincount(minlength=len(classes)).tolist()
+        return max(range(len(classes)), key=lambda c: (counts[c], c))  # the most frequent; ties: the last
+    if options.positive_class not in classes:
+        raise InputError(
+            f"positive_class = {options.positive_class!r} is not a class of the labels; use one of {list(classes)}"
+        )
+    return classes.index(options.positive_class)
+
+
+def _check_sparse(options: SparseProbeOptions, model) -> None:
+    _check_hooks([_sparse_hook(options, model)], model)
+    _check_labels(options, model)
+    if options.labels_file is not None:
+        _positive(options, _labelled(options, model, None).classes)
+    elif options.labels == "clean_or_corrupted":
+        _positive(options, ("corrupted", "clean"))
+
+
+def _sparse_probe(options: SparseProbeOptions, model, pairs, ctx: UnitContext) -> Computed:
+    import torch
+
+    from interp.methods.representations.sparse_probes import sparse_probe
+
+    data = _labelled(options, model, pairs)
+    positive = _positive(options, data.classes, data.labels)
+    curve = sparse_probe(
+        model, data.prompts, data.labels, _sparse_hook(options, model), options.ks, options.position,
+        positive=positive, test_fraction=options.test_fraction, n_random=options.n_random,
+        n_shuffles=options.n_shuffles, l2=options.l2, standardize=options.standardize,
+        max_iter=options.max_iter, seed=ctx.seed, groups=data.groups,
+    )  # fmt: skip
+    values = torch.stack(
+        [curve.accuracy, curve.roc_auc, curve.random_accuracy, curve.shuffled_accuracy], dim=1
+    )
+    if values.isnan().any():
+        raise InputError(
+            f"sparse_probe at {curve.hook}: no control fit converged for some k ({curve.n_rejected} rejected); a "
+            f"larger l2 (now {options.l2}) or max_iter (now {options.max_iter}) may converge"
+        )
+    labels = {"k": [f"k={k}" for k in curve.ks], "measure": SPARSE_MEASURES}
+    extra = curve.to_dict() | {"classes": list(data.classes), "positive_class": data.classes[positive]}
+    extra["labels_from"] = data.source
+    return Computed(("k", "measure"), values, labels, extra)
+
+
+class DASOptions(RepresentationOptions):
+    """`das`: a rank-r DAS subspace per hook, trained on the pairs, against baselines of the same rank."""
+
+    kind: Literal["das"]
+    hooks: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="hook points searched, one subspace each (default: every layer's hook_resid_pre and the "
+        "last hook_resid_post)",
+    )
+    direction: Direction = Field(
+        "denoising",
+        description="denoising: interchange from the clean prompt into the corrupted one, expecting the "
+        "answer; noising: from the corrupted into the clean, expecting the wrong answer",
+    )
+    rank: int = Field(1, ge=1, le=4096, description="dimension of each subspace")
+    epochs: NonNegativeInt = Field(20, le=10_000, description="passes over the training pairs")
+    lr: FiniteFloat = Field(1e-2, gt=0, description="Adam learning rate")
+    batch_size: int = Field(64, ge=1, le=4096, description="pairs per optimisation step")
+
+    @model_validator(mode="after")
+    def _some_epochs(self) -> DASOptions:
+        if self.epochs == 0:
+            raise ValueError("epochs = 0 trains nothing; use 1 or more")
+        return self
+
+
+def _check_das(options: DASOptions, model) -> None:
+    _check_hooks(options.hooks or _default_hooks(model), model)
+    if options.rank >= model.cfg.d_model:
+        raise InputError(
+            f"rank = {options.rank} is not allowed; use 1 .. {model.cfg.d_model - 1} (d_model - 1)"
+        )
+
+
+def das_pairs(pairs, direction: str) -> dict:
+    """The pairs DAS reads (those of the most common token length) as base and source prompts, the
+    candidate answers (every answer and wrong token among them) and each pair's expected answer."""
+    import torch
+
+    n_tokens = int(pairs.lengths.mode().values)
+    rows = torch.nonzero(pairs.lengths == n_tokens).flatten()
+    clean, corrupted = pairs.clean_tokens[rows, :n_tokens], pairs.corrupted_tokens[rows, :n_tokens]
+    answer, wrong = pairs.answer[rows], pairs.wrong[rows]
+    answers = torch.unique(torch.cat([answer, wrong]))
+    expected = answer if direction == "denoising" else wrong
+    base, source = (corrupted, clean) if direction == "denoising" else (clean, corrupted)
+    targets = torch.searchsorted(answers, expected)
+    return {"base": base, "source": source, "answers": answers, "targets": targets, "n_tokens": n_tokens}
+
+
+def _das(options: DASOptions, model, pairs, ctx: UnitContext) -> Computed:
+    import torch
+
+    from interp.methods.representations.das import fit_das
+
+    data = das_pairs(pairs, options.direction)
+    hooks = options.hooks or _default_hooks(model)
+    accuracies, subspaces, losses = [], [], []
+    for hook in hooks:
+        try:
+            result = fit_das(
+                model, data["base"], data["source"], data["answers"].tolist(), data["targets"], hook,
+                options.position, rank=options.rank, test_fraction=options.test_fraction,
+                epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, seed=ctx.seed,
+            )  # fmt: skip
+        except InputError as error:
+            raise InputError(
+                f"das reads the {len(data['base'])} of {len(pairs)} pairs with {data['n_tokens']} tokens (the "
+                f"most common length; DAS interchanges one position of equal-length prompts): {error}"
+            ) from None
+        accuracies.append([result.accuracy, result.mean_difference_accuracy, result.random_accuracy])
+        losses.append(list(result.losses))
+        subspaces.append(
+            {
+                "hook": hook, "position": options.position, "rank": options.rank,
+                "basis": result.basis.tolist(),
+                "class_means": [None if row.isnan().any() else row.tolist() for row in result.class_means],
+                "answers": data["answers"].tolist(),
+                "answer_tokens": [model.tokenizer.decode([int(t)]) for t in data["answers"]],
+            }
+        )  # fmt: skip
+    extra = {
+        "subspaces": subspaces, "losses": losses, "n_train": result.n_train, "n_test": result.n_test,
+        "n_pairs_used": len(data["base"]), "n_pairs": len(pairs), "n_tokens": data["n_tokens"],
+    }  # fmt: skip
+    values = torch.tensor([[float(a) for a in row] for row in accuracies])
+    return Computed(("hook", "subspace"), values, {"hook": list(hooks), "subspace": SUBSPACES}, extra)
+
+
+def _finish_probe(options, mean, clean: float, corrupted: float) -> Finished:
+    return Finished(
+        mean,
+        f"held-out accuracy of a probe at position {options.position} of each prompt, beside the same probe "
+        "trained on shuffled labels (the control: near chance) and its training accuracy",
+        None,
+    )
+
+
+def _finish_sparse(options, mean, clean: float, corrupted: float) -> Finished:
+    return Finished(
+        mean,
+        "held-out accuracy and ROC AUC of probes on the top-k units, beside random k-unit subsets and "
+        "shuffled-label refits (controls)",
+        None,
+    )
+
+
+def _finish_das(options, mean, clean: float, corrupted: float) -> Finished:
+    return Finished(
+        mean,
+        f"held-out interchange accuracy ({options.direction}, rank {options.rank}, position "
+        f"{options.position}): the share of held-out pairs whose top candidate answer after the interchange is "
+        "the expected one, for the learned subspace, the class means' span and a random subspace",
+        None,
+    )
+
+
+register(
+    AnalysisSpec(
+        kind="probe",
+        summary="linear probes per hook for a label (the pairs' answers, clean vs corrupted, or a file)",
+        explanation=(
+            "Linear probes: at each hook, a logistic regression reads the label from the activation at one "
+            "position, trained on some prompts and scored on held-out ones (split by prompt). The control is "
+            "the same probe trained on shuffled labels: where the probe is well above it, the label is "
+            "linearly readable there. Readable is not used: DAS and patching say whether the model uses it."
+        ),
+        per_prompt=False,
+        options=ProbeOptions,
+        dims=fixed("hook", "measure"),
+        compute=_probe,
+        finish=_finish_probe,
+        figures=("accuracy_by_hook",),
+        check=_check_probe,
+    )
+)
+register(
+    AnalysisSpec(
+        kind="sparse_probe",
+        summary="accuracy vs k of probes on the top-k units (neurons, dictionary latents) of one hook",
+        explanation=(
+            "Sparse probing: the hook's units are ranked by how far apart the class means are on the training "
+            "prompts, and a probe on the top k is scored on held-out prompts for each k. Controls: k random "
+            "units, and the whole ranking and fit redone on shuffled labels. A label carried by a few units "
+            "reaches high accuracy at small k while the controls stay low."
+        ),
+        per_prompt=False,
+        options=SparseProbeOptions,
+        dims=fixed("k", "measure"),
+        compute=_sparse_probe,
+        finish=_finish_sparse,
+        figures=("accuracy_by_k",),
+        check=_check_sparse,
+    )
+)
+register(
+    AnalysisSpec(
+        kind="das",
+        summary="distributed alignment search: a rank-r subspace per hook whose interchange moves the answer",
+        explanation=(
+            "Distributed alignment search (Geiger et al. 2023): at each hook, a rank-r subspace of the "
+            "activation at one position is trained so that swapping it in from the pair's other prompt makes "
+            "the model give the expected answer; interchange accuracy is measured on held-out pairs, against "
+            "the span of the class means and a random subspace of the same rank. Where the learned subspace "
+            "scores high and the random one does not, the variable is carried there, in that subspace."
+        ),
+        per_prompt=False,
+        options=DASOptions,
+        dims=fixed("hook", "subspace"),
+        compute=_das,
+        finish=_finish_das,
+        figures=("accuracy_by_hook",),
+        check=_check_das,
+    )
+)
