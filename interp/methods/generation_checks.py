@@ -460,9 +460,10 @@ def _check_patch(model: HookedPhi, item, n_prompts: int | None, resolve: Resolve
     if item.heads is not None:
         if head_axis(name) is None:
             raise InputError(
-                f"Patch({item.hook!r}) has no head axis; leave heads=None, or use a "
-                "point with one (attn.hook_q, hook_k, hook_v, hook_rot_q, hook_rot_k, hook_attn_scores, "
-                "hook_pattern, hook_z, hook_result)."
+                f"Patch({item.hook!r}) heads={item.heads!r}: {name} ({layout(name)}) has no head axis; "
+                "leave heads=None, or use a point with one (attn.hook_q, hook_k, hook_v, hook_rot_q, "
+                "hook_rot_k, hook_attn_scores, hook_pattern, hook_z, hook_result, or the split receiver "
+                "inputs hook_q_input, hook_k_input, hook_v_input)."
             )
         if (
             isinstance(item.heads, str)
