@@ -344,10 +344,22 @@ def _check_ablate(model: HookedPhi, item: Ablate, n_prompts: int | None, resolve
     if item.method == "zero":
         return
     reference = item.reference
-    if not isinstance(reference, Tensor) or reference.dim() != 2 or reference.dtype.is_floating_point:
+
+    def token_ids(t) -> bool:
+        return isinstance(t, Tensor) and t.dim() == 2 and not t.dtype.is_floating_point and t.numel() > 0
+
+    if item.method == "mean" and isinstance(reference, Sequence) and not isinstance(reference, str):
+        if len(reference) == 0 or not all(token_ids(t) for t in reference):
+            raise InputError(
+                f"Ablate({item.component!r}, 'mean') reference is a list; each entry must be token ids "
+                "[batch pos] (prompts of one length per entry), and the list non-empty."
+            )
+        return
+    if not token_ids(reference):
+        several = " (a list of them only for 'mean')" if isinstance(reference, Sequence) else ""
         raise InputError(
             f"Ablate({item.component!r}, {item.method!r}) needs reference token ids [batch pos] (the prompts "
-            f"to average or take values from), not {type(reference).__name__}."
+            f"to average or take values from){several}, not {type(reference).__name__}."
         )
     if item.method == "counterfactual" and n_prompts is not None and reference.shape[0] != n_prompts:
         raise InputError(
