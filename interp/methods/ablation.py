@@ -148,18 +148,20 @@ def _ablated_source(
     model: HookedPhi,
     w: PhiWeights,
     base: RunCache,
-    ablations: Sequence[Ablate],
-    reference: Tensor | list[Tensor] | None,
+    ablation: Ablate,
+    layers: Sequence[int],
     runs: dict[int, RunCache],
 ) -> RunCache:
-    """The base run with every listed head's `z` replaced as its `Ablate` (with `reference` filled
-    in) says, compiled by `compile_edits` exactly as `run_with_interventions(target="engine")` would;
-    reference activations are the `z` of the runs already made (`runs`, by the tokens' identity)."""
+    """The base run with the `z` of `layers` replaced as `ablation` (a head's `Ablate`, its reference
+    filled in) says for each of their heads, compiled by `compile_edits` as
+    `run_with_interventions(target="engine")` compiles it. Every method treats each head alike, so one
+    `Ablate` of a layer's whole `hook_z` gives all its heads at once; reference activations are the
+    `z` of the runs already made (`runs`, by the tokens' identity)."""
 
     def gather(tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         return {name: runs[id(tokens)].z[split_name(name)[0]] for name in names}
 
-    items = [replace(item, reference=reference) for item in ablations]
+    items = [replace(ablation, component=f"blocks.{layer}.attn.hook_z") for layer in layers]
     edits = compile_edits(
         model, items, None, None, None, w.W_E.dtype, w.W_E.device, resolve=engine_point, gather=gather
     )
@@ -213,7 +215,7 @@ def ablation_sweep(
         raise InputError(f"reference={reference!r} is not allowed; use 'corrupted' or 'shuffled'.")
     # resampling from each pair's own corrupted prompt is the vocabulary's counterfactual ablation
     compiled = "counterfactual" if method == "resample" and reference == "corrupted" else method
-    ablations = [replace(item, method=compiled) for item in ablations]
+    ablations = [replace(item, method=compiled) for item in ablations]  # one method and seed (checked)
     method = "resample" if method == "counterfactual" else method  # the result's name, as before
     # an ablation is a noising intervention: the base is the clean run, the source the ablated values
     core = contrast(model, pairs, metric, direction="noising")
@@ -225,11 +227,13 @@ def ablation_sweep(
     side = "corrupted_tokens" if reference == "corrupted" else "clean_tokens"
     pooled = [getattr(tokens, side) for _, tokens in groups]  # mean: every prompt, every length
     listed = {(item.component.layer, item.component.index) for item in ablations}
+    layers = sorted({layer for layer, _ in listed})
     values = torch.full((w.n_layers, w.n_heads, len(pairs)), float("nan"))
     for group, tokens in groups:
         base = core.base(group)
         drawn = None if compiled == "zero" else pooled if compiled == "mean" else getattr(tokens, side)
-        source = _ablated_source(model, w, base, ablations, drawn, runs)
+        ablation = replace(ablations[0], reference=drawn)
+        source = _ablated_source(model, w, base, ablation, layers, runs)
         variants = [v for v in head_out_variants(w, base, source) if v.key in listed]
         for key, logits in run_variants(w, base, variants, memory_budget).items():
             values[key][group.index] = (
