@@ -37,6 +37,8 @@ from interp.model.hooks import head_axis, pos_axis
 from interp.model.loading import HookedPhi
 
 BATCHING = ("auto", "padded", "by_length")
+GENERATE_KINDS = (Steer, AblateHeads, Hook, Patch, Ablate)  # what generate runs
+GENERATE_ABLATIONS = ("zero", "mean")  # an Ablate's methods generate gives
 WHERE = ("all", "prompt", "generated")
 
 
@@ -147,11 +149,19 @@ def check_generate(
         )
     if isinstance(interventions, str) or not isinstance(interventions, Sequence):
         raise InputError(
-            f"interventions={interventions!r} is not allowed; use a list of Steer, AblateHeads, Hook or Patch."
+            f"interventions={interventions!r} is not allowed; use a list of Steer, AblateHeads, Hook, Patch "
+            "or Ablate."
         )
     # positions 0 .. reach - 1 are run (the last token chosen only when its activations are kept)
     reach = longest + max_new_tokens - 1 + (1 if keep_points else 0)
-    check_interventions(model, interventions, len(token_lists), longest, reach)
+    check_interventions(model, interventions, len(token_lists), longest, reach, kinds=GENERATE_KINDS)
+    for item in interventions:
+        if isinstance(item, Ablate) and item.method not in GENERATE_ABLATIONS:
+            raise InputError(
+                f"{describe(item)}: generate ablates with 'zero' or 'mean' (the same values at every "
+                f"position); {item.method!r} takes a reference prompt's value at each position, which "
+                "the generated positions do not have. Use run_with_interventions for it."
+            )
     return GenerateArgs(texts, token_lists, keep_points, list(interventions), 0 if seed is None else seed)
 
 

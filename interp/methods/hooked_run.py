@@ -74,7 +74,10 @@ def bridge_point(model: HookedPhi, name: str) -> str:
     return name
 
 
-def _engine_gather(model: HookedPhi, w: PhiWeights) -> Callable[[Tensor, Sequence[str]], dict[str, Tensor]]:
+def engine_gather(model: HookedPhi, w: PhiWeights) -> Callable[[Tensor, Sequence[str]], dict[str, Tensor]]:
+    """Reference activations (an `Ablate`'s mean, resample, counterfactual) from the engine's full
+    forward over the reference tokens."""
+
     def gather(tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         store: dict[str, Tensor] = {}
         with torch.no_grad():
@@ -183,7 +186,7 @@ def run_with_interventions(
         w = PhiWeights.from_model(model)
         edits = compile_edits(
             model, interventions, None, None, None, w.W_E.dtype, w.W_E.device,
-            resolve=engine_point, gather=_engine_gather(model, w),
+            resolve=engine_point, gather=engine_gather(model, w),
         )  # fmt: skip
         with torch.no_grad():
             run = forward(w, w.W_E[tokens.to(w.W_E.device)], edits)
