@@ -101,8 +101,8 @@ def head_ablations(model: HookedPhi, method: HeadAblationMethod, seed: int = 0) 
     ]
 
 
-def _check_sweep(model: HookedPhi, ablations: Sequence[Ablate]) -> tuple[str, int]:
-    """The one method and seed of a sweep's `Ablate` items, each a head given once at every position
+def _check_sweep(model: HookedPhi, ablations: Sequence[Ablate]) -> str:
+    """The one method of a sweep's `Ablate` items (one seed too), each a head given once at every position
     with no reference of its own; else an error naming the item and what is allowed."""
     if isinstance(ablations, str | Ablate) or not isinstance(ablations, Sequence) or not ablations:
         raise InputError(
@@ -140,8 +140,8 @@ def _check_sweep(model: HookedPhi, ablations: Sequence[Ablate]) -> tuple[str, in
     twice = sorted({h for h in heads if heads.count(h) > 1})
     if twice:
         raise InputError(f"heads {twice} are given more than once; give each head once.")
-    method, seed = kinds.pop()
-    return check_method(method, get_args(HeadAblationMethod)), seed
+    method, _ = kinds.pop()
+    return check_method(method, get_args(HeadAblationMethod))
 
 
 def _ablated_source(
@@ -205,7 +205,7 @@ def ablation_sweep(
         )
     else:
         ablations = list(ablation) if isinstance(ablation, Sequence) else ablation
-    method, seed = _check_sweep(model, ablations)
+    method = _check_sweep(model, ablations)
     if method == "counterfactual" and reference != "corrupted":
         raise InputError(
             f"method='counterfactual' takes values from the paired corrupted prompts: reference={reference!r}"
@@ -220,6 +220,7 @@ def ablation_sweep(
     # an ablation is a noising intervention: the base is the clean run, the source the ablated values
     core = contrast(model, pairs, metric, direction="noising")
     w = core.weights
+    clean_values = core.clean_values
     groups = [(g, pairs.select(g.index)) for g in core.groups]
     runs: dict[int, RunCache] = {}
     for group, tokens in groups:
@@ -236,9 +237,7 @@ def ablation_sweep(
         source = _ablated_source(model, w, base, ablation, layers, runs)
         variants = [v for v in head_out_variants(w, base, source) if v.key in listed]
         for key, logits in run_variants(w, base, variants, memory_budget).items():
-            values[key][group.index] = (
-                core.measure(logits, group.index).cpu() - core.clean_values[group.index]
-            )
+            values[key][group.index] = core.measure(logits, group.index).cpu() - clean_values[group.index]
     return core.result(
         f"ablate_head_{method}",
         ("layer", "head"),
