@@ -45,7 +45,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "interp.dictionaries.splice": ("Spliced", "splice"),
     "interp.dictionaries.cards": ("FeatureCard", "feature_cards"),
     "interp.dictionaries.feature_stats": ("feature_stats",),
-    "interp.methods.ablation": ("Component", "ablate", "ablation_sweep"),
+    "interp.methods.ablation": ("Component", "ablate", "ablation_sweep", "head_ablations"),
     "interp.methods.activation_patching": ("sweep",),
     "interp.methods.attribution_patching": ("agreement", "attribution_patch"),
     "interp.methods.circuits.circuit": (

@@ -11,7 +11,7 @@ from helpers import hf_reference
 from interp.base.errors import InputError
 from interp.engine.forward import PhiWeights
 from interp.methods.generation import generate
-from interp.methods.interventions import AblateHeads, Steer
+from interp.methods.interventions import Ablate, AblateHeads, Component, Steer
 from interp.model.loading import load_model
 from interp.model.sources import TOY_DIR
 
@@ -311,3 +311,55 @@ def test_the_readme_generation_block_runs_as_written():
     exec(instruments[0], namespace)
     exec(generation[0], namespace)
     assert namespace["model"].cfg.n_layers == 4  # the toy
+
+
+class TestAblateWhileGenerating:
+    """`Ablate` in generate: a zero or mean ablation at every position, equal to TransformerLens's
+    `run_with_hooks` over the generated text with the mean written by hand, to `AblateHeads` for a
+    zero head, and the same padded or alone; what needs a reference value per position is refused."""
+
+    def test_mean_ablation_equals_a_hand_written_hook_over_the_generated_text(self, tiny):
+        g = torch.Generator().manual_seed(21)
+        tokens, other = torch.randint(5, 300, (1, 5), generator=g), torch.randint(5, 300, (3, 9), generator=g)
+        point = "blocks.1.hook_mlp_out"
+        item = Ablate(Component("mlp", 1), "mean", reference=other)
+        out = generate(tiny, tokens, 6, interventions=[item], stop_at_eos=False, return_logits=True)
+        mean = tiny.run_with_cache(other, names_filter=[point])[1][point].mean(dim=(0, 1))
+        with torch.no_grad():
+            full = tiny.run_with_hooks(
+                out.tokens[0][None], fwd_hooks=[(point, lambda act, hook: mean.expand_as(act).clone())]
+            )
+        expected = full[0, tokens.shape[1] - 1 : tokens.shape[1] - 1 + 6]
+        assert (out.step_logits[0] - expected).abs().max() <= 1e-4
+        assert torch.equal(out.new_tokens[0], expected.argmax(-1))
+        plain = generate(tiny, tokens, 6, stop_at_eos=False, return_logits=True)
+        assert (plain.step_logits[0] - out.step_logits[0]).abs().max() > 1e-3  # the ablation does something
+
+    def test_zero_ablating_a_head_equals_ablate_heads(self, tiny):
+        tokens = torch.randint(5, 300, (2, 4), generator=torch.Generator().manual_seed(22))
+        kwargs = dict(stop_at_eos=False, return_logits=True)
+        ours = generate(
+            tiny, tokens, 5, interventions=[Ablate(Component("head", 0, 1), positions="prompt")], **kwargs
+        )
+        theirs = generate(tiny, tokens, 5, interventions=[AblateHeads([(0, 1)], "prompt")], **kwargs)
+        assert ours.texts == theirs.texts
+        for a, b in zip(ours.step_logits, theirs.step_logits, strict=True):
+            assert torch.equal(a, b)
+
+    def test_a_padded_batch_equals_each_prompt_alone(self, tiny):
+        g = torch.Generator().manual_seed(23)
+        ragged = [torch.randint(5, 300, (n,), generator=g) for n in (3, 7)]
+        item = Ablate(Component("neuron", 1, 4), "mean", reference=torch.randint(5, 300, (2, 6), generator=g))
+        kwargs = dict(interventions=[item], stop_at_eos=False, return_logits=True)
+        together = generate(tiny, ragged, 5, batching="padded", **kwargs)
+        for i, tokens in enumerate(ragged):
+            alone = generate(tiny, tokens[None], 5, **kwargs)
+            assert torch.equal(together.tokens[i], alone.tokens[0])
+            assert (together.step_logits[i] - alone.step_logits[0]).abs().max() <= 1e-4
+
+    @pytest.mark.parametrize("method", ["resample", "counterfactual"])
+    def test_a_reference_value_per_position_is_refused(self, tiny, method):
+        tokens = torch.randint(5, 300, (1, 4), generator=torch.Generator().manual_seed(24))
+        item = Ablate(Component("mlp", 0), method, reference=tokens)
+        with pytest.raises(InputError, match=rf"generate ablates with 'zero' or 'mean'.*{method!r}"):
+            generate(tiny, tokens, 3, interventions=[item])

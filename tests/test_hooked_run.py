@@ -5,6 +5,7 @@ refuses by name what only the other computes; bad interventions are refused nami
 
 from __future__ import annotations
 
+import einops
 import pytest
 import torch
 from closeness import assert_close
@@ -190,6 +191,53 @@ class TestBothTargetsEqualTransformerLens:
         for target in TARGETS:
             assert_close(run_with_interventions(tiny, tokens, [Hook(point, wobble)], target), expected)
         assert not tiny.cfg.use_attn_result
+
+
+class TestPatchingHeadsOfASplitReceiverInput:
+    """`Patch(heads=...)` at `hook_q_input` / `hook_k_input` / `hook_v_input` (each head's own copy of
+    the residual it reads): patching head h's copy from another run's residual at some positions gives
+    that head the other run's query / key / value there and changes nothing else, which on the bridge is
+    a hand-written hook on `attn.hook_q` / `hook_k` / `hook_v` (same LayerNorm, same weights)."""
+
+    @pytest.mark.parametrize("part", ["q", "k", "v"])
+    def test_equals_patching_that_heads_q_k_or_v_on_the_bridge(self, model, part):
+        tokens, other = tokens_for(model, 1), tokens_for(model, 2)
+        layer, heads, positions = model.cfg.n_layers - 1, [1], [2, 5]
+        _, cache = model.run_with_cache(other)
+        source = einops.repeat(
+            cache[f"blocks.{layer}.hook_resid_pre"], "batch pos d_model -> batch pos head d_model",
+            head=model.cfg.n_heads,
+        )  # fmt: skip
+        point = f"blocks.{layer}.attn.hook_{part}"
+
+        def hook(act, hook):  # batch pos head d_head
+            act = act.clone()
+            act[:, positions, 1] = cache[point][:, positions, 1]
+            return act
+
+        expected = reference(model, tokens, [(point, hook)])
+        item = Patch(f"blocks.{layer}.hook_{part}_input", source, positions=positions, heads=heads)
+        got = run_with_interventions(model, tokens, [item], target="engine")
+        assert_close(got, expected)
+        assert (got - model(tokens)).abs().max() > 1e-3  # the patch does something
+
+    def test_every_head_patched_equals_patching_the_residual_for_that_receiver(self, tiny):
+        tokens, other = tokens_for(tiny, 1), tokens_for(tiny, 2)
+        _, cache = tiny.run_with_cache(other)
+        resid = cache["blocks.1.hook_resid_pre"]
+        source = einops.repeat(resid, "batch pos d_model -> batch pos head d_model", head=tiny.cfg.n_heads)
+        every = [Patch("blocks.1.hook_v_input", source, heads=list(range(tiny.cfg.n_heads)))]
+        whole = [Patch("blocks.1.hook_v_input", source)]
+        assert_close(run_with_interventions(tiny, tokens, every), run_with_interventions(tiny, tokens, whole))
+
+    def test_a_split_input_without_a_head_axis_is_refused_naming_its_layout(self, tiny):
+        source = torch.zeros(7, tiny.cfg.d_model)
+        with pytest.raises(
+            InputError, match=r"blocks.0.hook_mlp_in \(batch pos d_model\) has no head axis.*hook_q_input"
+        ):
+            run_with_interventions(
+                tiny, tokens_for(tiny, 1), [Patch("blocks.0.hook_mlp_in", source, heads=[0])]
+            )
 
 
 class TestEachTargetRefusesWhatOnlyTheOtherComputes:

@@ -6,6 +6,9 @@ change what they mean: attention and MLP of a block read the *same* LayerNorm ou
 the residual stream in parallel, so there is no `resid_mid`; rotary embeddings cover only the first
 `rotary_dim` of each head's `d_head` dims (32 of 80 in Phi-2); `d_vocab` (51200 for Phi-2) is larger
 than the tokenizer's ~50295 real tokens, and the extra logits belong to no token.
+
+A leading `_` (jaxtyping: a size not held equal across the annotation, e.g. `"_batch _pos"` in a list
+of token tensors of several lengths) keeps the name's meaning.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@
         Patch("blocks.0.attn.hook_z", cache["blocks.0.attn.hook_z"], positions="prompt", heads=[3]),
     ])
 
+    # ablations: zero, or the mean over reference prompts (the engine's forward over them)
+    generate(model, prompt, 10, interventions=[Ablate(Component("mlp", 1), "mean", reference=tokens)])
+
 Each step runs only the new position through the model (`interp.engine.incremental`), attending to
 the cached keys and values, so a step costs one position, not the whole sequence. Interventions
 (`interp.methods.interventions`) act at chosen positions: the prompt's, the generated ones, all, or a
@@ -39,7 +42,8 @@ from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
 from interp.engine.incremental import IncrementalRun, Site, fit_src_pos
 from interp.methods.generation_checks import check_generate, describe
-from interp.methods.interventions import AblateHeads, Intervention, Steer, compile_edits
+from interp.methods.hooked_run import engine_gather
+from interp.methods.interventions import Ablate, AblateHeads, Intervention, Steer, compile_edits
 from interp.model.hooks import pos_axis, refuse_user_hooks
 from interp.model.loading import HookedPhi
 
@@ -99,8 +103,8 @@ def generate(
 
     `batching`: prompts of different token lengths run as one left-padded batch ("padded": padding is
     masked and each row's positions count from its first real token) or in one batch per length
-    ("by_length"); "auto" pads when every intervention is a Steer or AblateHeads at "all", "prompt"
-    or "generated" (Hook, Patch and listed positions name absolute positions, which differ row
+    ("by_length"); "auto" pads when every intervention is a Steer, AblateHeads or Ablate at "all",
+    "prompt" or "generated" (Hook, Patch and listed positions name absolute positions, which differ row
     by row under padding) and otherwise groups by length."""
     refuse_user_hooks(model, "generate")
     args = check_generate(
@@ -111,6 +115,7 @@ def generate(
         args.texts, args.token_lists, args.keep_points, args.interventions,
     )  # fmt: skip
     w = PhiWeights.from_model(model)
+    gather = engine_gather(model, w)  # an Ablate's mean: the engine's forward over its reference
     device = model.cfg.device
     eos = model.tokenizer.eos_token_id if stop_at_eos else None
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
@@ -135,7 +140,7 @@ def generate(
                 for i, p in zip(rows, pad, strict=True)
             ]
         ).to(device)
-        edits = compile_edits(model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device)
+        edits = compile_edits(model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device, gather=gather)
         sequence, logits_seen, kept, bad = _generate_group(
             w, prompt, max_new_tokens, edits, sorted(set(keep_points.values())), use_cache,
             temperature, top_k, generator, eos, bar, pad if padded else None,
@@ -179,11 +184,13 @@ def generate(
 
 def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: Tensor) -> bool:
     """Whether to run the prompts as one left-padded batch."""
-    fits = all(isinstance(i, Steer | AblateHeads) and isinstance(i.positions, str) for i in interventions)
+    fits = all(
+        isinstance(i, Steer | AblateHeads | Ablate) and isinstance(i.positions, str) for i in interventions
+    )
     if batching == "padded" and not fits:
         raise InputError(
-            "batching='padded' takes Steer and AblateHeads at 'all', 'prompt' or 'generated' only: Hook, "
-            "Patch and listed positions name absolute positions, which padding shifts row by row. "
+            "batching='padded' takes Steer and AblateHeads (and Ablate) at 'all', 'prompt' or 'generated' "
+            "only: Hook, Patch and listed positions name absolute positions, which padding shifts row by row. "
             "Use batching='by_length' (or 'auto')."
         )
     return batching == "padded" or (batching == "auto" and fits and len(set(lengths.tolist())) > 1)
@@ -272,7 +279,9 @@ def non_finite_error(
 
         return watched
 
-    edits = compile_edits(model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device, wrap)
+    edits = compile_edits(
+        model, interventions, width, rows, n, w.W_E.dtype, w.W_E.device, wrap, gather=engine_gather(model, w)
+    )
     IncrementalRun(w, edits, (), pad).extend(sequence[:, : width + step])
     i = rows[j]
     where = (

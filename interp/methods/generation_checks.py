@@ -37,6 +37,8 @@ from interp.model.hooks import head_axis, pos_axis
 from interp.model.loading import HookedPhi
 
 BATCHING = ("auto", "padded", "by_length")
+GENERATE_KINDS = (Steer, AblateHeads, Hook, Patch, Ablate)  # what generate runs
+GENERATE_ABLATIONS = ("zero", "mean")  # an Ablate's methods generate gives
 WHERE = ("all", "prompt", "generated")
 
 
@@ -147,11 +149,19 @@ def check_generate(
         )
     if isinstance(interventions, str) or not isinstance(interventions, Sequence):
         raise InputError(
-            f"interventions={interventions!r} is not allowed; use a list of Steer, AblateHeads, Hook or Patch."
+            f"interventions={interventions!r} is not allowed; use a list of Steer, AblateHeads, Hook, Patch "
+            "or Ablate."
         )
     # positions 0 .. reach - 1 are run (the last token chosen only when its activations are kept)
     reach = longest + max_new_tokens - 1 + (1 if keep_points else 0)
-    check_interventions(model, interventions, len(token_lists), longest, reach)
+    check_interventions(model, interventions, len(token_lists), longest, reach, kinds=GENERATE_KINDS)
+    for item in interventions:
+        if isinstance(item, Ablate) and item.method not in GENERATE_ABLATIONS:
+            raise InputError(
+                f"{describe(item)}: generate ablates with 'zero' or 'mean' (the same values at every "
+                f"position); {item.method!r} takes a reference prompt's value at each position, which "
+                "the generated positions do not have. Use run_with_interventions for it."
+            )
     return GenerateArgs(texts, token_lists, keep_points, list(interventions), 0 if seed is None else seed)
 
 
@@ -344,10 +354,22 @@ def _check_ablate(model: HookedPhi, item: Ablate, n_prompts: int | None, resolve
     if item.method == "zero":
         return
     reference = item.reference
-    if not isinstance(reference, Tensor) or reference.dim() != 2 or reference.dtype.is_floating_point:
+
+    def token_ids(t) -> bool:
+        return isinstance(t, Tensor) and t.dim() == 2 and not t.dtype.is_floating_point and t.numel() > 0
+
+    if item.method == "mean" and isinstance(reference, Sequence) and not isinstance(reference, str):
+        if len(reference) == 0 or not all(token_ids(t) for t in reference):
+            raise InputError(
+                f"Ablate({item.component!r}, 'mean') reference is a list; each entry must be token ids "
+                "[batch pos] (prompts of one length per entry), and the list non-empty."
+            )
+        return
+    if not token_ids(reference):
+        several = " (a list of them only for 'mean')" if isinstance(reference, Sequence) else ""
         raise InputError(
             f"Ablate({item.component!r}, {item.method!r}) needs reference token ids [batch pos] (the prompts "
-            f"to average or take values from), not {type(reference).__name__}."
+            f"to average or take values from){several}, not {type(reference).__name__}."
         )
     if item.method == "counterfactual" and n_prompts is not None and reference.shape[0] != n_prompts:
         raise InputError(
@@ -460,9 +482,10 @@ def _check_patch(model: HookedPhi, item, n_prompts: int | None, resolve: Resolve
     if item.heads is not None:
         if head_axis(name) is None:
             raise InputError(
-                f"Patch({item.hook!r}) has no head axis; leave heads=None, or use a "
-                "point with one (attn.hook_q, hook_k, hook_v, hook_rot_q, hook_rot_k, hook_attn_scores, "
-                "hook_pattern, hook_z, hook_result)."
+                f"Patch({item.hook!r}) heads={item.heads!r}: {name} ({layout(name)}) has no head axis; "
+                "leave heads=None, or use a point with one (attn.hook_q, hook_k, hook_v, hook_rot_q, "
+                "hook_rot_k, hook_attn_scores, hook_pattern, hook_z, hook_result, or the split receiver "
+                "inputs hook_q_input, hook_k_input, hook_v_input)."
             )
         if (
             isinstance(item.heads, str)

@@ -14,7 +14,8 @@ given to one of two targets:
   (`interp.engine.hook_points`: the split receiver inputs `hook_q_input` ... `hook_mlp_in` included);
 - `target="bridge"`: TransformerLens's bridge, each edit a forward hook (removed when the run ends,
   also when it raises); every hook point the bridge has, e.g. `blocks.0.hook_out`, `attn.hook_cos`,
-  `ln_final.hook_scale`, which the engine does not compute.
+  `ln_final.hook_scale`, which the engine does not compute. `on_bridge(model, interventions)` is the
+  same as a context manager around any forwards (`interp.methods.ablation.ablate` is built on it).
 
 Both give equal logits for every intervention (tested, with TransformerLens's `run_with_hooks` written
 by hand as the reference). Each target refuses by name what only the other computes. Reference
@@ -73,7 +74,10 @@ def bridge_point(model: HookedPhi, name: str) -> str:
     return name
 
 
-def _engine_gather(model: HookedPhi, w: PhiWeights) -> Callable[[Tensor, Sequence[str]], dict[str, Tensor]]:
+def engine_gather(model: HookedPhi, w: PhiWeights) -> Callable[[Tensor, Sequence[str]], dict[str, Tensor]]:
+    """Reference activations (an `Ablate`'s mean, resample, counterfactual) from the engine's full
+    forward over the reference tokens."""
+
     def gather(tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         store: dict[str, Tensor] = {}
         with torch.no_grad():
@@ -136,8 +140,31 @@ def bridge_hooks(
 
         return hook
 
+    # the bridge's own context removes exactly the hooks it added, in its `finally`
     with model.hooks(fwd_hooks=[(name, hook_for(name, fns)) for name, fns in edits.items()]):
         yield model
+
+
+@contextmanager
+def on_bridge(
+    model: HookedPhi, interventions: Sequence[Intervention], fired: set[str] | None = None
+) -> Iterator[dict[str, list[EditFn]]]:
+    """The bridge running `interventions` inside the `with` block, on every forward the block makes:
+    each is checked (`check_interventions`), compiled by `compile_edits` (reference activations from
+    the bridge) and attached as a forward hook; every hook is removed on leaving, also when the block
+    raises, and hooks already attached (an outer block) stay. Yields the compiled edits by hook point;
+    `fired` collects the points that ran. `run_with_interventions(target="bridge")` and
+    `interp.methods.ablation.ablate` both run through here."""
+    check_interventions(model, interventions, resolve=bridge_point, kinds=KINDS)
+    parameter = next(model.parameters())
+    named = [getattr(item, "hook", getattr(item, "name", "")) for item in interventions]
+    with _attn_result(model, any(str(name).endswith("hook_result") for name in named)):
+        edits = compile_edits(
+            model, interventions, None, None, None, parameter.dtype, parameter.device,
+            resolve=bridge_point, gather=_bridge_gather(model),
+        )  # fmt: skip
+        with bridge_hooks(model, edits, fired):
+            yield edits
 
 
 def run_with_interventions(
@@ -159,21 +186,14 @@ def run_with_interventions(
         w = PhiWeights.from_model(model)
         edits = compile_edits(
             model, interventions, None, None, None, w.W_E.dtype, w.W_E.device,
-            resolve=engine_point, gather=_engine_gather(model, w),
+            resolve=engine_point, gather=engine_gather(model, w),
         )  # fmt: skip
         with torch.no_grad():
             run = forward(w, w.W_E[tokens.to(w.W_E.device)], edits)
             return final_logits(w, run.resid_final, run.model_edits, 0)
-    parameter = next(model.parameters())
     fired: set[str] = set()
-    named = [getattr(item, "hook", getattr(item, "name", "")) for item in interventions]
-    with _attn_result(model, any(str(name).endswith("hook_result") for name in named)):
-        edits = compile_edits(
-            model, interventions, None, None, None, parameter.dtype, parameter.device,
-            resolve=bridge_point, gather=_bridge_gather(model),
-        )  # fmt: skip
-        with torch.no_grad(), bridge_hooks(model, edits, fired):
-            logits = model(tokens.to(model.cfg.device))
+    with torch.no_grad(), on_bridge(model, interventions, fired) as edits:
+        logits = model(tokens.to(model.cfg.device))
     silent = sorted(set(edits) - fired)
     if silent:
         raise InputError(

@@ -92,12 +92,14 @@ class Component:
 class Ablate:
     """Replace `component`'s output (a `Component`, or a hook point's whole activation by name) at
     `positions` by what `method` gives: 0 (`zero`), its mean over the `reference` prompts and positions
-    (`mean`), its value on another reference prompt at the same positions (`resample`, a permutation
-    from `seed`), or on reference row i for prompt i (`counterfactual`: the paired corrupted prompts)."""
+    (`mean`; `reference` may be a list of token tensors of different lengths, pooled), its value on
+    another reference prompt at the same positions (`resample`, a permutation from `seed`), or on
+    reference row i for prompt i (`counterfactual`: the paired corrupted prompts)."""
 
     component: Component | str
     method: AblationMethod = "zero"
-    reference: Int[Tensor, "batch pos"] | None = None
+    # token ids; for `mean`, also a list of them (a reference dataset of several lengths, pooled)
+    reference: Int[Tensor, "batch pos"] | Sequence[Int[Tensor, "_batch _pos"]] | None = None
     seed: int = 0
     positions: Positions = "all"
 
@@ -288,13 +290,17 @@ def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) ->
         )
     if gather is None:
         raise InputError(f"Ablate method={item.method!r} is not allowed here; use 'zero'.")
+    if item.method == "mean" and pos_axis(name) != 1:
+        raise InputError(
+            f"mean ablation at {name}: its positions are dest_pos x src_pos, which a mean over prompts "
+            "of other lengths does not fit; use 'zero', 'resample' or 'counterfactual' there."
+        )
+    if not isinstance(item.reference, Tensor):  # a reference dataset of several lengths (mean only)
+        parts = [gather(tokens, [name])[name].detach().float() for tokens in item.reference]
+        total = sum(part.sum(dim=(0, 1), keepdim=True) for part in parts)
+        return (total / sum(part.shape[0] * part.shape[1] for part in parts)).to(device, dtype)
     activation = gather(item.reference, [name])[name].detach()
     if item.method == "mean":
-        if pos_axis(name) != 1:
-            raise InputError(
-                f"mean ablation at {name}: its positions are dest_pos x src_pos, which a mean over prompts "
-                "of other lengths does not fit; use 'zero', 'resample' or 'counterfactual' there."
-            )
         return activation.float().mean(dim=(0, 1), keepdim=True).to(device, dtype)
     return activation.to(device, dtype)
 

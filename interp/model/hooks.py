@@ -83,7 +83,9 @@ def hook_aliases(model: HookedPhi, name: str) -> list[str]:
 
 _PATTERN_POINTS = ("attn.hook_attn_scores", "attn.hook_pattern")
 _PER_HEAD_POINTS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
-                    "attn.hook_z", "attn.hook_result")  # fmt: skip
+                    "attn.hook_z", "attn.hook_result",
+                    # the split receiver inputs: each head's own copy of the residual it reads
+                    "hook_q_input", "hook_k_input", "hook_v_input")  # fmt: skip
 
 
 def pos_axis(name: str) -> int:
@@ -92,8 +94,9 @@ def pos_axis(name: str) -> int:
 
 
 def head_axis(name: str) -> int | None:
-    """The head axis of a hook point's activation ([batch pos head d_head] or [batch head dest_pos
-    src_pos]), or None where it has none."""
+    """The head axis of a hook point's activation ([batch pos head d_head], [batch pos head d_model]
+    for the split receiver inputs `hook_q_input` / `hook_k_input` / `hook_v_input`, or [batch head
+    dest_pos src_pos]), or None where it has none."""
     if name.endswith(_PER_HEAD_POINTS):
         return 2
     if name.endswith(_PATTERN_POINTS):

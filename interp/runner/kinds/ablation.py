@@ -1,4 +1,5 @@
-"""Ablating every head alone (`ablate_head`): `interp.methods.ablation.ablation_sweep`."""
+"""Ablating every head alone (`ablate_head`): one `Ablate` per head (`interp.methods.ablation.head_ablations`)
+run by `interp.methods.ablation.ablation_sweep`."""
 
 from __future__ import annotations
 
@@ -34,15 +35,16 @@ class AblationOptions(AnalysisOptions):
 
 
 def _compute(options: AblationOptions, model, pairs, ctx: UnitContext) -> Computed:
-    from interp.methods.ablation import ablation_sweep
+    from interp.methods.ablation import ablation_sweep, head_ablations
 
+    # one Ablate per head, in the vocabulary every method runs (interp.methods.interventions)
+    ablations = head_ablations(model, options.method, ctx.seed)
     result = ablation_sweep(
         model,
         pairs,
-        options.method,
+        ablations,
         ctx.metric,
         reference=options.reference,
-        seed=ctx.seed,
         reduce="none",
         memory_budget=ctx.memory_budget,
     )
