@@ -17,7 +17,10 @@
   curve (signed scores), and CMD, the area between the curve and 1 (|scores|), both by the trapezoid
   rule over the fraction of edges, as in the MIB circuit-localisation track.
 - `save_circuit` / `load_circuit`: EAP-IG's JSON layout (`cfg`, `nodes` with `in_graph`, `edges` with
-  `score` and `in_graph`), so a circuit moves between this workbench and the EAP-IG/MIB tools.
+  `score` and `in_graph`), so a circuit moves between this workbench and the EAP-IG/MIB tools. A graph
+  with feature nodes (a feature circuit's, `FeatureCircuit.scores`) adds its sites to `cfg` (`features`,
+  `components`: `Graph.config`), and loads back through `Graph.from_config` with the same edges; the
+  head graph's `cfg` stays EAP-IG's own.
 """
 
 from __future__ import annotations
@@ -138,15 +141,17 @@ def prune_dangling(graph: Graph, chosen: Circuit | Bool[Tensor, " edge"]) -> Cir
     if isinstance(chosen, Circuit):
         return Circuit(graph, prune_dangling(graph, Circuit.of(graph, chosen).mask))
     check_mask(graph, chosen)
-    senders, receivers, layers = graph.edge_senders, graph.edge_receiver_nodes, graph.edge_sender_layers
+    senders, receivers = graph.edge_senders, graph.edge_receiver_nodes
     chosen = chosen.clone()
     while True:
+        # edges are in the order of their senders, the forward's (so a topological order, also between
+        # the feature nodes of one layer): forwards, every edge into a sender comes before its own edges
         live = chosen.nonzero().flatten().tolist()
         reached, feeds = {"input"}, {"logits"}
-        for p in sorted(live, key=lambda p: layers[p]):
+        for p in live:
             if senders[p] in reached:
                 reached.add(receivers[p])
-        for p in sorted(live, key=lambda p: -layers[p]):
+        for p in reversed(live):
             if receivers[p] in feeds:
                 feeds.add(senders[p])
         keep = torch.tensor([senders[p] in reached and receivers[p] in feeds for p in live], dtype=torch.bool)
@@ -328,7 +333,8 @@ def save_circuit(
 
 
 def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
-    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit.
+    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit, over
+    the graph `cfg` describes (with feature nodes where it names `features`: `Graph.from_config`).
 
     Every field is checked and a bad one named with its value and what is allowed; the graph's size is
     checked against the number of edges the file holds before anything of that size is built."""
@@ -362,24 +368,26 @@ def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
     direction = cfg.get("direction", "noising")
     if direction not in ("noising", "denoising"):
         raise InputError(f"{path}: cfg.direction={direction!r} is not allowed; use 'noising' or 'denoising'")
-    n_edges = expected_edge_count(n_layers, n_heads)
-    if n_edges > len(edges):
-        raise InputError(
-            f"{path}: cfg says a graph of {n_layers} layers x {n_heads} heads ({n_edges} edges), but the file "
-            f"holds {len(edges)} edges"
-        )
-    graph = Graph.of(n_layers, n_heads)
+    if "features" in cfg or "components" in cfg:
+        graph = _feature_graph(path, cfg, len(edges))
+        shape = f"{n_layers}x{n_heads} graph with these feature nodes"
+    else:
+        n_edges = expected_edge_count(n_layers, n_heads)
+        if n_edges > len(edges):
+            raise InputError(
+                f"{path}: cfg says a graph of {n_layers} layers x {n_heads} heads ({n_edges} edges), but the "
+                f"file holds {len(edges)} edges"
+            )
+        graph, shape = Graph.of(n_layers, n_heads), f"{n_layers}x{n_heads} graph"
+    n_edges = graph.n_edges
     missing = [name for name in graph.edge_names if name not in edges]
     if missing:
-        raise InputError(
-            f"{path} lacks {len(missing)} edges of a {n_layers}x{n_heads} graph, e.g. {missing[0]!r}"
-        )
+        raise InputError(f"{path} lacks {len(missing)} edges of a {shape}, e.g. {missing[0]!r}")
     if len(edges) > n_edges:
         known = set(graph.edge_names)
         extra = next(name for name in edges if name not in known)
         raise InputError(
-            f"{path}: {extra!r} (and {len(edges) - n_edges - 1} more) is not an edge of Phi's parallel "
-            f"{n_layers}x{n_heads} graph"
+            f"{path}: {extra!r} (and {len(edges) - n_edges - 1} more) is not an edge of Phi's parallel {shape}"
         )
     values = torch.tensor([_edge_field(path, name, edges[name], "score") for name in graph.edge_names])
     circuit = torch.tensor([_edge_field(path, name, edges[name], "in_graph") for name in graph.edge_names])
@@ -388,6 +396,31 @@ def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
     scores = EdgeScores(graph, values, str(cfg.get("method", "loaded")), direction, str(cfg.get("metric", "")),
                         clean, corrupted, extra={"d_model": d_model} if d_model else {})  # fmt: skip
     return scores, Circuit(graph, circuit)
+
+
+# a graph's dense [sender, receiver] tables may hold this many cells per edge the file holds (EAP-IG's
+# head graph holds ~2, a feature graph of many sites a few dozen), or 2^24 cells whatever it holds
+CELLS_PER_EDGE = 1024
+
+
+def _feature_graph(path: str | Path, cfg: dict, n_held: int) -> Graph:
+    """The graph with feature nodes that `cfg` describes (`Graph.from_config`), refused by name if it is
+    bad, and by its size if its tables would be far larger than the edges the file holds (checked before
+    any table is built)."""
+    try:
+        graph = Graph.from_config(cfg)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    L, H = graph.n_layers, graph.n_heads
+    features = sum(len(site.latents) + site.error for site in graph.features)
+    senders = 1 + features + (L * (H + 1) if graph.components else 0)
+    receivers = 1 + features + (L * (3 * H + 1) if graph.components else 0)
+    if senders * receivers > max(CELLS_PER_EDGE * n_held, 1 << 24):
+        raise InputError(
+            f"{path}: cfg describes a graph of {senders} nodes and {receivers} inputs ({features} feature "
+            f"nodes), but the file holds {n_held} edges"
+        )
+    return graph
 
 
 def _edge_field(path: str | Path, name: str, entry: object, key: str) -> float | bool:
