@@ -12,6 +12,9 @@
   its output on the corrupted prompts (`counterfactual`), its mean over the corrupted prompts and
   positions (`mean`), or zero (`zero`). The full graph gives the clean metric and, with
   `counterfactual`, the empty graph the corrupted one (both tested).
+- A graph with feature nodes is evaluated by node ablation instead (`node_ablation`: every feature node
+  the circuit leaves out ablated, m(full) the model itself), with its dictionaries spliced in
+  (`dictionaries=`); `evaluator_for` picks the evaluator of a graph.
 - `faithfulness_curve`: f = (m(C) - m(empty)) / (m(full) - m(empty)) for circuits of the top
   0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50 and 100 % of edges, and MIB's summaries: CPR, the area under the
   curve (signed scores), and CMD, the area between the curve and 1 (|scores|), both by the trapezoid
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -40,9 +44,11 @@ from interp.base.errors import FileKindError, InputError
 from interp.base.files import read_json, write_atomic
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
+from interp.dictionaries.base import Dictionary
 from interp.engine.receivers import run_receivers
 from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size, expected_edge_count
+from interp.methods.circuits.node_ablation import NodeAblationEvaluator
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
 from interp.methods.vocabulary import CircuitAblationMethod, check_method
@@ -170,9 +176,28 @@ def evaluate_circuit(
     metric: MetricKind | Metric = "logit_diff",
     *,
     mode: Mode = "counterfactual",
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
 ) -> Float[Tensor, " batch"]:
-    """Per-prompt metric of the clean prompts run through only the circuit's edges (see the module docstring)."""
-    return CircuitEvaluator(model, pairs, metric, mode)(circuit)
+    """Per-prompt metric of the clean prompts run through only the circuit's edges (see the module
+    docstring); a circuit of a graph with feature nodes through its nodes, with the graph's
+    `dictionaries` spliced in (`node_ablation`)."""
+    graph = circuit.graph if isinstance(circuit, Circuit) else None
+    return evaluator_for(model, pairs, metric, mode, graph, dictionaries)(circuit)
+
+
+def evaluator_for(
+    model: HookedPhi,
+    pairs: PromptPairs,
+    metric: MetricKind | Metric,
+    mode: Mode,
+    graph: Graph | None = None,
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
+) -> CircuitEvaluator | NodeAblationEvaluator:
+    """What evaluates circuits of `graph` (the model's head graph by default): `CircuitEvaluator`, by
+    edges, for the head graph; `NodeAblationEvaluator`, by nodes, for a graph of feature nodes."""
+    if graph is not None and (graph.features or not graph.components):
+        return NodeAblationEvaluator(model, pairs, graph, metric, mode, dictionaries)
+    return CircuitEvaluator(model, pairs, metric, mode)
 
 
 class CircuitEvaluator:
@@ -196,6 +221,14 @@ class CircuitEvaluator:
         elif mode == "zero":
             ablated = [torch.zeros_like(a) for a in ablated]
         self.ablated = ablated
+
+    def full(self) -> Float[Tensor, " batch"]:
+        """Every edge kept: the clean run itself (tested)."""
+        return self(torch.ones(self.graph.n_edges, dtype=torch.bool))
+
+    def empty(self) -> Float[Tensor, " batch"]:
+        """Every edge ablated."""
+        return self(torch.zeros(self.graph.n_edges, dtype=torch.bool))
 
     def __call__(self, circuit: Circuit | Bool[Tensor, " edge"]) -> Float[Tensor, " batch"]:
         graph, core = self.graph, self.core
@@ -265,12 +298,13 @@ def faithfulness_curve(
     absolute: bool = True,
     mode: Mode = "counterfactual",
     greedy: bool = False,
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
 ) -> FaithfulnessCurve:
-    """Faithfulness of the top-`fraction` circuits (pruned to paths from input to logits)."""
-    graph = scores.graph
-    evaluate = CircuitEvaluator(model, pairs, metric, mode)  # the runs once, for every circuit size
-    full = evaluate(torch.ones(graph.n_edges, dtype=torch.bool)).mean().item()
-    empty = evaluate(torch.zeros(graph.n_edges, dtype=torch.bool)).mean().item()
+    """Faithfulness of the top-`fraction` circuits (pruned to paths from input to logits); over a graph
+    with feature nodes, by node ablation with its `dictionaries` spliced in (`node_ablation`)."""
+    # the runs once, for every circuit size
+    evaluate = evaluator_for(model, pairs, metric, mode, scores.graph, dictionaries)
+    full, empty = evaluate.full().mean().item(), evaluate.empty().mean().item()
     if abs(full - empty) < 1e-12:
         raise InputError(
             "the full model and the empty circuit give the same metric: faithfulness is undefined"

@@ -1,6 +1,7 @@
 """The circuits machinery (interp.methods.circuits.circuit) on graphs with feature nodes: a saved feature
 circuit loads back with the same graph, edge names, scores and mask; pruning follows the forward's order
-between the feature nodes of one layer."""
+between the feature nodes of one layer; circuits are evaluated by node ablation (the whole graph of
+every latent is the model, the empty circuit every node ablated) and give faithfulness curves."""
 
 from __future__ import annotations
 
@@ -10,9 +11,20 @@ import pytest
 import torch
 
 from interp.base.errors import InputError
-from interp.methods.circuits.circuit import circuit_json, load_circuit, prune_dangling, save_circuit, select
+from interp.methods.circuits.circuit import (
+    circuit_json,
+    evaluate_circuit,
+    evaluator_for,
+    faithfulness_curve,
+    load_circuit,
+    prune_dangling,
+    save_circuit,
+    select,
+)
 from interp.methods.circuits.graph import Circuit, FeatureSite, Graph
+from interp.methods.circuits.node_ablation import NodeAblationEvaluator
 from interp.methods.circuits.scores import EdgeScores
+from interp.methods.features.circuit_evaluation import circuit_metric
 from interp.methods.features.circuits import feature_circuit
 from methods.features.test_circuits import planted_pairs
 from methods.graphs.models import planted_transcoders
@@ -129,3 +141,64 @@ class TestPruning:
         dangling = chosen.clone()
         dangling[graph.edge_position("input->blocks.0.hook_attn_out[0]")] = True  # goes nowhere
         assert list(Circuit(graph, prune_dangling(graph, dangling))) == path
+
+
+class TestNodeAblation:
+    """A feature graph's circuits evaluated by ablating the nodes they leave out (node_ablation)."""
+
+    @pytest.fixture(scope="class")
+    def setting(self, planted_model):
+        pairs = planted_pairs(planted_model)
+        tcs = planted_transcoders(planted_model)
+        every = feature_circuit(planted_model, tcs, pairs)  # every latent a node of the graph
+        kept = feature_circuit(planted_model, tcs, pairs, top_k=2)  # the planted path and the errors
+        return pairs, tcs, every, kept
+
+    @pytest.mark.parametrize("mode", ["counterfactual", "mean", "zero"])
+    def test_the_whole_graph_is_the_model(self, planted_model, setting, mode):
+        pairs, tcs, every, _ = setting
+        graph = every.scores.graph
+        evaluate = evaluator_for(planted_model, pairs, "logit_diff", mode, graph, tcs)
+        full = evaluate(torch.ones(graph.n_edges, dtype=torch.bool))
+        assert torch.allclose(full, evaluate.full(), atol=1e-4)
+        assert evaluate.full().mean().item() == pytest.approx(every.clean, abs=1e-5)
+
+    def test_the_empty_circuit_is_every_node_ablated(self, planted_model, setting):
+        """Equal to the independent node ablation of circuit_evaluation (corrupted values), for the empty
+        circuit, for a pruned one, and for the whole graph of the kept nodes."""
+        pairs, tcs, _, kept = setting
+        graph = kept.scores.graph
+        evaluate = evaluator_for(planted_model, pairs, "logit_diff", "counterfactual", graph, tcs)
+        empty = evaluate.empty()
+        assert torch.allclose(empty, circuit_metric(planted_model, tcs, pairs, []), atol=1e-5)
+        assert abs(empty.mean().item() - kept.clean) > 0.5  # the ablation does change the metric
+        for circuit in (
+            select(kept.scores, top_k=3),
+            Circuit(graph, torch.ones(graph.n_edges, dtype=torch.bool)),
+        ):
+            nodes = sorted(circuit.nodes - {"input", "logits"})
+            assert torch.allclose(
+                evaluate(circuit), circuit_metric(planted_model, tcs, pairs, nodes), atol=1e-5
+            )
+        assert torch.allclose(
+            evaluate_circuit(planted_model, pairs, Circuit(graph, torch.zeros(graph.n_edges, dtype=torch.bool)),
+                             dictionaries=tcs), empty)  # fmt: skip
+
+    def test_the_faithfulness_curve_of_the_planted_path(self, planted_model, setting):
+        pairs, tcs, _, kept = setting
+        curve = faithfulness_curve(
+            planted_model, pairs, kept.scores, fractions=(0.0, 0.5, 1.0), dictionaries=tcs
+        )
+        assert curve.faithfulness[0] == pytest.approx(0.0, abs=1e-6)  # the empty circuit
+        assert curve.faithfulness[-1] == pytest.approx(1.0, abs=0.02)  # the path carries the behaviour
+        assert curve.full == pytest.approx(kept.clean, abs=1e-5)
+
+    def test_graphs_it_cannot_evaluate_are_refused(self, planted_model, setting):
+        pairs, tcs, _, kept = setting
+        mixed = Graph(2, 2, kept.scores.graph.features)
+        with pytest.raises(InputError, match="feature nodes alone"):
+            evaluator_for(planted_model, pairs, "logit_diff", "mean", mixed, tcs)
+        with pytest.raises(InputError, match="mode='resample' is not allowed"):
+            NodeAblationEvaluator(planted_model, pairs, kept.scores.graph, "logit_diff", "resample", tcs)
+        with pytest.raises(InputError, match="no dictionary given reads"):
+            evaluator_for(planted_model, pairs, "logit_diff", "mean", kept.scores.graph, tcs[:1])
