@@ -12,18 +12,25 @@
   its output on the corrupted prompts (`counterfactual`), its mean over the corrupted prompts and
   positions (`mean`), or zero (`zero`). The full graph gives the clean metric and, with
   `counterfactual`, the empty graph the corrupted one (both tested).
+- A graph with feature nodes is evaluated by node ablation instead (`node_ablation`: every feature node
+  the circuit leaves out ablated, m(full) the model itself), with its dictionaries spliced in
+  (`dictionaries=`); `evaluator_for` picks the evaluator of a graph.
 - `faithfulness_curve`: f = (m(C) - m(empty)) / (m(full) - m(empty)) for circuits of the top
   0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50 and 100 % of edges, and MIB's summaries: CPR, the area under the
   curve (signed scores), and CMD, the area between the curve and 1 (|scores|), both by the trapezoid
   rule over the fraction of edges, as in the MIB circuit-localisation track.
 - `save_circuit` / `load_circuit`: EAP-IG's JSON layout (`cfg`, `nodes` with `in_graph`, `edges` with
-  `score` and `in_graph`), so a circuit moves between this workbench and the EAP-IG/MIB tools.
+  `score` and `in_graph`), so a circuit moves between this workbench and the EAP-IG/MIB tools. A graph
+  with feature nodes (a feature circuit's, `FeatureCircuit.scores`) adds its sites to `cfg` (`features`,
+  `components`: `Graph.config`), and loads back through `Graph.from_config` with the same edges; the
+  head graph's `cfg` stays EAP-IG's own.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -37,9 +44,11 @@ from interp.base.errors import FileKindError, InputError
 from interp.base.files import read_json, write_atomic
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
+from interp.dictionaries.base import Dictionary
 from interp.engine.receivers import run_receivers
 from interp.methods.circuits.edge_patching import sender_outputs
 from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size, expected_edge_count
+from interp.methods.circuits.node_ablation import NodeAblationEvaluator
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
 from interp.methods.vocabulary import CircuitAblationMethod, check_method
@@ -138,15 +147,17 @@ def prune_dangling(graph: Graph, chosen: Circuit | Bool[Tensor, " edge"]) -> Cir
     if isinstance(chosen, Circuit):
         return Circuit(graph, prune_dangling(graph, Circuit.of(graph, chosen).mask))
     check_mask(graph, chosen)
-    senders, receivers, layers = graph.edge_senders, graph.edge_receiver_nodes, graph.edge_sender_layers
+    senders, receivers = graph.edge_senders, graph.edge_receiver_nodes
     chosen = chosen.clone()
     while True:
+        # edges are in the order of their senders, the forward's (so a topological order, also between
+        # the feature nodes of one layer): forwards, every edge into a sender comes before its own edges
         live = chosen.nonzero().flatten().tolist()
         reached, feeds = {"input"}, {"logits"}
-        for p in sorted(live, key=lambda p: layers[p]):
+        for p in live:
             if senders[p] in reached:
                 reached.add(receivers[p])
-        for p in sorted(live, key=lambda p: -layers[p]):
+        for p in reversed(live):
             if receivers[p] in feeds:
                 feeds.add(senders[p])
         keep = torch.tensor([senders[p] in reached and receivers[p] in feeds for p in live], dtype=torch.bool)
@@ -165,9 +176,28 @@ def evaluate_circuit(
     metric: MetricKind | Metric = "logit_diff",
     *,
     mode: Mode = "counterfactual",
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
 ) -> Float[Tensor, " batch"]:
-    """Per-prompt metric of the clean prompts run through only the circuit's edges (see the module docstring)."""
-    return CircuitEvaluator(model, pairs, metric, mode)(circuit)
+    """Per-prompt metric of the clean prompts run through only the circuit's edges (see the module
+    docstring); a circuit of a graph with feature nodes through its nodes, with the graph's
+    `dictionaries` spliced in (`node_ablation`)."""
+    graph = circuit.graph if isinstance(circuit, Circuit) else None
+    return evaluator_for(model, pairs, metric, mode, graph, dictionaries)(circuit)
+
+
+def evaluator_for(
+    model: HookedPhi,
+    pairs: PromptPairs,
+    metric: MetricKind | Metric,
+    mode: Mode,
+    graph: Graph | None = None,
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
+) -> CircuitEvaluator | NodeAblationEvaluator:
+    """What evaluates circuits of `graph` (the model's head graph by default): `CircuitEvaluator`, by
+    edges, for the head graph; `NodeAblationEvaluator`, by nodes, for a graph of feature nodes."""
+    if graph is not None and (graph.features or not graph.components):
+        return NodeAblationEvaluator(model, pairs, graph, metric, mode, dictionaries)
+    return CircuitEvaluator(model, pairs, metric, mode)
 
 
 class CircuitEvaluator:
@@ -191,6 +221,14 @@ class CircuitEvaluator:
         elif mode == "zero":
             ablated = [torch.zeros_like(a) for a in ablated]
         self.ablated = ablated
+
+    def full(self) -> Float[Tensor, " batch"]:
+        """Every edge kept: the clean run itself (tested)."""
+        return self(torch.ones(self.graph.n_edges, dtype=torch.bool))
+
+    def empty(self) -> Float[Tensor, " batch"]:
+        """Every edge ablated."""
+        return self(torch.zeros(self.graph.n_edges, dtype=torch.bool))
 
     def __call__(self, circuit: Circuit | Bool[Tensor, " edge"]) -> Float[Tensor, " batch"]:
         graph, core = self.graph, self.core
@@ -260,12 +298,13 @@ def faithfulness_curve(
     absolute: bool = True,
     mode: Mode = "counterfactual",
     greedy: bool = False,
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
 ) -> FaithfulnessCurve:
-    """Faithfulness of the top-`fraction` circuits (pruned to paths from input to logits)."""
-    graph = scores.graph
-    evaluate = CircuitEvaluator(model, pairs, metric, mode)  # the runs once, for every circuit size
-    full = evaluate(torch.ones(graph.n_edges, dtype=torch.bool)).mean().item()
-    empty = evaluate(torch.zeros(graph.n_edges, dtype=torch.bool)).mean().item()
+    """Faithfulness of the top-`fraction` circuits (pruned to paths from input to logits); over a graph
+    with feature nodes, by node ablation with its `dictionaries` spliced in (`node_ablation`)."""
+    # the runs once, for every circuit size
+    evaluate = evaluator_for(model, pairs, metric, mode, scores.graph, dictionaries)
+    full, empty = evaluate.full().mean().item(), evaluate.empty().mean().item()
     if abs(full - empty) < 1e-12:
         raise InputError(
             "the full model and the empty circuit give the same metric: faithfulness is undefined"
@@ -328,7 +367,8 @@ def save_circuit(
 
 
 def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
-    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit.
+    """Read EAP-IG graph JSON (ours or EAP-IG's `Graph.to_json`): the edge scores and the circuit, over
+    the graph `cfg` describes (with feature nodes where it names `features`: `Graph.from_config`).
 
     Every field is checked and a bad one named with its value and what is allowed; the graph's size is
     checked against the number of edges the file holds before anything of that size is built."""
@@ -362,24 +402,26 @@ def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
     direction = cfg.get("direction", "noising")
     if direction not in ("noising", "denoising"):
         raise InputError(f"{path}: cfg.direction={direction!r} is not allowed; use 'noising' or 'denoising'")
-    n_edges = expected_edge_count(n_layers, n_heads)
-    if n_edges > len(edges):
-        raise InputError(
-            f"{path}: cfg says a graph of {n_layers} layers x {n_heads} heads ({n_edges} edges), but the file "
-            f"holds {len(edges)} edges"
-        )
-    graph = Graph.of(n_layers, n_heads)
+    if "features" in cfg or "components" in cfg:
+        graph = _feature_graph(path, cfg, len(edges))
+        shape = f"{n_layers}x{n_heads} graph with these feature nodes"
+    else:
+        n_edges = expected_edge_count(n_layers, n_heads)
+        if n_edges > len(edges):
+            raise InputError(
+                f"{path}: cfg says a graph of {n_layers} layers x {n_heads} heads ({n_edges} edges), but the "
+                f"file holds {len(edges)} edges"
+            )
+        graph, shape = Graph.of(n_layers, n_heads), f"{n_layers}x{n_heads} graph"
+    n_edges = graph.n_edges
     missing = [name for name in graph.edge_names if name not in edges]
     if missing:
-        raise InputError(
-            f"{path} lacks {len(missing)} edges of a {n_layers}x{n_heads} graph, e.g. {missing[0]!r}"
-        )
+        raise InputError(f"{path} lacks {len(missing)} edges of a {shape}, e.g. {missing[0]!r}")
     if len(edges) > n_edges:
         known = set(graph.edge_names)
         extra = next(name for name in edges if name not in known)
         raise InputError(
-            f"{path}: {extra!r} (and {len(edges) - n_edges - 1} more) is not an edge of Phi's parallel "
-            f"{n_layers}x{n_heads} graph"
+            f"{path}: {extra!r} (and {len(edges) - n_edges - 1} more) is not an edge of Phi's parallel {shape}"
         )
     values = torch.tensor([_edge_field(path, name, edges[name], "score") for name in graph.edge_names])
     circuit = torch.tensor([_edge_field(path, name, edges[name], "in_graph") for name in graph.edge_names])
@@ -388,6 +430,31 @@ def load_circuit(path: str | Path) -> tuple[EdgeScores, Circuit]:
     scores = EdgeScores(graph, values, str(cfg.get("method", "loaded")), direction, str(cfg.get("metric", "")),
                         clean, corrupted, extra={"d_model": d_model} if d_model else {})  # fmt: skip
     return scores, Circuit(graph, circuit)
+
+
+# a graph's dense [sender, receiver] tables may hold this many cells per edge the file holds (EAP-IG's
+# head graph holds ~2, a feature graph of many sites a few dozen), or 2^24 cells whatever it holds
+CELLS_PER_EDGE = 1024
+
+
+def _feature_graph(path: str | Path, cfg: dict, n_held: int) -> Graph:
+    """The graph with feature nodes that `cfg` describes (`Graph.from_config`), refused by name if it is
+    bad, and by its size if its tables would be far larger than the edges the file holds (checked before
+    any table is built)."""
+    try:
+        graph = Graph.from_config(cfg)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    L, H = graph.n_layers, graph.n_heads
+    features = sum(len(site.latents) + site.error for site in graph.features)
+    senders = 1 + features + (L * (H + 1) if graph.components else 0)
+    receivers = 1 + features + (L * (3 * H + 1) if graph.components else 0)
+    if senders * receivers > max(CELLS_PER_EDGE * n_held, 1 << 24):
+        raise InputError(
+            f"{path}: cfg describes a graph of {senders} nodes and {receivers} inputs ({features} feature "
+            f"nodes), but the file holds {n_held} edges"
+        )
+    return graph
 
 
 def _edge_field(path: str | Path, name: str, entry: object, key: str) -> float | bool:

@@ -17,15 +17,24 @@ source run's (`integration_points`). For a head receiver this is EAP's `delta_s 
 on a graph of feature nodes it is Marks et al.'s edge score (`interp.methods.features.circuits`). One
 backward per receiver: the general path, for graphs with feature nodes; the head graph alone has the
 fast one (`edge_attribution`).
+
+`score_nodes` scores the nodes themselves, each by its total effect (source_s - base_s) . d metric /
+d output_s, the gradient through every path (attribution patching of the node: for a latent,
+`feature_attribution`'s summed over positions), from one backward per point; it builds no edge table,
+so feature circuits score every latent of their dictionaries with it before choosing the nodes of the
+graph whose edges `score_graph` scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import groupby
 from typing import Literal
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -100,6 +109,59 @@ def _summed(product: Tensor, index: tuple) -> Tensor:
     return picked.reshape(picked.shape[0], -1).sum(-1)
 
 
+@dataclass
+class _Runs:
+    """Both runs' values at a graph's leaf points, the metric (and its baselines) and the weights."""
+
+    core: object  # the contrastive core (`contrast`)
+    w: PhiWeights
+    points: list[str]
+    base_embed: Tensor
+    source_embed: Tensor
+    deltas: dict[str, Tensor]  # source - base at every point, and at "input"
+
+    def embed_at(self, alpha: float) -> Tensor:
+        return self.base_embed + alpha * (self.source_embed - self.base_embed)
+
+
+def _prepare(
+    stack: ExitStack,
+    model: HookedPhi,
+    pairs: PromptPairs,
+    graph: Graph,
+    metric: MetricKind | Metric,
+    dictionaries: Dictionary | Sequence[Dictionary],
+    direction: Direction,
+    what: str,
+) -> _Runs:
+    """The checks every scorer of a graph makes, the splice (entered on `stack`) and both runs."""
+    from interp.methods.features.patching import spliced_for
+
+    if not pairs.same_length:
+        raise InputError(f"{what} sums over positions: give prompts of one token length.")
+    if (model.cfg.n_layers, model.cfg.n_heads) != (graph.n_layers, graph.n_heads):
+        raise InputError(
+            f"{graph} is not this model's ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads)"
+        )
+    if graph.features:
+        dicts = check_dictionaries_for_circuits(dictionaries)
+        spliced = spliced_for(stack, model, dicts, True)
+        have = {spliced.entry(d).writes: spliced.entry(d).reads for d in dicts}
+        for site in graph.sites:
+            if have.get(site.writes) != site.reads:
+                raise InputError(
+                    f"no dictionary given reads {site.reads!r} and writes {site.writes!r} (given: {have})"
+                )
+    core = contrast(model, pairs, metric, direction=direction, keep="logits")
+    w = PhiWeights.from_model(model)
+    tokens = base_and_source(pairs.clean_tokens, pairs.corrupted_tokens, direction)
+    base_embed, source_embed = (w.W_E[t.to(w.W_E.device)].detach() for t in tokens)
+    points = _leaf_points(graph)
+    base, source = (_values(w, embed, points) for embed in (base_embed, source_embed))
+    deltas = {p: source[p] - base[p] for p in points} | {"input": source_embed - base_embed}
+    return _Runs(core, w, points, base_embed, source_embed, deltas)
+
+
 def score_graph(
     model: HookedPhi,
     pairs: PromptPairs,
@@ -114,36 +176,14 @@ def score_graph(
 ) -> EdgeScores:
     """Every edge of `graph` on `pairs` (module docstring); the graph's feature sites are the
     `dictionaries`' (spliced in with their error terms for the call, or as the model is spliced)."""
-    from interp.methods.features.patching import spliced_for
-
     direction, alphas = gradient_points(method, steps, rule, direction)
-    if not pairs.same_length:
-        raise InputError("score_graph sums over positions: give prompts of one token length.")
-    if (model.cfg.n_layers, model.cfg.n_heads) != (graph.n_layers, graph.n_heads):
-        raise InputError(
-            f"{graph} is not this model's ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads)"
-        )
     with ExitStack() as stack:
-        if graph.features:
-            dicts = check_dictionaries_for_circuits(dictionaries)
-            spliced = spliced_for(stack, model, dicts, True)
-            have = {spliced.entry(d).writes: spliced.entry(d).reads for d in dicts}
-            for site in graph.sites:
-                if have.get(site.writes) != site.reads:
-                    raise InputError(
-                        f"no dictionary given reads {site.reads!r} and writes {site.writes!r} (given: {have})"
-                    )
-        core = contrast(model, pairs, metric, direction=direction, keep="logits")
-        w = PhiWeights.from_model(model)
-        tokens = base_and_source(pairs.clean_tokens, pairs.corrupted_tokens, direction)
-        base_embed, source_embed = (w.W_E[t.to(w.W_E.device)].detach() for t in tokens)
-        points = _leaf_points(graph)
-        base, source = (_values(w, embed, points) for embed in (base_embed, source_embed))
-        deltas = {p: source[p] - base[p] for p in points} | {"input": source_embed - base_embed}
+        runs = _prepare(stack, model, pairs, graph, metric, dictionaries, direction, "score_graph")
         total = torch.zeros(len(pairs), graph.n_forward, graph.n_backward)
         for alpha in alphas:
-            total += _at(w, graph, core, base_embed + alpha * (source_embed - base_embed), points, deltas)
+            total += _at(runs.w, graph, runs.core, runs.embed_at(alpha), runs.points, runs.deltas)
         values = (total / len(alphas)).mean(0)[graph.mask]
+    core = runs.core
     return EdgeScores(
         graph,
         values,
@@ -152,9 +192,66 @@ def score_graph(
         core.metric.kind,
         core.clean_value,
         core.corrupted_value,
-        extra={"estimate_of": "patched metric - base metric", "d_model": w.W_E.shape[1]}
+        extra={"estimate_of": "patched metric - base metric", "d_model": runs.w.W_E.shape[1]}
         | ({"steps": len(alphas), "rule": rule} if method == "eap_ig" else {}),
     )
+
+
+def score_nodes(
+    model: HookedPhi,
+    pairs: PromptPairs,
+    graph: Graph,
+    metric: MetricKind | Metric = "logit_diff",
+    *,
+    dictionaries: Dictionary | Sequence[Dictionary] = (),
+    method: Method = "eap",
+    direction: Direction = "noising",
+    steps: int = 5,
+    rule: Rule = "midpoint",
+) -> Float[Tensor, " node"]:
+    """Every node of `graph` (`graph.senders` order) by its total effect, the estimated metric change of
+    patching it alone from the source run: (source - base) . d metric / d output, the gradient through
+    every path, summed over positions and width (a latent's over positions), the mean over prompts; at
+    the base run (EAP) or averaged over EAP-IG's points, as `score_graph`. It builds no edge table, so a
+    graph of every latent of large dictionaries is scored as cheaply as its nodes."""
+    direction, alphas = gradient_points(method, steps, rule, direction)
+    with ExitStack() as stack:
+        runs = _prepare(stack, model, pairs, graph, metric, dictionaries, direction, "score_nodes")
+        total = 0.0
+        for alpha in alphas:
+            total = total + _node_row(graph, runs.deltas, _total_gradients(runs, alpha))
+    return (total / len(alphas)).mean(0)
+
+
+def _total_gradients(runs: _Runs, alpha: float) -> dict[str, Tensor]:
+    """The metric's gradient at every point (through every path) in the run `alpha` of the way from the
+    base run to the source run; "input" for the embedding."""
+    with torch.enable_grad():
+        embed = runs.embed_at(alpha).detach().requires_grad_(True)
+        kept: dict[str, Tensor] = {}
+        run = forward(runs.w, embed, {p: Keep(kept, grad=True) for p in runs.points})
+        metric = runs.core.metric(run.logits(runs.w), runs.core.everyone).sum()  # prompts are independent
+        grads = torch.autograd.grad(metric, [embed] + [kept[p] for p in runs.points], allow_unused=True)
+    return {
+        name: (g if g is not None else torch.zeros_like(runs.deltas[name])).detach()
+        for name, g in zip(["input", *runs.points], grads, strict=True)
+    }
+
+
+def _node_row(
+    graph: Graph, deltas: dict[str, Tensor], grads: dict[str, Tensor]
+) -> Float[Tensor, "batch node"]:
+    """Every node's (source - base) . gradient at its write point, per prompt; a site's latents at once."""
+    columns = []
+    for (name, kind), group in groupby(graph.nodes, key=lambda node: (_write_point(node)[0], node.kind)):
+        nodes = list(group)
+        product = deltas[name] * grads[name].to(deltas[name].dtype)
+        if kind == "latent":
+            latents = torch.tensor([node.latent for node in nodes], device=product.device)
+            columns.append(product.sum(-2)[:, latents])  # batch pos d_sae -> batch latent
+        else:
+            columns += [_summed(product, _write_point(node)[1])[:, None] for node in nodes]
+    return torch.cat(columns, dim=1).float().cpu()
 
 
 @torch.no_grad()

@@ -148,7 +148,8 @@ class FeatureSite:
         }
 
 
-def _site_order(site: FeatureSite) -> tuple[int, int, str]:
+def site_order(site: FeatureSite) -> tuple[int, int, str]:
+    """Where a site writes in the forward: (layer, stage, branch), the order of a graph's sites."""
     stage, branch = site.stage("write")
     return site.layer, stage, branch or ""
 
@@ -208,7 +209,7 @@ class Graph:
         if not isinstance(self.components, bool):
             raise InputError(f"components={self.components!r} is not allowed; use True or False.")
         # one graph per set of sites, whatever order they are given in: kept in forward order
-        object.__setattr__(self, "features", tuple(sorted(self.features, key=_site_order)))
+        object.__setattr__(self, "features", tuple(sorted(self.features, key=site_order)))
         writes = [f.writes for f in self.features]
         if len(set(writes)) != len(writes):
             raise InputError(f"two feature sites write one hook: {writes}; one dictionary per hook written.")
@@ -223,7 +224,7 @@ class Graph:
         cls, n_layers: int, n_heads: int, features: tuple[FeatureSite, ...] = (), components: bool = True
     ) -> Graph:
         """The graph of this shape, built once per process (its index tables take a while at Phi-2's size)."""
-        return _graph(n_layers, n_heads, tuple(sorted(features, key=_site_order)), components)
+        return _graph(n_layers, n_heads, tuple(sorted(features, key=site_order)), components)
 
     @classmethod
     def from_config(cls, cfg: dict) -> Graph:

@@ -33,14 +33,14 @@ from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.dictionaries.base import Dictionary
-from interp.engine.edits import Replace
-from interp.engine.forward import forward
-from interp.methods.contrastive import Direction, check_direction
+from interp.engine.edits import Keep, Replace
+from interp.engine.forward import PhiWeights, forward
+from interp.methods.circuits.graph import FeatureSite
+from interp.methods.contrastive import Direction, base_and_source, check_direction, contrast
 from interp.methods.features.circuits import (
     FeatureCircuit,
-    _prepare,
     check_dictionaries_for_circuits,
-    leaf_run,
+    feature_sites,
     node_labels,
     select_nodes,
 )
@@ -49,6 +49,70 @@ from interp.model.loading import HookedPhi
 
 Ablation = Literal["corrupted", "mean"]
 ABLATIONS: tuple[Ablation, ...] = ("corrupted", "mean")
+
+
+def _acts(site: FeatureSite) -> str:
+    return f"{site.writes}.dict.hook_acts"
+
+
+def _error(site: FeatureSite) -> str:
+    return f"{site.writes}.dict.hook_error"
+
+
+@dataclass
+class _Runs:
+    """The spliced model's weights, its feature sites (every latent) and node labels, the metric, and
+    both runs' embeddings and values at every site's latents and error term."""
+
+    w: PhiWeights
+    sites: list[FeatureSite]
+    labels: list[str]
+    measure: Metric
+    index: Tensor
+    base_embed: Tensor
+    source_embed: Tensor
+    base: dict[str, Tensor]
+    source: dict[str, Tensor]
+
+    @property
+    def points(self) -> list[str]:
+        return [p for site in self.sites for p in (_acts(site), _error(site))]
+
+    def locate(self, node: int) -> tuple[int, int | None]:
+        """(site index, latent or None for the error term) of a feature node index (not the input)."""
+        first = 1
+        for k, site in enumerate(self.sites):
+            if node < first + len(site.latents) + 1:
+                return k, (None if node == first + len(site.latents) else node - first)
+            first += len(site.latents) + 1
+        raise IndexError(node)
+
+    def metric(self, embed: Tensor, edits: dict) -> Tensor:
+        return self.measure(forward(self.w, embed, edits).logits(self.w), self.index)
+
+
+def _prepare(
+    stack: ExitStack, model: HookedPhi, dictionaries, pairs: PromptPairs, metric, direction, what: str
+) -> _Runs:
+    """The splice (entered on `stack`), the metric and both runs' values at every site."""
+    dictionaries = check_dictionaries_for_circuits(dictionaries)
+    if not pairs.same_length:
+        raise InputError(f"{what} needs prompts of one token length.")
+    spliced = spliced_for(stack, model, dictionaries, True)
+    sites = feature_sites([spliced.entry(d) for d in dictionaries])
+    core = contrast(model, pairs, metric, direction=direction, keep="logits")
+    w = PhiWeights.from_model(model)
+    device = w.W_E.device
+    tokens = base_and_source(pairs.clean_tokens, pairs.corrupted_tokens, direction)
+    embeds = [w.W_E[t.to(device)].detach() for t in tokens]
+    points = [p for site in sites for p in (_acts(site), _error(site))]
+    values = []
+    with torch.no_grad():
+        for embed in embeds:
+            kept: dict[str, Tensor] = {}
+            forward(w, embed, {p: Keep(kept) for p in points})
+            values.append(kept)
+    return _Runs(w, sites, node_labels(sites), core.metric, core.everyone, *embeds, *values)
 
 
 def _node(labels: list[str], name: str, what: str, allow_metric: bool = False) -> int:
@@ -60,12 +124,7 @@ def _node(labels: list[str], name: str, what: str, allow_metric: bool = False) -
     return labels.index(name)
 
 
-def _locate(sites, node: int):
-    """(site, latent or None for the error node) of a feature node index."""
-    site = next(s for s in sites if s.offset <= node < s.stop)
-    return site, (None if node == site.stop - 1 else node - site.offset)
-
-
+@torch.no_grad()
 def patch_feature_edge(
     model: HookedPhi,
     dictionaries: Dictionary | Sequence[Dictionary],
@@ -79,44 +138,42 @@ def patch_feature_edge(
     """Per prompt, the exact metric change of patching the edge `source -> target` (node labels; the
     target may be "metric", the source "input"): see the module docstring."""
     direction = check_direction(direction)
-    dictionaries = check_dictionaries_for_circuits(dictionaries)
-    if not pairs.same_length:
-        raise InputError("patch_feature_edge needs prompts of one token length.")
-    with ExitStack() as stack, torch.no_grad():
-        spliced = spliced_for(stack, model, dictionaries, True)
-        runs, _ = _prepare(model, spliced, dictionaries, pairs, metric, direction)
-        labels = node_labels(runs.sites)
-        s = _node(labels, source, "source")
-        t = _node(labels, target, "target", allow_metric=True)
+    with ExitStack() as stack:
+        runs = _prepare(stack, model, dictionaries, pairs, metric, direction, "patch_feature_edge")
+        s = _node(runs.labels, source, "source")
+        t = _node(runs.labels, target, "target", allow_metric=True)
         if t == 0:
             raise InputError("target='input' is not allowed: nothing is upstream of the input.")
-        values = dict(runs.base)
-        embed = runs.base_embed
+        values, embed = dict(runs.base), runs.base_embed
         if s == 0:
             embed = runs.source_embed
         else:
-            site, latent = _locate(runs.sites, s)
-            if t != -1 and _locate(runs.sites, t)[0].offset <= site.offset:
+            k, latent = runs.locate(s)
+            if t != -1 and runs.locate(t)[0] <= k:
                 raise InputError(f"{source!r} is not upstream of {target!r}: edges go forward only.")
+            site = runs.sites[k]
             if latent is None:
-                values[site.error] = runs.source[site.error]
+                values[_error(site)] = runs.source[_error(site)]
             else:
-                acts = values[site.acts].clone()
-                acts[..., latent] = runs.source[site.acts][..., latent]
-                values[site.acts] = acts
-        run, _, computed, _ = leaf_run(runs, embed, values)
-        base_metric = runs.measure(forward(runs.w, runs.base_embed).logits(runs.w), runs.index)
+                acts = values[_acts(site)].clone()
+                acts[..., latent] = runs.source[_acts(site)][..., latent]
+                values[_acts(site)] = acts
+        # every node frozen at its base value but the source; what each node computes from that kept
+        computed: dict[str, Tensor] = {}
+        edits = {p: [Keep(computed), Replace(values[p])] for p in runs.points}
+        frozen = runs.metric(embed, edits)
+        base_metric = runs.metric(runs.base_embed, {})
         if t == -1:
-            return (runs.measure(run.logits(runs.w), runs.index) - base_metric).detach().cpu()
-        site, latent = _locate(runs.sites, t)
+            return (frozen - base_metric).cpu()
+        k, latent = runs.locate(t)
+        site = runs.sites[k]
         if latent is None:
-            edits = {site.error: Replace(computed[site.error].detach())}
+            edits = {_error(site): Replace(computed[_error(site)])}
         else:
-            acts = runs.base[site.acts].clone()
-            acts[..., latent] = computed[site.acts][..., latent].detach()
-            edits = {site.acts: Replace(acts)}
-        patched = runs.measure(forward(runs.w, runs.base_embed, edits).logits(runs.w), runs.index)
-        return (patched - base_metric).cpu()
+            acts = runs.base[_acts(site)].clone()
+            acts[..., latent] = computed[_acts(site)][..., latent]
+            edits = {_acts(site): Replace(acts)}
+        return (runs.metric(runs.base_embed, edits) - base_metric).cpu()
 
 
 @dataclass(frozen=True)
@@ -198,31 +255,26 @@ def _metrics(model, dictionaries, pairs, circuits, metric, ablation, by_label: b
     with `by_label`) ablated."""
     if ablation not in ABLATIONS:
         raise InputError(f"ablation={ablation!r} is not allowed; use 'corrupted' or 'mean'.")
-    dictionaries = check_dictionaries_for_circuits(dictionaries)
-    if not pairs.same_length:
-        raise InputError("feature circuit evaluation needs prompts of one token length.")
     with ExitStack() as stack, torch.no_grad():
-        spliced = spliced_for(stack, model, dictionaries, True)
-        runs, _ = _prepare(model, spliced, dictionaries, pairs, metric, "denoising")  # base corrupted
-        labels = node_labels(runs.sites)
+        # base corrupted, source clean
+        runs = _prepare(stack, model, dictionaries, pairs, metric, "denoising", "feature circuit evaluation")
         if ablation == "corrupted":
             replacement = runs.base
         else:
             replacement = {p: v.mean((0, 1)) for p, v in runs.source.items()}
         out = []
         for circuit in circuits:
-            kept = {_node(labels, n, "nodes") for n in circuit} if by_label else set(circuit)
+            kept = {_node(runs.labels, n, "nodes") for n in circuit} if by_label else set(circuit)
             kept.discard(0)
-            edits = {}
+            edits, first = {}, 1
             for site in runs.sites:
-                latents = torch.tensor([site.offset + i in kept for i in range(site.d_sae)])
-                mask = latents.to(runs.source_embed.device)
-                value = replacement[site.acts]
-                edits[site.acts] = _Where(mask, value)
-                if site.stop - 1 not in kept:
-                    edits[site.error] = Replace(replacement[site.error])
-            run = forward(runs.w, runs.source_embed, edits)
-            out.append(runs.measure(run.logits(runs.w), runs.index).cpu())
+                n = len(site.latents)
+                mask = torch.tensor([first + i in kept for i in range(n)], device=runs.source_embed.device)
+                edits[_acts(site)] = _Where(mask, replacement[_acts(site)])
+                if first + n not in kept:
+                    edits[_error(site)] = Replace(replacement[_error(site)])
+                first += n + 1
+            out.append(runs.metric(runs.source_embed, edits).cpu())
         return out
 
 

@@ -115,10 +115,11 @@ class FeatureCircuitOptions(DictionaryFiles):
 
 def _check_circuit(options: FeatureCircuitOptions, model) -> None:
     from interp.dictionaries.splice import check_dictionaries
-    from interp.methods.features.circuits import check_dictionaries_for_circuits
+    from interp.methods.features.circuits import check_dictionaries_for_circuits, feature_sites
 
     try:
-        check_dictionaries(model, check_dictionaries_for_circuits(load_files(options.dictionaries)), True)
+        dictionaries = check_dictionaries_for_circuits(load_files(options.dictionaries))
+        feature_sites(check_dictionaries(model, dictionaries, True))  # points the feature graph holds
     except InterpError as error:
         raise InputError(f"dictionaries {options.dictionaries}: {error}") from None
 

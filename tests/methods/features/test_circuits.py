@@ -341,6 +341,11 @@ class TestRefusals:
         )  # fmt: skip
         with pytest.raises(InputError, match="skip transcoder"):
             feature_circuit(planted_model, [skip], pairs)
+        neurons = make_dictionary(
+            "relu", d_in=planted_model.cfg.d_mlp, d_sae=4, hook_name="blocks.0.mlp.hook_post"
+        )  # a point inside the MLP: no node of the feature graph stands there
+        with pytest.raises(InputError, match="not allowed for a feature site"):
+            feature_circuit(planted_model, [neurons], pairs)
         with pytest.raises(InputError, match="not a node"):
             patch_feature_edge(planted_model, tcs, pairs, "blocks.9.hook_mlp_out[0]", "metric")
         with pytest.raises(InputError, match="upstream"):
