@@ -79,7 +79,8 @@ class TestExactWhereLinear:
         for (lat, pos), exact in zip(cells, exact_changes(linear_phi, pairs, d, cells), strict=True):
             estimate = result.values[lat, pos]
             assert float(exact.abs().max()) > 1e-3
-            torch.testing.assert_close(estimate, exact, rtol=0, atol=1e-3 * float(exact.abs().max()))
+            # 0.1% of the change, plus float32 roundoff of the two metrics whose difference it is
+            torch.testing.assert_close(estimate, exact, rtol=0, atol=1e-3 * float(exact.abs().max()) + 1e-5)
         every = patch_latents(linear_phi, pairs, [LatentPatch(d)]) - patch_latents(
             linear_phi, pairs, [LatentPatch(d, [0], [])]
         )
