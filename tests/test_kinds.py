@@ -126,14 +126,12 @@ def bases(model, pairs) -> dict[str, dict | list[dict]]:
         ],
         "sparse_probe": [
             {
-                "hook": "blocks.3.mlp.hook_post",
                 "labels": "clean_or_corrupted",
                 "ks": [1, 2],
                 "n_random": 1,
                 "max_iter": 20,
             },
             {
-                "hook": "blocks.3.mlp.hook_post",
                 "labels_file": labels_file(0),
                 "ks": [1, 2],
                 "n_random": 1,
@@ -201,6 +199,7 @@ def alternatives(model, pairs) -> dict[str, object]:
         "rank": 2,
         "epochs": 2,
         "lr": 0.1,
+        "dictionary": str(saved()["sae"]),
     }
 
 
