@@ -90,6 +90,55 @@ def test_clean_or_corrupted_keeps_each_pair_on_one_side_of_the_split(run, toy_mo
     assert entries["which"]["n_test"] % 2 == 0  # whole pairs held out
 
 
+def test_split_groups_keeps_equal_prompts_and_groups_together_transitively():
+    from interp.methods.representations.probes import _split_by_group, split_groups
+
+    tokens = torch.tensor([[1, 2], [3, 4], [1, 2], [5, 6], [7, 8], [9, 9]])
+    lengths = torch.tensor([2, 2, 2, 2, 2, 1])
+    # rows 0 and 2 are one prompt; groups join 2 with 3 and 4 with 5; row 5 differs from [9, 9] of length 2
+    ids = split_groups(tokens, lengths, torch.tensor([0, 1, 2, 2, 3, 3]))
+    assert (
+        ids[0] == ids[2] == ids[3]
+        and ids[4] == ids[5]
+        and len({ids[0].item(), ids[1].item(), ids[4].item()}) == 3
+    )
+    assert split_groups(tokens, lengths).tolist().count(split_groups(tokens, lengths)[0].item()) == 2
+    for seed in range(20):
+        train, test = _split_by_group(ids, 0.34, seed)
+        side = {int(i): "test" for i in test} | {int(i): "train" for i in train}
+        assert side[0] == side[2] == side[3] and side[4] == side[5]
+
+
+def test_clean_or_corrupted_split_never_separates_a_pair(toy_model):
+    from interp.methods.representations.probes import _split_by_group, split_groups, tokenize_prompts
+
+    pairs = build_pairs(
+        parse_config({"task": {"name": "ioi", "n_pairs": 40}, "analysis": [{"kind": "logit_lens"}]}).task,
+        toy_model,
+        0,
+    )
+    data = from_pairs(pairs, toy_model.tokenizer, "clean_or_corrupted")
+    tokens, lengths = tokenize_prompts(toy_model, data.prompts)
+    for seed in range(5):
+        train, test = _split_by_group(split_groups(tokens, lengths, data.groups), 0.25, seed)
+        held = set(test.tolist())
+        assert all((i in held) == (i + len(pairs) in held) for i in range(len(pairs)))
+
+
+def test_das_holds_out_a_repeated_pair_on_one_side_only(toy_model):
+    pairs = build_pairs(
+        parse_config({"task": {"name": "ioi", "n_pairs": 40}, "analysis": [{"kind": "logit_lens"}]}).task,
+        toy_model,
+        0,
+    )
+    data = das_pairs(pairs, "denoising")
+    base, source = data["base"].repeat(3, 1), data["source"].repeat(3, 1)  # every pair three times
+    result = fit_das(
+        toy_model, base, source, data["answers"].tolist(), data["targets"].repeat(3), HOOKS[1], epochs=1
+    )
+    assert result.n_test % 3 == 0 and result.n_train % 3 == 0 and result.n_test + result.n_train == len(base)
+
+
 def test_sparse_probe_kind_reads_the_most_frequent_answer_against_the_rest(run, toy_model):
     _, entries, pairs = run
     data = from_pairs(pairs, toy_model.tokenizer, "answer")
@@ -101,7 +150,11 @@ def test_sparse_probe_kind_reads_the_most_frequent_answer_against_the_rest(run, 
     )  # fmt: skip
     entry = entries["neurons"]
     assert entry["positive_class"] == data.classes[positive] and entry["units"] == direct.ranking[:4].tolist()
-    assert [row[0] for row in entry["values"]] == pytest.approx(direct.accuracy.tolist())
+    assert [row[0] for row in entry["values"]] == pytest.approx(direct.roc_auc.tolist())
+    assert [row[3] for row in entry["values"]] == pytest.approx(direct.accuracy.tolist())
+    assert [row[1] for row in entry["values"]] == pytest.approx(direct.random_roc_auc.tolist())
+    share = float((data.labels == positive).float().mean())
+    assert entry["chance"] >= 0.5 and abs(entry["chance"] - max(share, 1 - share)) < 0.2  # the test split's
 
 
 def test_sparse_probe_kind_on_a_dictionary_reads_its_spliced_latents(run, toy_model):
@@ -121,7 +174,7 @@ def test_sparse_probe_kind_on_a_dictionary_reads_its_spliced_latents(run, toy_mo
     entry = entries["latents"]
     assert entry["hook"] == hook == f"{sae.cfg.hook_name}.dict.hook_acts"
     assert entry["units"] == direct.ranking[:4].tolist() and max(entry["units"]) < sae.d_sae
-    assert [row[1] for row in entry["values"]] == pytest.approx(direct.roc_auc.tolist())
+    assert [row[0] for row in entry["values"]] == pytest.approx(direct.roc_auc.tolist())
 
 
 @pytest.mark.parametrize("name, direction", [("das_io", "denoising"), ("das_noising", "noising")])
@@ -145,6 +198,7 @@ def test_das_kind_is_fit_das_on_the_pairs_of_one_length(run, toy_model, name, di
         [direct.accuracy.item(), direct.mean_difference_accuracy.item(), direct.random_accuracy.item()]
     )
     loaded = load_subspace(run[0], name, hook)
+    assert loaded.answers == direct.answers == tuple(candidates)
     assert torch.allclose(loaded.basis, direct.basis, atol=1e-6)
     assert loaded.accuracy.item() == pytest.approx(direct.accuracy.item())
 
@@ -174,6 +228,17 @@ def test_load_subspace_names_what_is_missing(run, tmp_path):
     with pytest.raises(InputError, match=r"searched no hook 'blocks.0.hook_resid_pre'"):
         load_subspace(out, "das_io", "blocks.0.hook_resid_pre")
     with pytest.raises(InputError, match="has no results.json"):
+        load_subspace(tmp_path, "das_io")
+    (tmp_path / "results.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="is not a run's results"):
+        load_subspace(tmp_path, "das_io")
+    with pytest.raises(InputError, match="is not a directory"):
+        load_subspace(tmp_path / "results.json", "das_io")
+    results = json.loads((out / "results.json").read_text())
+    for entry in results["analyses"]:
+        entry.pop("subspaces", None)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    with pytest.raises(InputError, match="holds no subspaces"):
         load_subspace(tmp_path, "das_io")
 
 
@@ -209,6 +274,41 @@ class TestLabelsFile:
             data = read_labels_file(path)
             assert data.prompts == ["a b", "c d", "e f"]
             assert data.classes == ("9", "10") and data.labels.tolist() == [1, 0, 1]  # numeric order
+
+    def test_numeric_labels_sort_as_numbers_and_in_one_order_whatever_their_spelling(self, tmp_path):
+        path = tmp_path / "labels.jsonl"
+        labels = ["10", "9", "01", "1", "-2", "--5"]
+        path.write_text(
+            "".join(json.dumps({"prompt": f"p{i}", "label": label}) + "\n" for i, label in enumerate(labels))
+        )
+        assert read_labels_file(path).classes == tuple(sorted(labels))  # "--5": not a number, so all are text
+        path.write_text(
+            "".join(
+                json.dumps({"prompt": f"p{i}", "label": label}) + "\n" for i, label in enumerate(labels[:5])
+            )
+        )
+        assert read_labels_file(path).classes == ("-2", "01", "1", "9", "10")
+
+    def test_file_prompts_are_tokenised_and_checked_by_line(self, tmp_path, toy_model):
+        from interp.data.labelled_prompts import tokenized
+
+        path = tmp_path / "labels.jsonl"
+        path.write_text(
+            '{"prompt": "When Mary and John", "label": "a"}\n{"prompt": "When Zorglub", "label": "b"}\n'
+        )
+        with pytest.raises(
+            InputError, match=r"labels\.jsonl line 2: the prompt 'When Zorglub' has words outside"
+        ):
+            tokenized(read_labels_file(path), toy_model.tokenizer, False, 128)
+        long = "When" + " Mary" * 199
+        path.write_text(f'{{"prompt": "When Mary", "label": "a"}}\n{{"prompt": "{long}", "label": "b"}}\n')
+        with pytest.raises(
+            InputError, match=r"line 2: the prompt is 200 tokens, more than the model's context \(128\)"
+        ):
+            tokenized(read_labels_file(path), toy_model.tokenizer, False, 128)
+        path.write_text('{"prompt": "When Mary", "label": "a"}\n{"prompt": "When John", "label": "b"}\n')
+        with_bos = tokenized(read_labels_file(path), toy_model.tokenizer, True, 128)
+        assert [p.tolist()[0] for p in with_bos.prompts] == [toy_model.tokenizer.bos_token_id] * 2
 
     @pytest.mark.parametrize(
         "content, message",
@@ -271,8 +371,20 @@ def test_what_only_the_model_can_tell_is_checked_before_any_unit(toy_model):
 
     with pytest.raises(InputError, match=r"blocks\.3\.hook_resid_psot"):
         check({"kind": "probe", "hooks": ["blocks.3.hook_resid_psot"]})
-    with pytest.raises(InputError, match=r"rank = 160 is not allowed; use 1 .. 159"):
+    with pytest.raises(
+        InputError, match=r"rank = 160 is not allowed at blocks.0.hook_resid_pre; use 1 .. 159"
+    ):
         check({"kind": "das", "rank": 160})
+    check({"kind": "das", "rank": 200, "hooks": ["blocks.0.mlp.hook_post"]})  # d_mlp = 640
+    with pytest.raises(
+        InputError, match=r"blocks.0.attn.hook_pattern has dims \(batch head dest_pos src_pos\)"
+    ):
+        check({"kind": "probe", "hooks": ["blocks.0.attn.hook_pattern"]})
+    with pytest.raises(
+        InputError, match=r"das at blocks.0.attn.hook_z: DAS interchanges a \[batch pos d_model\]"
+    ):
+        check({"kind": "das", "hooks": ["blocks.0.attn.hook_z"]})
+    check({"kind": "probe", "hooks": ["blocks.0.attn.hook_z"]})  # per position, fixed width: probed flat
     with pytest.raises(
         InputError,
         match=r"positive_class = 'dirty' is not a class of the labels; use one of \['corrupted', 'clean'\]",
@@ -313,7 +425,7 @@ def test_the_report_draws_in_chromium_offline(run):
             )
             charts = page.evaluate(
                 """() => [...document.querySelectorAll('.plotly-figure')]
-                    .filter(f => (f.layout?.title?.text || '').endsWith('held-out accuracy'))
+                    .filter(f => /held-out (accuracy|ROC AUC)$/.test(f.layout?.title?.text || ''))
                     .map(f => ({title: f.layout.title.text, names: f.data.map(t => t.name), y: f.data[0].y,
                                 lines: f.querySelectorAll('.scatterlayer .trace').length}))"""
             )
@@ -327,3 +439,22 @@ def test_the_report_draws_in_chromium_offline(run):
         and by_title["das_io"]["lines"] == 3
     )
     assert by_title["io"]["y"] == pytest.approx([row[0] for row in entries["io"]["values"]])
+
+
+def test_a_changed_labels_file_is_a_changed_config_that_resume_refuses(tmp_path):
+    from interp.base.errors import RunDirectoryError
+
+    labels = tmp_path / "labels.jsonl"
+    rows = [{"prompt": f"When {a} and {b} went to the store, {b} gave a drink to", "label": "ab"[i % 2]}
+            for i, (a, b) in enumerate([(a, b) for a in NAMES for b in NAMES if a != b][:8])]  # fmt: skip
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {
+        "task": {"name": "ioi", "n_pairs": 2},
+        "analysis": [{"kind": "probe", "hooks": HOOKS[1:], "labels_file": str(labels), "max_iter": 5}],
+    }
+    experiment.run_experiment(parse_config(config), tmp_path / "run", progress=False)
+    labels.write_text("".join(json.dumps({**r, "label": "ba"[i % 2]}) + "\n" for i, r in enumerate(rows)))
+    with pytest.raises(
+        RunDirectoryError, match=r"different: the contents of .*labels\.jsonl \(files the config names\)"
+    ):
+        experiment.run_experiment(parse_config(config), tmp_path / "run", resume=True, progress=False)

@@ -15,7 +15,8 @@ file always gives the same class indices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +25,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.base.errors import InputError
-from interp.data.prompts import PromptPairs
+from interp.data.prompts import PromptPairs, has_unknown
 from interp.data.records import RecordsFileError, RecordsFormat, read_records
 
 PairLabels = Literal["answer", "clean_or_corrupted"]
@@ -45,6 +46,7 @@ class LabelledPrompts:
     classes: tuple[str, ...]
     source: str  # where the labels came from, for results and reports
     groups: Int[Tensor, " batch"] | None = None  # prompts a held-out split keeps together (a pair's two)
+    lines: tuple[str, ...] | None = None  # where each prompt came from (a labels file's lines)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -53,8 +55,8 @@ class LabelledPrompts:
 def _numbered(names: list[str]) -> tuple[tuple[str, ...], Tensor]:
     """The distinct names in sorted order (numeric if all are integers) and each name's index."""
     distinct = set(names)
-    if all(n.lstrip("-").isdigit() for n in distinct):
-        classes = tuple(sorted(distinct, key=int))
+    if all(re.fullmatch(r"-?[0-9]+", n) for n in distinct):
+        classes = tuple(sorted(distinct, key=lambda n: (int(n), n)))  # "01" and "1": both kept, in one order
     else:
         classes = tuple(sorted(distinct))
     index = {c: i for i, c in enumerate(classes)}
@@ -101,4 +103,33 @@ def read_labels_file(path: str | Path) -> LabelledPrompts:
         raise LabelsFileError(
             f"labels_file {path}: every prompt has the label {classes[0]!r}; a probe needs two or more classes."
         )
-    return LabelledPrompts([r["prompt"] for r in rows], index, classes, f"labels_file {Path(path).name}")
+    lines = tuple(f"labels_file {path} line {r['line']}" for r in rows)
+    return LabelledPrompts(
+        [r["prompt"] for r in rows], index, classes, f"labels_file {Path(path).name}", None, lines
+    )
+
+
+def tokenized(data: LabelledPrompts, tokenizer, prepend_bos: bool, n_ctx: int | None) -> LabelledPrompts:
+    """`data` with its string prompts as token ids, as the task's pairs are tokenised (the tokenizer's
+    BOS first with `prepend_bos`); a prompt with words the tokenizer does not know, or longer than the
+    model's context, is refused naming where it came from."""
+    if not data.prompts or not isinstance(data.prompts[0], str):
+        return data
+    bos = [tokenizer.bos_token_id] if prepend_bos else []
+    rows = []
+    for i, prompt in enumerate(data.prompts):
+        ids = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        where = data.lines[i] if data.lines else f"prompt {i}"
+        if len(ids) == 0:
+            raise InputError(f"{where}: the prompt is empty; every prompt needs at least one token.")
+        if has_unknown(tokenizer, ids):
+            raise InputError(
+                f"{where}: the prompt {prompt[:60]!r} has words outside the tokenizer's vocabulary (they would "
+                f"become {tokenizer.unk_token!r})."
+            )
+        if n_ctx is not None and len(ids) > n_ctx:
+            raise InputError(
+                f"{where}: the prompt is {len(ids)} tokens, more than the model's context ({n_ctx})."
+            )
+        rows.append(torch.tensor(ids, dtype=torch.long))
+    return replace(data, prompts=rows)

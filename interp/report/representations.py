@@ -1,9 +1,11 @@
 """The report sections of `probe`, `sparse_probe` and `das`: accuracy along hooks (or probe sizes) with
 the controls beside it, and a table with one row per hook (or size).
 
-A probe's finding is the first hook where the held-out accuracy clears its shuffled-label control by
-`READABLE_MARGIN`; DAS's the first hook where the learned subspace's interchange accuracy clears the
-random subspace's by as much; a sparse probe's the smallest k whose accuracy is within 0.02 of the best.
+A probe's finding is the first hook where the held-out accuracy clears both its shuffled-label
+control and chance (the best constant answer) by `READABLE_MARGIN`; DAS's the first hook where the
+learned subspace's interchange accuracy clears the random subspace's by as much; a sparse probe's the
+smallest k whose ROC AUC is within 0.02 of the best, beside its controls' (read by ROC AUC: with a rare
+class, accuracy sits near the constant answer whatever the units carry).
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ def _rows(entry: dict, values: torch.Tensor) -> list[list[str]]:
     return [[point, *(f"{v:.3f}" for v in values[i].tolist())] for i, point in enumerate(points)]
 
 
-def _first_clearing(entry: dict, values: torch.Tensor, method: int, control: int) -> str | None:
+def _first_clearing(
+    entry: dict, values: torch.Tensor, method: int, control: int, floor: float = 0.0
+) -> str | None:
     points = entry["labels"][entry["dims"][0]]
     for i, point in enumerate(points):
-        if values[i, method] - values[i, control] >= READABLE_MARGIN:
+        if values[i, method] - max(float(values[i, control]), floor) >= READABLE_MARGIN:
             return point
     return None
 
 
 def _probe_finding(entry: dict, values: torch.Tensor) -> str:
-    first = _first_clearing(entry, values, 0, 1)
+    first = _first_clearing(entry, values, 0, 1, entry.get("chance", 0.0))
     best = int(values[:, 0].argmax())
     best_at = entry["labels"]["hook"][best]
-    where = f"readable from {first}" if first else "at no hook well above the shuffled-label control"
+    where = f"readable from {first}" if first else "at no hook well above its control and chance"
     return (
         f"{len(entry.get('classes', []))} classes ({entry.get('labels_from', '')}): {where}; best "
         f"{values[best, 0]:.3f} at {best_at} (control {values[best, 1]:.3f}, chance {entry.get('chance', 0):.3f})"
@@ -53,14 +57,15 @@ def _das_finding(entry: dict, values: torch.Tensor) -> str:
 
 
 def _sparse_finding(entry: dict, values: torch.Tensor) -> str:
-    accuracy = values[:, 0]
-    best = float(accuracy.nan_to_num(-1).max())
-    smallest = next(i for i, a in enumerate(accuracy.tolist()) if a >= best - 0.02)
+    auc = values[:, 0]
+    best = float(auc.nan_to_num(-1).max())
+    smallest = next(i for i, a in enumerate(auc.tolist()) if a >= best - 0.02)
     k = entry["labels"]["k"][smallest]
     units = entry.get("units", [])[: entry["ks"][smallest]] if "ks" in entry else []
     return (
-        f"{entry.get('positive_class', '')!r} vs the rest at {entry.get('hook')}: {accuracy[smallest]:.3f} with "
-        f"{k} (units {units}); random units {values[smallest, 2]:.3f}, shuffled labels {values[smallest, 3]:.3f}"
+        f"{entry.get('positive_class', '')!r} vs the rest at {entry.get('hook')}: ROC AUC {auc[smallest]:.3f} "
+        f"with {k} (units {units}); random units {values[smallest, 1]:.3f}, shuffled labels "
+        f"{values[smallest, 2]:.3f}; accuracy {values[smallest, 3]:.3f} (chance {entry.get('chance', 0):.3f})"
     )
 
 
@@ -70,10 +75,21 @@ def representation_section(entry: dict) -> Section:
     point_dim, measure_dim = entry["dims"]
     measures = entry["labels"][measure_dim]
     x_label = {"hook": "hook point", "k": "units probed"}[point_dim]
-    chance = entry.get("chance") if entry["kind"] == "probe" else None
-    figure = accuracy_curves(
-        values, entry["labels"][point_dim], measures, f"{entry['name']}: held-out accuracy", x_label, chance
-    )
+    if entry["kind"] == "sparse_probe":  # the ROC AUCs (chance 0.5); the accuracy is in the table
+        figure = accuracy_curves(
+            values[:, :3], entry["labels"][point_dim], measures[:3], f"{entry['name']}: held-out ROC AUC",
+            x_label, 0.5, y_label="ROC AUC",
+        )  # fmt: skip
+    else:
+        chance = entry.get("chance") if entry["kind"] == "probe" else None
+        figure = accuracy_curves(
+            values,
+            entry["labels"][point_dim],
+            measures,
+            f"{entry['name']}: held-out accuracy",
+            x_label,
+            chance,
+        )
     finding = {"probe": _probe_finding, "das": _das_finding, "sparse_probe": _sparse_finding}[entry["kind"]]
     explanation = f"{entry.get('explanation', '')} Values: {entry['description']}."
     if entry["kind"] == "das":
@@ -88,5 +104,5 @@ def representation_section(entry: dict) -> Section:
         table_header=[point_dim, *measures],
         table_rows=_rows(entry, values),
         finding=finding(entry, values),
-        unit="accuracy, 0 to 1",
+        unit="ROC AUC and accuracy, 0 to 1" if entry["kind"] == "sparse_probe" else "accuracy, 0 to 1",
     )

@@ -129,6 +129,22 @@ def _resolve_paths(data: dict, base_dir: str | Path) -> dict:
     return {**data, "analysis": tables}
 
 
+def named_inputs(config: object) -> list[str]:
+    """The files and directories a config's analyses name (`DICTIONARY_PATHS`, `FILE_PATHS`, a corpus's
+    `files`), absolute, sorted: what the run reads besides the config, so the run's hash can follow them."""
+    paths: set[str] = set()
+    for analysis in getattr(config, "analysis", []) or []:
+        for key in (*DICTIONARY_PATHS, "files"):
+            value = getattr(analysis, key, None)
+            if isinstance(value, list):
+                paths.update(v for v in value if isinstance(v, str))
+        for key in FILE_PATHS:
+            value = getattr(analysis, key, None)
+            if isinstance(value, str):
+                paths.add(value)
+    return sorted(paths)
+
+
 def parse_config(data: dict, source: str = "config", base_dir: str | Path = ".") -> ExperimentConfig:
     """Validate a config given as a dict (parsed TOML); a `ConfigError` lists every bad field.
 

@@ -46,7 +46,7 @@ from interp.base.errors import FileKindError, RunDirectoryError
 from interp.base.files import open_no_follow, write_atomic
 from interp.base.schema import Strict
 from interp.base.version import __version__
-from interp.runner.config import ExperimentConfig, to_toml
+from interp.runner.config import ExperimentConfig, named_inputs, to_toml
 from interp.runner.labels import check_label
 from interp.runner.registry import Computed
 
@@ -65,9 +65,37 @@ RUN_FILES = {
 }
 
 
+def input_fingerprints(config: Strict) -> dict[str, str]:
+    """Per file or directory the config names (`config.named_inputs`): a file's SHA-256 (a labels file,
+    a corpus file), a directory's listing with each file's size and modification time (a dictionary's
+    weights: hashing gigabytes at every start would cost more than the run's first unit); missing: "missing"."""
+    out = {}
+    for name in named_inputs(config):
+        path = Path(name)
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            out[name] = digest.hexdigest()
+        elif path.is_dir():
+            entries = sorted(
+                (str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                for f in path.rglob("*")
+                if f.is_file()
+            )
+            out[name] = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+        else:
+            out[name] = "missing"
+    return out
+
+
 def config_hash(config: ExperimentConfig) -> str:
-    """The first 16 hex digits of the SHA-256 of the resolved config's TOML."""
-    return hashlib.sha256(to_toml(config).encode()).hexdigest()[:16]
+    """The first 16 hex digits of the SHA-256 of the resolved config's TOML and the fingerprints of the
+    files it names (a changed labels file or dictionary is a changed config: `--resume` refuses it)."""
+    inputs = input_fingerprints(config)
+    text = to_toml(config) + (f"\n# inputs: {json.dumps(inputs, sort_keys=True)}" if inputs else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _checksum(values: torch.Tensor) -> str:
@@ -119,6 +147,12 @@ class RunDirectory:
         """The resolved config's text, whose hash owns the directory (another kind of run gives its own)."""
         return to_toml(config)
 
+    def digest(self, config: Strict) -> str:
+        """The hash that owns the directory: of the resolved config and the files it names."""
+        inputs = input_fingerprints(config)
+        text = self.resolved(config) + (f"\n# inputs: {json.dumps(inputs, sort_keys=True)}" if inputs else "")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     # --- opening: checks before anything is written ---
 
     def open(self, config: Strict, *, resume: bool, force: bool) -> str:
@@ -137,7 +171,7 @@ class RunDirectory:
             raise RunDirectoryError(f"--out {out} is not writable by this user; choose another directory.")
         self._refuse_links()
         self._lock()
-        digest = hashlib.sha256(self.resolved(config).encode()).hexdigest()[:16]  # = config_hash(config)
+        digest = self.digest(config)
         present = {p.name for p in out.iterdir()}
         foreign = sorted(
             n for n in present - self.run_files if not (n.startswith(".") and n.endswith(".tmp"))
@@ -195,7 +229,18 @@ class RunDirectory:
         except (OSError, ValueError, UnicodeDecodeError):  # FileKindError included
             return f"unknown: {RESOLVED} is missing or damaged"
         new = tomllib.loads(self.resolved(config))
-        return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))) or "none"
+        fields = ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+        if fields:
+            return fields
+        try:
+            before = json.loads(read_run_file(self.out / MANIFEST)).get("inputs", {})
+        except (OSError, ValueError, AttributeError, FileKindError):
+            before = {}
+        now = input_fingerprints(config)
+        files = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if files:
+            return "the contents of " + ", ".join(files) + " (files the config names)"
+        return "none"
 
     def _clear(self) -> None:
         for name in self.run_files - {LOCK}:
@@ -285,6 +330,7 @@ class RunDirectory:
             "interp_version": __version__,
             "began": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "torch_threads": threads,
+            "inputs": input_fingerprints(config),
         }
         if not (self.out / MANIFEST).exists():
             write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1))

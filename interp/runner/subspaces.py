@@ -22,6 +22,8 @@ MAX_RESULTS_BYTES = 1 << 30
 def load_subspace(run_dir: str | Path, name: str = "das", hook: str | None = None) -> DASResult:
     """The subspace the `das` analysis `name` of the run in `run_dir` learned at `hook` (None: the
     hook with the highest held-out interchange accuracy), with that hook's accuracies."""
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise InputError(f"{run_dir} is not a directory; give a run directory written by `interp run`.")
     path = Path(run_dir) / "results.json"
     try:
         results = read_json(path, MAX_RESULTS_BYTES, "results file")
@@ -31,7 +33,10 @@ def load_subspace(run_dir: str | Path, name: str = "das", hook: str | None = Non
         ) from None
     except FileKindError as error:
         raise InputError(str(error)) from None
-    entries = {e.get("name"): e for e in results.get("analyses", []) if isinstance(e, dict)}
+    analyses = results.get("analyses", []) if isinstance(results, dict) else None
+    if not isinstance(analyses, list):
+        raise InputError(f"{path} is not a run's results (no list of analyses).")
+    entries = {e.get("name"): e for e in analyses if isinstance(e, dict)}
     das = sorted(n for n, e in entries.items() if e.get("kind") == "das")
     if name not in entries or entries[name].get("kind") != "das":
         raise InputError(f"{path} has no das analysis named {name!r}; its das analyses: {das or 'none'}.")
@@ -44,7 +49,13 @@ def load_subspace(run_dir: str | Path, name: str = "das", hook: str | None = Non
         index = hooks.index(hook)
     else:
         raise InputError(f"das analysis {name!r} searched no hook {hook!r}; it searched {hooks}.")
-    subspace = entry["subspaces"][index]
+    try:
+        subspace = entry["subspaces"][index]
+        losses = tuple(entry["losses"][index])
+    except (KeyError, IndexError, TypeError):
+        raise InputError(
+            f"das analysis {name!r} in {path} holds no subspaces (written by an older interp, or edited); rerun it."
+        ) from None
     return DASResult(
         hook=subspace["hook"],
         position=subspace["position"],
@@ -53,10 +64,11 @@ def load_subspace(run_dir: str | Path, name: str = "das", hook: str | None = Non
         accuracy=values[index, 0],
         mean_difference_accuracy=values[index, 1],
         random_accuracy=values[index, 2],
-        losses=tuple(entry["losses"][index]),
+        losses=losses,
         n_train=entry["n_train"],
         n_test=entry["n_test"],
         class_means=torch.tensor(
             [[float("nan")] * subspace["rank"] if m is None else m for m in subspace["class_means"]]
         ),
+        answers=tuple(subspace["answers"]),
     )

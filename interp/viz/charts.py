@@ -99,6 +99,7 @@ def accuracy_curves(
     title: str,
     x_label: str,
     chance: float | None = None,
+    y_label: str = "accuracy",
 ) -> go.Figure:
     """Accuracies along hooks or probe sizes, one line per measure (the method's, then its controls,
     dashed), on a 0..1 axis, with the chance level dotted when given."""
@@ -116,6 +117,6 @@ def accuracy_curves(
     if chance is not None:
         figure.add_hline(y=chance, line_dash="dot", line_color="#888", annotation_text=f"chance {chance:.2f}")
     figure.update_layout(
-        title=title, xaxis={"title": x_label}, yaxis={"title": "accuracy", "range": [-0.02, 1.02]}
+        title=title, xaxis={"title": x_label}, yaxis={"title": y_label, "range": [-0.02, 1.02]}
     )
     return figure

@@ -32,7 +32,7 @@ from transformer_lens.tools.analysis import interchange
 
 from interp.base.errors import InputError
 from interp.methods.interventions import Steer
-from interp.methods.representations.probes import Prompts, tokenize_prompts
+from interp.methods.representations.probes import Prompts, split_groups, tokenize_prompts
 from interp.model.hooks import validate_hook_names
 from interp.model.loading import HookedPhi
 
@@ -53,6 +53,7 @@ class DASResult:
     n_test: int
     # mean coordinates in the subspace of the training pairs' source activations, per target (NaN: none)
     class_means: Float[Tensor, "n_classes rank"] | None = None
+    answers: tuple[int, ...] | None = None  # the candidate answer token ids the targets index
 
     def to_dict(self) -> dict:
         return {
@@ -113,7 +114,8 @@ def fit_das(
 
     `answers` are the candidate answer token ids read at the last position; `targets[i]` indexes
     `answers`: the answer expected for base i with the variable interchanged from source i. The pairs
-    are split (seeded) into training and held-out pairs; accuracies are on the held-out ones.
+    are split (seeded) into training and held-out pairs, a pair given twice on one side only;
+    accuracies are on the held-out ones.
     """
     (hook,) = validate_hook_names(model, [hook])
     base = _equal_length_tokens(model, base_prompts, "base")
@@ -145,16 +147,24 @@ def fit_das(
         raise InputError(
             f"test_fraction={test_fraction} is not allowed; use a number strictly between 0 and 1."
         )
-    n_test = round(test_fraction * len(base))
-    if n_test < 1 or n_test >= len(base):
+    # equal pairs (base and source) stay on one side of the split, as equal prompts do for probes
+    found = split_groups(torch.cat([base, source], dim=1), torch.full((len(base),), 2 * n_pos)).tolist()
+    first: dict[int, int] = {}
+    group_of = torch.tensor([first.setdefault(g, len(first)) for g in found])  # numbered by first pair
+    n_groups = int(group_of.max()) + 1
+    n_test_groups = round(test_fraction * n_groups)
+    if n_test_groups < 1 or n_test_groups >= n_groups:
         raise InputError(
-            f"{len(base)} pairs cannot be split with test_fraction={test_fraction}; use more pairs."
+            f"{len(base)} pairs ({n_groups} distinct) cannot be split with test_fraction={test_fraction}; use "
+            "more pairs."
         )
 
     device = model.cfg.device
     base, source = base.to(device), source.to(device)
-    order = torch.randperm(len(base), generator=torch.Generator().manual_seed(seed))
-    test, train = order[:n_test], order[n_test:]
+    order = torch.randperm(n_groups, generator=torch.Generator().manual_seed(seed))
+    is_test = torch.isin(group_of, order[:n_test_groups])
+    test, train = torch.nonzero(is_test).flatten(), torch.nonzero(~is_test).flatten()
+    n_test = len(test)
     positions = torch.full((len(base),), position % n_pos)
     answer_ids = answer_ids.to(device)
 
@@ -195,6 +205,7 @@ def fit_das(
         n_train=len(train),
         n_test=n_test,
         class_means=class_means.cpu(),
+        answers=tuple(int(a) for a in answer_ids.tolist()),
     )
 
 

@@ -41,7 +41,7 @@ class ProbeResult:
     accuracy: Float[Tensor, " hook"]  # held-out prompts
     train_accuracy: Float[Tensor, " hook"]
     shuffled_accuracy: Float[Tensor, " hook"]  # the control: trained on shuffled labels
-    chance: float  # held-out accuracy of always answering the training prompts' most frequent label
+    chance: float  # held-out accuracy of the best constant answer (the most common held-out label's share)
     weights: tuple[Float[Tensor, "n_classes d_probe"], ...]  # in activation space, one per hook
     biases: tuple[Float[Tensor, " n_classes"], ...]
     n_train: int
@@ -99,10 +99,12 @@ def activations_at(
     lengths: Int[Tensor, " batch"],
     hooks: Sequence[str],
     position: int,
+    batch_size: int = 64,
 ) -> dict[str, Float[Tensor, "batch d_probe"]]:
-    """Each hook's activation at `position` of each prompt (negative: from its own end), flattened.
+    """Each hook's activation at `position` of each prompt (negative: from its own end), flattened, on
+    the CPU.
 
-    One forward per prompt length, keeping only the named hooks at that position."""
+    One forward per `batch_size` prompts of one length, keeping only the named hooks at that position."""
     hooks = validate_hook_names(model, hooks)
     shortest = int(lengths.min())
     if not -shortest <= position < shortest:
@@ -110,15 +112,16 @@ def activations_at(
             f"position={position} is outside the shortest prompt ({shortest} tokens); use -{shortest}..{shortest - 1}."
         )
     out: dict[str, Tensor] = {}
-    for rows in length_groups(lengths):
-        n = int(lengths[rows[0]])
-        kept = cache_activations(model, tokens[rows, :n], hooks, positions=[position % n])
-        for name in hooks:
-            flat = einops.rearrange(kept[name].float(), "batch one ... -> batch (one ...)")
-            if name not in out:
-                out[name] = torch.empty(len(tokens), flat.shape[1], device=flat.device)
-            out[name][rows.to(flat.device)] = flat
-    return {name: value.cpu() for name, value in out.items()}
+    for group in length_groups(lengths):
+        n = int(lengths[group[0]])
+        for rows in group.split(batch_size):
+            kept = cache_activations(model, tokens[rows, :n], hooks, positions=[position % n])
+            for name in hooks:
+                flat = einops.rearrange(kept[name].float(), "batch one ... -> batch (one ...)").cpu()
+                if name not in out:
+                    out[name] = torch.empty(len(tokens), flat.shape[1])
+                out[name][rows] = flat
+    return out
 
 
 def prompt_ids(tokens: Int[Tensor, "batch pos"], lengths: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
@@ -255,7 +258,7 @@ def probe_layers(
         accuracy=torch.tensor(accuracy),
         train_accuracy=torch.tensor(train_accuracy),
         shuffled_accuracy=torch.tensor(control),
-        chance=(labels[test] == labels[train].mode().values).float().mean().item(),
+        chance=labels[test].bincount().max().item() / len(test),
         weights=tuple(weights),
         biases=tuple(biases),
         n_train=len(train),

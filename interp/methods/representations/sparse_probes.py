@@ -7,7 +7,9 @@ held-out prompts the ranking and the probe never saw. Two controls per k: probes
 random (is the ranking what makes k units enough?) and the whole ranking and fit redone with shuffled
 training labels (can k units of this width fit anything?), both scored on the true held-out labels.
 Where a few units carry the label strongly, a shuffled refit still picks them (they spread most) with
-a sign that is a coin flip, so single refits land near 0 or 1: read the mean of several.
+a sign that is a coin flip, so single refits land near 0 or 1: read the mean of several. The fits
+weight the classes equally, so with one class rare, accuracy can sit below the constant answer
+(`chance`): read the ROC AUC (chance 0.5) beside the controls' ROC AUC.
 
 TransformerLens's `transformer_lens.tools.analysis.sparse_probing.sweep_sparse_probe` does the
 ranking, fits and controls on an activation matrix (binary labels, whole groups held out). This
@@ -51,6 +53,9 @@ class SparseProbeCurve:
     roc_auc: Float[Tensor, " sparsity"]
     random_accuracy: Float[Tensor, " sparsity"]  # mean over random k-unit subsets (NaN: none converged)
     shuffled_accuracy: Float[Tensor, " sparsity"]  # mean over shuffled-label refits (NaN: none)
+    random_roc_auc: Float[Tensor, " sparsity"]  # the same controls' ROC AUC (chance: 0.5)
+    shuffled_roc_auc: Float[Tensor, " sparsity"]
+    chance: float  # held-out accuracy of the best constant answer (the larger class's share)
     ranking: Int[Tensor, " d_probe"]
     scores: Float[Tensor, " d_probe"]  # class-mean difference (positive - negative) on training prompts
     n_train: int
@@ -74,6 +79,9 @@ class SparseProbeCurve:
             "roc_auc": self.roc_auc.tolist(),
             "random_accuracy": self.random_accuracy.tolist(),
             "shuffled_accuracy": self.shuffled_accuracy.tolist(),
+            "random_roc_auc": self.random_roc_auc.tolist(),
+            "shuffled_roc_auc": self.shuffled_roc_auc.tolist(),
+            "chance": self.chance,
             "units": top.tolist(),
             "unit_scores": self.scores[top].tolist(),
             "n_train": self.n_train,
@@ -93,6 +101,12 @@ def _check_ks(ks: Sequence[int], width: int) -> tuple[int, ...]:
             f"ks={list(ks)} is not allowed; use strictly increasing sizes in 1..{width} (the hook's width)."
         )
     return ks
+
+
+def _chance(positive: Tensor) -> float:
+    """The held-out accuracy of always answering the more common of the two classes."""
+    share = positive.float().mean().item()
+    return max(share, 1 - share)
 
 
 def _mean(values: Sequence[Tensor]) -> Tensor:
@@ -168,6 +182,9 @@ def sparse_probe(
         roc_auc=torch.tensor([r.metrics.roc_auc for r in sweep.results]),
         random_accuracy=_mean([c.accuracy for c in sweep.random_coordinate_controls]),
         shuffled_accuracy=_mean([c.accuracy for c in sweep.label_shuffle_controls]),
+        random_roc_auc=_mean([c.roc_auc for c in sweep.random_coordinate_controls]),
+        shuffled_roc_auc=_mean([c.roc_auc for c in sweep.label_shuffle_controls]),
+        chance=_chance(labels[first.test_indices] == positive),
         ranking=torch.argsort(first.feature_scores.abs(), descending=True, stable=True),
         scores=first.feature_scores.float(),
         n_train=len(first.train_indices),

@@ -26,7 +26,7 @@ from interp.runner.registry import AnalysisSpec, Computed, Finished, UnitContext
 
 PairLabels = Literal["answer", "clean_or_corrupted"]  # interp.data.labelled_prompts.PairLabels
 PROBE_MEASURES = ["accuracy", "shuffled_accuracy", "train_accuracy"]
-SPARSE_MEASURES = ["accuracy", "roc_auc", "random_accuracy", "shuffled_accuracy"]
+SPARSE_MEASURES = ["roc_auc", "random_roc_auc", "shuffled_roc_auc", "accuracy"]
 SUBSPACES = ["das", "mean_difference", "random"]
 
 
@@ -72,10 +72,18 @@ class LabelOptions(RepresentationOptions):
 
 
 def _labelled(options: LabelOptions, model, pairs):
-    from interp.data.labelled_prompts import from_pairs, read_labels_file
+    """The labelled prompts as token ids: a labels file's tokenised as the task's pairs are (BOS as the
+    task says; unknown words and prompts beyond the context refused by line), or the pairs'."""
+    from interp.data.labelled_prompts import from_pairs, read_labels_file, tokenized
 
     if options.labels_file is not None:
-        return read_labels_file(options.labels_file)
+        prepend_bos = bool(getattr(pairs, "prepend_bos", False))
+        return tokenized(
+            read_labels_file(options.labels_file),
+            model.tokenizer,
+            prepend_bos,
+            getattr(model.cfg, "n_ctx", None),
+        )
     return from_pairs(pairs, model.tokenizer, options.labels)
 
 
@@ -85,13 +93,46 @@ def _default_hooks(model) -> list[str]:
 
 
 def _check_hooks(hooks: list[str], model) -> None:
+    """The hooks exist, and each holds one fixed-width activation per position (a probe reads one
+    position; attention patterns and scores grow with the prompt)."""
     from interp.base.errors import HookNameError
+    from interp.engine import hook_points
     from interp.model.hooks import validate_hook_names
 
     try:
         validate_hook_names(model, hooks)
     except HookNameError as error:
         raise InputError(str(error).strip('"')) from None
+    for hook in hooks:
+        try:
+            names = hook_points.dims(hook)
+        except KeyError:
+            continue  # a bridge-only hook: its shape is read as it comes
+        if "src_pos" in names or "pos" not in names:
+            raise InputError(
+                f"{hook} has dims ({' '.join(names)}): its width at one position changes with the prompt's "
+                "length, or it has no position axis; read a per-position activation such as attn.hook_z, "
+                "hook_attn_out or hook_resid_post"
+            )
+
+
+def _das_width(hook: str, model) -> int:
+    """The width of the [batch pos width] activation DAS interchanges at `hook` (others refused)."""
+    from interp.engine import hook_points
+
+    try:
+        names = hook_points.dims(hook)
+    except KeyError:
+        names = ()
+    widths = {"d_model": model.cfg.d_model, "d_mlp": model.cfg.d_mlp}
+    if len(names) != 3 or names[:2] != ("batch", "pos") or names[2] not in widths:
+        shown = f"dims ({' '.join(names)})" if names else "no dims the engine knows"
+        raise InputError(
+            f"das at {hook}: DAS interchanges a [batch pos d_model] or [batch pos d_mlp] activation, and "
+            f"{hook} has {shown}; use hook_resid_pre / hook_resid_post, hook_attn_out, hook_mlp_out or "
+            "mlp.hook_post"
+        )
+    return widths[names[2]]
 
 
 class ProbeOptions(LabelOptions):
@@ -251,9 +292,7 @@ def _sparse_probe(options: SparseProbeOptions, model, pairs, ctx: UnitContext) -
             n_shuffles=options.n_shuffles, l2=options.l2, standardize=options.standardize,
             max_iter=options.max_iter, seed=ctx.seed, groups=data.groups,
         )  # fmt: skip
-    values = torch.stack(
-        [curve.accuracy, curve.roc_auc, curve.random_accuracy, curve.shuffled_accuracy], dim=1
-    )
+    values = torch.stack([curve.roc_auc, curve.random_roc_auc, curve.shuffled_roc_auc, curve.accuracy], dim=1)
     if values.isnan().any():
         raise InputError(
             f"sparse_probe at {curve.hook}: no control fit converged for some k ({curve.n_rejected} rejected); a "
@@ -293,11 +332,14 @@ class DASOptions(RepresentationOptions):
 
 
 def _check_das(options: DASOptions, model) -> None:
-    _check_hooks(options.hooks or _default_hooks(model), model)
-    if options.rank >= model.cfg.d_model:
-        raise InputError(
-            f"rank = {options.rank} is not allowed; use 1 .. {model.cfg.d_model - 1} (d_model - 1)"
-        )
+    hooks = options.hooks or _default_hooks(model)
+    _check_hooks(hooks, model)
+    for hook in hooks:
+        width = _das_width(hook, model)
+        if options.rank >= width:
+            raise InputError(
+                f"rank = {options.rank} is not allowed at {hook}; use 1 .. {width - 1} (its width - 1)"
+            )
 
 
 def das_pairs(pairs, direction: str) -> dict:
@@ -367,8 +409,9 @@ def _finish_probe(options, mean, clean: float, corrupted: float) -> Finished:
 def _finish_sparse(options, mean, clean: float, corrupted: float) -> Finished:
     return Finished(
         mean,
-        "held-out accuracy and ROC AUC of probes on the top-k units, beside random k-unit subsets and "
-        "shuffled-label refits (controls)",
+        "held-out ROC AUC of probes on the top-k units (0.5: chance), beside random k-unit subsets and "
+        "shuffled-label refits (controls), and the probes' accuracy (compare with chance, the larger class's "
+        "share: the fits weight the classes equally)",
         None,
     )
 
