@@ -10,7 +10,7 @@
   position is never a generated one); scored by the metric
   (logit difference by default) and the KL divergence from the unsteered run at the final position,
   with greedy samples of steered and unsteered text. Each cell is the vocabulary's `Steer`
-  (`SteeringVector.steer`), scored by `run_with_interventions` and continued by `generate`: the one
+  (`SteeringVector.steer`), scored by `run_with_interventions` (`run_on_engine`) and continued by `generate`: the one
   path every intervention runs, no steering code of its own.
 - `projection(model, text, vector, layer)`: each token's residual stream projected on the vector's
   direction: where the model already "reads" it.
@@ -34,7 +34,7 @@ from interp.engine.forward import PhiWeights
 from interp.methods.contrastive import check_inputs
 from interp.methods.generation import generate
 from interp.methods.generation_checks import integer, real
-from interp.methods.hooked_run import engine_gather, run_with_interventions
+from interp.methods.hooked_run import engine_gather, run_on_engine
 from interp.methods.interventions import Steer, Where
 from interp.model.loading import HookedPhi
 
@@ -75,7 +75,8 @@ def _final_position(
 ) -> Tensor:
     """[batch d_model or d_vocab] at each prompt's final token: the hook point `keep`'s activation (read
     by the engine's forward, as `Ablate`'s references are), or the logits of `run_with_interventions`
-    with `interventions` (a `Steer`: the one path every intervention runs). One run per length."""
+    with `interventions` (a `Steer`: the one path every intervention runs; `run_on_engine`, its engine
+    target, on the weights `w` built once). One run per length."""
     gather = engine_gather(model, w)
     out = None
     for rows in length_groups(lengths):
@@ -83,7 +84,7 @@ def _final_position(
         if keep:
             value = gather(group, [keep])[keep][:, -1].float()
         else:
-            value = run_with_interventions(model, group, interventions)[:, -1].float()
+            value = run_on_engine(model, w, group, interventions, final_only=True).float()
         if out is None:
             out = torch.empty(len(tokens), value.shape[-1], device=value.device)
         out[rows] = value
