@@ -20,6 +20,7 @@ from helpers import ioi_pairs
 
 import interp.dictionaries
 import interp.methods
+from interp.base.errors import InputError
 from interp.runner.config import ConfigError, parse_config
 from interp.runner.kinds import REGISTRY, spec_for
 from interp.runner.registry import UnitContext
@@ -126,14 +127,12 @@ def bases(model, pairs) -> dict[str, dict | list[dict]]:
         ],
         "sparse_probe": [
             {
-                "hook": "blocks.3.mlp.hook_post",
                 "labels": "clean_or_corrupted",
                 "ks": [1, 2],
                 "n_random": 1,
                 "max_iter": 20,
             },
             {
-                "hook": "blocks.3.mlp.hook_post",
                 "labels_file": labels_file(0),
                 "ks": [1, 2],
                 "n_random": 1,
@@ -201,6 +200,8 @@ def alternatives(model, pairs) -> dict[str, object]:
         "rank": 2,
         "epochs": 2,
         "lr": 0.1,
+        "dictionary": str(saved()["sae"]),
+        "head_layers": [0, 1],
     }
 
 
@@ -474,3 +475,20 @@ def test_every_kind_round_trips_through_the_resolved_config(tmp_path):
     path = tmp_path / "resolved.toml"
     path.write_text(to_toml(config), encoding="utf-8")
     assert load_config(path) == config
+
+
+def test_feature_cards_refuse_head_layers_they_would_not_read(toy_model):
+    """head_layers is read for transcoders only: set on SAEs alone, or beyond the model, it is refused."""
+    sae = feature_cards_files()["sae_a"]
+    spec = spec_for("feature_cards")
+    with pytest.raises(InputError, match="head_layers is read for transcoders' cards only"):
+        spec.check(analysis("feature_cards", dictionaries=[sae], head_layers=[0]), toy_model)
+    with pytest.raises(InputError, match=r"head_layers = \[4\] are not layers of this model \(0 .. 3\)"):
+        spec.check(
+            analysis("feature_cards", dictionaries=[sae, str(saved()["transcoder"])], head_layers=[4]),
+            toy_model,
+        )
+    spec.check(
+        analysis("feature_cards", dictionaries=[sae, str(saved()["transcoder"])], head_layers=[0, 1]),
+        toy_model,
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from dictionary_files import saved
 from helpers import CHROMIUM, open_offline_page
 
 import interp.runner.run as experiment
@@ -31,6 +32,13 @@ CONFIG = {
         {"kind": "probe", "name": "io", "hooks": HOOKS},
         {"kind": "probe", "name": "which", "hooks": HOOKS[1:], "labels": "clean_or_corrupted"},
         {"kind": "sparse_probe", "name": "neurons", "ks": [1, 4], "n_random": 2},
+        {
+            "kind": "sparse_probe",
+            "name": "latents",
+            "dictionary": str(saved()["sae"]),
+            "ks": [1, 4],
+            "n_random": 2,
+        },
         {"kind": "das", "name": "das_io", "hooks": HOOKS, "rank": 1, "epochs": 3},
         {"kind": "das", "name": "das_noising", "hooks": HOOKS[1:], "direction": "noising", "epochs": 3},
     ],
@@ -94,6 +102,26 @@ def test_sparse_probe_kind_reads_the_most_frequent_answer_against_the_rest(run, 
     entry = entries["neurons"]
     assert entry["positive_class"] == data.classes[positive] and entry["units"] == direct.ranking[:4].tolist()
     assert [row[0] for row in entry["values"]] == pytest.approx(direct.accuracy.tolist())
+
+
+def test_sparse_probe_kind_on_a_dictionary_reads_its_spliced_latents(run, toy_model):
+    from interp.dictionaries import load_dictionary
+    from interp.dictionaries.splice import splice
+
+    _, entries, pairs = run
+    data = from_pairs(pairs, toy_model.tokenizer, "answer")
+    positive = data.classes.index(entries["latents"]["positive_class"])
+    sae = load_dictionary(saved()["sae"])
+    with splice(toy_model, [sae], error=True) as spliced:
+        hook = spliced.name(sae, "hook_acts")
+        direct = sparse_probe(
+            toy_model, data.prompts, data.labels, hook, [1, 4], positive=positive, n_random=2,
+            seed=CONFIG["seed"], groups=data.groups,
+        )  # fmt: skip
+    entry = entries["latents"]
+    assert entry["hook"] == hook == f"{sae.cfg.hook_name}.dict.hook_acts"
+    assert entry["units"] == direct.ranking[:4].tolist() and max(entry["units"]) < sae.d_sae
+    assert [row[1] for row in entry["values"]] == pytest.approx(direct.roc_auc.tolist())
 
 
 @pytest.mark.parametrize("name, direction", [("das_io", "denoising"), ("das_noising", "noising")])

@@ -313,8 +313,10 @@ def cards_from_stats(
     n_tokens: int = 10,
     upstream: Mapping[str, Dictionary] | None = None,
     logit_bins: int = 50,
+    head_layers: Sequence[int] = (0,),
 ) -> list[FeatureCard]:
-    """Cards of `features` (default: every latent the statistics hold) from statistics already measured."""
+    """Cards of `features` (default: every latent the statistics hold) from statistics already measured;
+    `head_layers`: the layers whose heads' OV paths a transcoder's card lists (`input_directions`)."""
     chosen = stats.features.tolist() if features is None else [int(f) for f in features]
     rows = [stats.index_of(f) for f in chosen]
     notes: list[str] = []
@@ -327,7 +329,9 @@ def cards_from_stats(
     inputs = None
     if dictionary.kind != "sae" or upstream:
         try:
-            inputs = input_directions(model, dictionary, chosen, upstream, k=n_tokens)
+            inputs = input_directions(
+                model, dictionary, chosen, upstream, k=n_tokens, head_layers=head_layers
+            )
         except InputError as error:
             if upstream:
                 raise
@@ -385,14 +389,22 @@ def feature_cards(
     upstream: Mapping[str, Dictionary] | None = None,
     model_batch: int = 32,
     bins: int = 50,
+    head_layers: Sequence[int] = (0,),
 ) -> list[FeatureCard]:
     """Cards of chosen latents over a corpus, from one streaming pass (`feature_stats`).
 
     `features`: the latents (default: every latent, each measured); `top_n`: of those, the `top_n`
     ranked `by` density, max_act or mean_act (the pass measures every latent to rank them).
     `tokens`: as `feature_stats` takes them. `upstream`: earlier dictionaries by label, for a
-    transcoder's virtual weights.
+    transcoder's virtual weights. `head_layers`: the layers whose heads' OV paths from the token
+    embeddings a transcoder's card lists (those writing before it reads; checked first).
     """
+    n_layers = model.cfg.n_layers
+    bad = [h for h in head_layers if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < n_layers]
+    if isinstance(head_layers, int | str) or bad:
+        raise InputError(
+            f"head_layers={head_layers!r} is not allowed; use a list of layers of the model (0..{n_layers - 1})."
+        )
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
         raise InputError(f"top_n={top_n!r} is not allowed; it must be a positive integer (or None).")
     if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
@@ -403,5 +415,6 @@ def feature_cards(
     )  # fmt: skip
     chosen = stats.top(by, top_n) if top_n is not None else stats.features.tolist()
     return cards_from_stats(
-        model, dictionary, stats, chosen, label=label, n_tokens=n_tokens, upstream=upstream
-    )
+        model, dictionary, stats, chosen, label=label, n_tokens=n_tokens, upstream=upstream,
+        head_layers=head_layers,
+    )  # fmt: skip

@@ -102,7 +102,7 @@ def _describe(error: ValidationError) -> str:
 
 # analysis options holding dictionary directories (a corpus's paths: `text_source.resolve_paths`)
 DICTIONARY_PATHS = ("dictionaries", "transcoders")
-FILE_PATHS = ("labels_file",)  # analysis options holding one file's path
+FILE_PATHS = ("labels_file", "dictionary")  # analysis options holding one file's or directory's path
 
 
 def _resolve_paths(data: dict, base_dir: str | Path) -> dict:

@@ -91,3 +91,16 @@ def test_the_card_shows_it_and_round_trips(planted):
     assert card.input_heads[0] == (f"L0H{HEAD}", name, pytest.approx(score, rel=1e-4))
     assert FeatureCard.from_dict(card.to_dict()) == card
     assert name in card.tokens()
+
+
+def test_feature_cards_pass_head_layers_through(planted):
+    """head_layers=[] leaves the planted head off the card; a layer outside the model is refused before
+    the corpus pass (not turned into a note on the card)."""
+    model, tc, token, _ = planted
+    tokens = torch.tensor([[token, 3, 4, token, 5]])
+    (card,) = feature_cards(model, tc, tokens, features=[0], n_tokens=4, head_layers=[])
+    assert not card.input_heads
+    with pytest.raises(
+        InputError, match=r"head_layers=\[9\] is not allowed; use a list of layers of the model \(0..3\)"
+    ):
+        feature_cards(model, tc, tokens, features=[0], head_layers=[9])

@@ -40,6 +40,11 @@ class FeatureCardsOptions(CorpusOptions, DictionaryFiles):
     sort_by: RankBy = Field("density", description="what top_n ranks by: density, max_act or mean_act")
     n_contexts: int = Field(10, ge=1, le=100, description="top-activating contexts kept per latent")
     n_tokens: int = Field(10, ge=1, le=100, description="promoted / suppressed (and input) tokens per card")
+    head_layers: list[NonNegativeInt] = Field(
+        default_factory=lambda: [0],
+        description="transcoders: the layers whose heads' OV paths from the token embeddings into a latent its "
+        "card lists (those that write before the transcoder reads)",
+    )
 
     def unread(self) -> dict[str, str]:
         unread = super().unread()
@@ -69,7 +74,16 @@ def _load(options: FeatureCardsOptions, model) -> list:
 
 def _check(options: FeatureCardsOptions, model) -> None:
     check_dictionaries_and_corpus(options, model)
-    _load(options, model)
+    loaded = _load(options, model)
+    n_layers = model.cfg.n_layers
+    bad = [layer for layer in options.head_layers if layer >= n_layers]
+    if bad:
+        raise InputError(f"head_layers = {bad} are not layers of this model (0 .. {n_layers - 1})")
+    if "head_layers" in options.model_fields_set and all(d.kind == "sae" for d in loaded):
+        raise InputError(
+            "head_layers is read for transcoders' cards only (their input directions); every dictionary here "
+            "is an SAE"
+        )
 
 
 def _compute(options: FeatureCardsOptions, model, pairs, ctx: UnitContext) -> Computed:
@@ -92,6 +106,7 @@ def _compute(options: FeatureCardsOptions, model, pairs, ctx: UnitContext) -> Co
             label=label,
             n_contexts=options.n_contexts,
             n_tokens=options.n_tokens,
+            head_layers=options.head_layers,
         )
     values = torch.tensor([[c.density, c.max_act, c.mean_act] for c in cards], dtype=torch.float32)
     labels = {"feature": [c.title for c in cards], "statistic": STATISTICS}

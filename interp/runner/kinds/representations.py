@@ -144,6 +144,11 @@ class SparseProbeOptions(LabelOptions):
         None,
         description="the hook whose units are ranked (default: the last layer's mlp.hook_post, its neurons)",
     )
+    dictionary: str | None = Field(
+        None,
+        description="a saved SAE / transcoder directory (relative to the config), spliced in: its latents are "
+        "the units (instead of hook)",
+    )
     ks: list[int] = Field(
         default_factory=lambda: [1, 2, 4, 8, 16],
         min_length=1,
@@ -167,6 +172,22 @@ class SparseProbeOptions(LabelOptions):
             raise ValueError(f"ks = {ks}: use strictly increasing sizes from 1")
         return ks
 
+    @field_validator("dictionary")
+    @classmethod
+    def _a_directory(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_dir():
+            raise ValueError(
+                f"dictionary {path!r} is not a directory (a saved dictionary is a folder with cfg.json; a "
+                "relative path is relative to the config file)"
+            )
+        return path
+
+    def unread(self) -> dict[str, str]:
+        unread = super().unread()
+        if self.dictionary is not None:
+            unread["hook"] = "the units are the dictionary's latents, at its own hook point"
+        return unread
+
 
 def _sparse_hook(options: SparseProbeOptions, model) -> str:
     return options.hook or f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
@@ -185,8 +206,23 @@ def _positive(options: SparseProbeOptions, classes: tuple[str, ...], labels=None
     return classes.index(options.positive_class)
 
 
+def _load_dictionary(options: SparseProbeOptions, model):
+    from interp.dictionaries.splice import check_dictionaries
+    from interp.runner.kinds.dictionaries import load_files
+
+    (dictionary,) = load_files([options.dictionary], "dictionary")
+    try:
+        check_dictionaries(model, [dictionary], True)
+    except InputError as error:
+        raise InputError(f"dictionary = {options.dictionary!r}: {error}") from None
+    return dictionary.to(model.cfg.device)
+
+
 def _check_sparse(options: SparseProbeOptions, model) -> None:
-    _check_hooks([_sparse_hook(options, model)], model)
+    if options.dictionary is not None:
+        _load_dictionary(options, model)
+    else:
+        _check_hooks([_sparse_hook(options, model)], model)
     _check_labels(options, model)
     if options.labels_file is not None:
         _positive(options, _labelled(options, model, None).classes)
@@ -195,18 +231,26 @@ def _check_sparse(options: SparseProbeOptions, model) -> None:
 
 
 def _sparse_probe(options: SparseProbeOptions, model, pairs, ctx: UnitContext) -> Computed:
+    from contextlib import nullcontext
+
     import torch
 
+    from interp.dictionaries.splice import splice
     from interp.methods.representations.sparse_probes import sparse_probe
 
     data = _labelled(options, model, pairs)
     positive = _positive(options, data.classes, data.labels)
-    curve = sparse_probe(
-        model, data.prompts, data.labels, _sparse_hook(options, model), options.ks, options.position,
-        positive=positive, test_fraction=options.test_fraction, n_random=options.n_random,
-        n_shuffles=options.n_shuffles, l2=options.l2, standardize=options.standardize,
-        max_iter=options.max_iter, seed=ctx.seed, groups=data.groups,
-    )  # fmt: skip
+    dictionary = _load_dictionary(options, model) if options.dictionary is not None else None
+    with splice(model, [dictionary], error=True) if dictionary is not None else nullcontext() as spliced:
+        hook = (
+            spliced.name(dictionary, "hook_acts") if dictionary is not None else _sparse_hook(options, model)
+        )
+        curve = sparse_probe(
+            model, data.prompts, data.labels, hook, options.ks, options.position,
+            positive=positive, test_fraction=options.test_fraction, n_random=options.n_random,
+            n_shuffles=options.n_shuffles, l2=options.l2, standardize=options.standardize,
+            max_iter=options.max_iter, seed=ctx.seed, groups=data.groups,
+        )  # fmt: skip
     values = torch.stack(
         [curve.accuracy, curve.roc_auc, curve.random_accuracy, curve.shuffled_accuracy], dim=1
     )
@@ -361,7 +405,7 @@ register(
 register(
     AnalysisSpec(
         kind="sparse_probe",
-        summary="accuracy vs k of probes on the top-k units (neurons, dictionary latents) of one hook",
+        summary="accuracy vs k of probes on the top-k units of one hook (MLP neurons) or a dictionary's latents",
         explanation=(
             "Sparse probing: the hook's units are ranked by how far apart the class means are on the training "
             "prompts, and a probe on the top k is scored on held-out prompts for each k. Controls: k random "
