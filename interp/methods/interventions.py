@@ -279,7 +279,9 @@ def _compile(
     return [(name, _patch(item, name, n_prompt, rows, n_total, dtype, device))]
 
 
-def reference_mean(parts: Sequence[Tensor], axes: tuple[int, int] = (0, 1)) -> Tensor:
+def reference_mean(
+    parts: Sequence[Float[Tensor, " ..."]], axes: tuple[int, int] = (0, 1)
+) -> Float[Tensor, " ..."]:
     """The mean ablation value: activations averaged over the batch and position `axes` of every part
     pooled (each prompt position weighs alike, whatever its part's length), accumulated in float32 and
     returned in the parts' dtype with those axes kept (size 1). `Ablate(method="mean")` and circuit
@@ -290,8 +292,8 @@ def reference_mean(parts: Sequence[Tensor], axes: tuple[int, int] = (0, 1)) -> T
 
 
 def ablation_values(
-    method: AblationMethod, parts: Sequence[Tensor], axes: tuple[int, int] = (0, 1)
-) -> list[Tensor]:
+    method: AblationMethod, parts: Sequence[Float[Tensor, " ..."]], axes: tuple[int, int] = (0, 1)
+) -> list[Float[Tensor, " ..."]]:
     """What `method` puts in place of each part of the reference activations (one tensor per group of
     prompts, batch and position at `axes`), in that part's shape: zeros (`zero`), `reference_mean` over
     every part (`mean`, broadcast), or the part itself (`counterfactual`: row i for prompt i). Circuit
