@@ -31,10 +31,11 @@ from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.dictionaries.base import Dictionary
-from interp.engine.edits import Keep, Replace
+from interp.engine.edits import Replace
 from interp.engine.forward import PhiWeights, forward
 from interp.methods.circuits.graph import Circuit, FeatureSite, Graph
 from interp.methods.contrastive import contrast
+from interp.methods.hooked_run import engine_gather
 from interp.methods.interventions import ablation_values
 from interp.methods.vocabulary import CircuitAblationMethod, MeanOver, check_mean_over, check_method
 from interp.model.loading import HookedPhi
@@ -74,10 +75,9 @@ class NodeAblationEvaluator:
         with ExitStack() as stack:
             w = self._spliced(stack)
             self.core = contrast(model, pairs, metric, direction="noising", keep="logits")
-            reference: dict[str, Tensor] = {}  # the feature nodes' values on the reference prompts
             tokens = pairs.clean_tokens if mode == "mean" and side == "clean" else pairs.corrupted_tokens
-            with torch.no_grad():
-                forward(w, w.W_E[tokens.to(w.W_E.device)], {p: Keep(reference) for p in self._all})
+            # the feature nodes' values on the reference prompts, gathered as the engine's Ablate gathers
+            reference = engine_gather(model, w)(tokens, self._all)
         self.ablated = {p: ablation_values(mode, [v])[0] for p, v in reference.items()}
 
     @property

@@ -47,6 +47,7 @@ from interp.methods.features.circuits import (
     select_nodes,
 )
 from interp.methods.features.patching import spliced_for
+from interp.methods.hooked_run import engine_gather
 from interp.methods.interventions import ablation_values
 from interp.methods.vocabulary import MeanOver, check_mean_over
 from interp.model.loading import HookedPhi
@@ -110,12 +111,8 @@ def _prepare(
     tokens = base_and_source(pairs.clean_tokens, pairs.corrupted_tokens, direction)
     embeds = [w.W_E[t.to(device)].detach() for t in tokens]
     points = [p for site in sites for p in (_acts(site), _error(site))]
-    values = []
-    with torch.no_grad():
-        for embed in embeds:
-            kept: dict[str, Tensor] = {}
-            forward(w, embed, {p: Keep(kept) for p in points})
-            values.append(kept)
+    gather = engine_gather(model, w)  # each site's values, gathered as the engine's Ablate gathers
+    values = [gather(t, points) for t in tokens]
     return _Runs(w, sites, node_labels(sites), core.metric, core.everyone, *embeds, *values)
 
 
