@@ -12,6 +12,8 @@ given to one of two targets:
 
 - `target="engine"`: the functional forward (`interp.engine.forward`), its edit points
   (`interp.engine.hook_points`: the split receiver inputs `hook_q_input` ... `hook_mlp_in` included);
+  `run_on_engine` is this target on weights built once, for a method running many forwards
+  (`steer_sweep`), optionally the final position's logits only;
 - `target="bridge"`: TransformerLens's bridge, each edit a forward hook (removed when the run ends,
   also when it raises); every hook point the bridge has, e.g. `blocks.0.hook_out`, `attn.hook_cos`,
   `ln_final.hook_scale`, which the engine does not compute. `on_bridge(model, interventions)` is the
