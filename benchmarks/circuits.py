@@ -10,6 +10,9 @@ ratios to it (targets: EAP <= 1.5x, EAP-IG about steps + 1), peak device memory 
 patching's edges per second over every edge (or `--exact-edges` of EAP-IG's top edges) and a hook
 loop's (one hooked forward of the bridge per edge, measured on `--loop-edges` edges), and their ratio.
 Random weights (Phi-2's init std 0.02 at full size): the numbers speak about cost, not about Phi-2.
+
+With `--faithfulness`, instead: the time of `faithfulness_curve` (MIB's ten circuit sizes, EAP's scores)
+in each ablation mode, on the head graph (`CircuitEvaluator`), and the curve's CMD.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from patching import CONFIGS, best_of, random_pairs, random_phi_dir  # noqa: E40
 
 from interp.engine.forward import PhiWeights, run_with_cache  # noqa: E402
 from interp.engine.receiver_gradients import sender_run  # noqa: E402
+from interp.methods.circuits.circuit import faithfulness_curve  # noqa: E402
 from interp.methods.circuits.edge_attribution import eap, eap_ig  # noqa: E402
 from interp.methods.circuits.edge_patching import edge_patch, sender_outputs  # noqa: E402
 from interp.methods.contrastive import contrast  # noqa: E402
@@ -108,6 +112,17 @@ def hook_loop(model, pairs, names: list[str]) -> None:
                 model(tokens)
 
 
+def faithfulness(model, pairs, sync, repeat: int) -> None:
+    """faithfulness_curve's time (the runs, the ablated values and ten circuits) in each mode."""
+    scores = eap(model, pairs)
+    for mode in ("counterfactual", "mean", "zero"):
+        faithfulness_curve(model, pairs, scores, mode=mode)  # warm-up
+        seconds, curve = best_of(
+            lambda m=mode: faithfulness_curve(model, pairs, scores, mode=m), sync, repeat
+        )
+        print(f"faithfulness_curve {mode:<15} {seconds:8.3f} s  CMD {curve.area_from_one:.6f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -124,6 +139,9 @@ def main() -> None:
     parser.add_argument("--loop-edges", type=int, default=40, help="edges timed in the hook loop")
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the random model in this directory")
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per row (the best is kept)")
+    parser.add_argument(
+        "--faithfulness", action="store_true", help="time faithfulness_curve per mode instead (see above)"
+    )
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -134,6 +152,9 @@ def main() -> None:
     pairs = random_pairs(args.prompts, args.pos, cfg["vocab_size"])
     print(f"torch {torch.__version__}, device {args.device} {torch.cuda.get_device_name() if cuda else ''}, "
           f"{args.dtype}, config {args.config}, batch {args.prompts} x {args.pos} tokens", flush=True)  # fmt: skip
+    if args.faithfulness:
+        faithfulness(model, pairs, sync, args.repeat)
+        return
     core = contrast(model, pairs, keep="logits")
     forward_backward(model, pairs, core)  # warm-up
     base_s, _ = best_of(lambda: forward_backward(model, pairs, core), sync, args.repeat)

@@ -8,6 +8,8 @@ forward pre-hook on that layer), side by side in one process. Target: <= 1.3x HF
 
 With `--ragged` the prompts' lengths spread evenly from half of `--prompt` to `--prompt`; interp runs
 them as one left-padded batch and as one batch per length, HF as a left-padded batch with a mask.
+With `--steer-sweep`, instead: the time of `steer_sweep` (every layer, three multipliers, no samples) on
+random pairs of `--batch` prompts of `--prompt` tokens, and its scores' sum.
 """
 
 from __future__ import annotations
@@ -22,11 +24,28 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from patching import CONFIGS, best_of, random_phi_dir  # noqa: E402
+from patching import CONFIGS, best_of, random_pairs, random_phi_dir  # noqa: E402
 
 from interp.methods.generation import generate  # noqa: E402
 from interp.methods.interventions import Steer  # noqa: E402
 from interp.model.loading import load_model  # noqa: E402
+
+
+def sweep(args, model, sync) -> None:
+    """steer_sweep over every layer (and the final residual) and multipliers 0.5, 1, 4, scored only."""
+    from interp.methods.steering import steer_sweep
+
+    pairs = random_pairs(args.batch, args.prompt, CONFIGS[args.config]["vocab_size"])
+    layers = list(range(model.cfg.n_layers + 1))
+
+    def run():
+        return steer_sweep(model, pairs, layers, [0.5, 1.0, 4.0], n_samples=0)
+
+    run()  # warm-up
+    seconds, result = best_of(run, sync, args.repeat)
+    print(
+        f"steer_sweep {len(layers)} layers x 3   {seconds:8.3f} s  scores sum {result.scores.sum().item():.6f}"
+    )
 
 
 def main() -> None:
@@ -42,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--ragged", action="store_true", help="prompts of different lengths")
+    parser.add_argument("--steer-sweep", action="store_true", help="time steer_sweep instead (see above)")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -62,6 +82,9 @@ def main() -> None:
     )
     if args.ragged:
         ragged(args, model, hf, tokens, sync)
+        return
+    if args.steer_sweep:
+        sweep(args, model, sync)
         return
     layer = model.cfg.n_layers // 2
     vector = torch.randn(model.cfg.d_model, generator=g).to(args.device) * 0.1

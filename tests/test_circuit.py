@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -61,6 +62,29 @@ class TestEvaluation:
             evaluate_circuit(toy_model, pairs, torch.ones(5, dtype=torch.bool))
         with pytest.raises((ValueError, TypeError), match="counterfactual"):
             evaluate_circuit(toy_model, pairs, torch.ones(N_EDGES, dtype=torch.bool), mode="resample")
+
+
+class TestMeanOver:
+    """`mean_over` names the prompts a mean ablation averages (the corrupted ones by default)."""
+
+    def test_clean_averages_the_clean_prompts(self, toy_model, pairs):
+        empty = torch.zeros(N_EDGES, dtype=torch.bool)
+        default = evaluate_circuit(toy_model, pairs, empty, mode="mean")
+        corrupted = evaluate_circuit(toy_model, pairs, empty, mode="mean", mean_over="corrupted")
+        clean = evaluate_circuit(toy_model, pairs, empty, mode="mean", mean_over="clean")
+        assert torch.equal(default, corrupted)
+        assert (clean - corrupted).abs().max() > 1e-2  # the two means differ
+        # planted: pairs whose corrupted prompts are the clean ones average the same prompts
+        both_clean = dataclasses.replace(pairs, corrupted_tokens=pairs.clean_tokens)
+        assert torch.allclose(clean, evaluate_circuit(toy_model, both_clean, empty, mode="mean"), atol=1e-5)
+
+    def test_it_is_read_with_mean_only(self, toy_model, pairs):
+        full = torch.ones(N_EDGES, dtype=torch.bool)
+        with pytest.raises(InputError, match="mean_over='clean' is read only with mode='mean'"):
+            evaluate_circuit(toy_model, pairs, full, mode="zero", mean_over="clean")
+        # refused by the annotation under the runtime type checker, else by name
+        with pytest.raises((InputError, TypeError), match="corrupted"):
+            evaluate_circuit(toy_model, pairs, full, mode="mean", mean_over="both")
 
 
 class TestSelection:

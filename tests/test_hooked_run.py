@@ -316,3 +316,24 @@ class TestBadInputIsRefused:
                 tiny, tokens_for(tiny, 1), [Hook("blocks.0.hook_resid_pre", broken)], "bridge"
             )
         assert active_hook_count(tiny) == 0
+
+
+def test_the_engine_target_on_given_weights_and_at_the_final_position(model):
+    """run_on_engine is run_with_interventions(target='engine') on weights built once; final_only its
+    final position, through the same edits (a steer at the final residual, a patched unembedding)."""
+    from interp.engine.forward import PhiWeights
+    from interp.methods.hooked_run import run_on_engine
+
+    tokens, other = tokens_for(model, 0), tokens_for(model, 1)
+    vector = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    items = [
+        Steer(model.cfg.n_layers, vector, 2.0),
+        Ablate(Component("head", 0, 1), "mean", reference=other),
+    ]
+    w = PhiWeights.from_model(model)
+    every = run_with_interventions(model, tokens, items)
+    assert torch.equal(run_on_engine(model, w, tokens, items), every)
+    final = run_on_engine(model, w, tokens, items, final_only=True)
+    assert final.shape == (tokens.shape[0], every.shape[-1])
+    assert torch.allclose(final, every[:, -1], atol=1e-5)
+    assert (final - run_on_engine(model, w, tokens, [], final_only=True)).abs().max() > 1e-3

@@ -11,7 +11,7 @@ import torch
 from interp.base.errors import HookNameError, InputError
 from interp.engine.incremental import Site, points
 from interp.methods.generation import generate
-from interp.methods.interventions import AblateHeads, Hook, Patch, Steer
+from interp.methods.interventions import AblateHeads, Hook, Patch, Steer, ablation_values, reference_mean
 from interp.model.hooks import head_axis, pos_axis
 from interp.model.loading import load_model
 
@@ -267,3 +267,29 @@ def test_steering_at_listed_positions_equals_adding_the_vector_there_with_transf
 
     reference = tiny.run_with_hooks(torch.stack(gen.tokens), fwd_hooks=[("blocks.1.hook_resid_pre", add)])
     assert (step_logits(gen) - reference[:, prompts.shape[1] - 1 : -1]).abs().max() <= 1e-4
+
+
+class TestReferenceValues:
+    """The ablated values `Ablate` and circuit evaluation share: a pooled mean, zeros, or the reference."""
+
+    def test_the_mean_pools_every_position_of_every_part(self):
+        generator = torch.Generator().manual_seed(0)
+        parts = [torch.randn(3, 5, 4, generator=generator), torch.randn(2, 9, 4, generator=generator)]
+        flat = torch.cat([p.reshape(-1, 4) for p in parts])  # every (prompt, position) once
+        assert torch.allclose(reference_mean(parts)[0, 0], flat.mean(0), atol=1e-6)
+        assert reference_mean(parts).shape == (1, 1, 4)
+        moved = [p.permute(2, 0, 1) for p in parts]  # d batch pos: the axes given
+        assert torch.allclose(reference_mean(moved, axes=(1, 2))[:, 0, 0], flat.mean(0), atol=1e-6)
+
+    def test_each_method_in_each_parts_shape(self):
+        parts = [torch.arange(24.0).reshape(2, 3, 4), torch.ones(1, 2, 4)]
+        zero, mean, counterfactual = (ablation_values(m, parts) for m in ("zero", "mean", "counterfactual"))
+        assert [z.shape for z in zero] == [p.shape for p in parts] and all((z == 0).all() for z in zero)
+        expected = (parts[0].sum((0, 1)) + parts[1].sum((0, 1))) / 8
+        assert all(
+            m.shape == p.shape and torch.allclose(m, expected.expand_as(p))
+            for m, p in zip(mean, parts, strict=True)
+        )
+        assert all(c is p for c, p in zip(counterfactual, parts, strict=True))
+        with pytest.raises(InputError, match="method='resample' is not allowed"):
+            ablation_values("resample", parts)

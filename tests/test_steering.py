@@ -164,3 +164,36 @@ def test_projection_refuses_empty_text(toy_model):
         InputError, match=r"projection text='' is not allowed; use a string of at least one token"
     ):
         projection(toy_model, "", vector)
+
+
+class TestOnePath:
+    """The sweep's Steer items run through run_with_interventions: its scores are the bridge's (the
+    other target of the same vocabulary), and the numbers the sweep gave before it did (its own
+    incremental runs), measured on the toy."""
+
+    def test_scores_are_the_bridge_runs_and_the_numbers_measured_before(self, toy_model):
+        from interp.data.metrics import resolve_metric
+        from interp.methods.hooked_run import run_with_interventions
+
+        pairs = ioi_pairs(toy_model.tokenizer, 8, seed=3)
+        sweep = steer_sweep(toy_model, pairs, [2, 4], [1.0, 4.0], n_samples=0)
+        before = torch.tensor(
+            [[-10.806058883666992, -10.857453346252441], [-8.939550399780273, -2.430396795272827]]
+        )
+        assert torch.allclose(sweep.scores, before, atol=1e-4)
+        assert sweep.unsteered == pytest.approx(-10.787893295288086, abs=1e-4)
+        everyone = torch.arange(len(pairs))
+        clean = run_with_interventions(toy_model, pairs.clean_tokens, [])
+        measure = resolve_metric("logit_diff", pairs, pairs.at_final(clean))  # logit_diff reads no baseline
+        for i, layer in enumerate([2, 4]):
+            vector = steering_vector(toy_model, pairs, layer)
+            for j, multiplier in enumerate([1.0, 4.0]):
+                logits = torch.empty(len(pairs), toy_model.cfg.d_vocab)
+                for row in range(len(pairs)):  # one prompt at a time: no padding on the bridge
+                    n = int(pairs.lengths[row])
+                    tokens = pairs.corrupted_tokens[row : row + 1, :n]
+                    steer = vector.steer(multiplier)
+                    logits[row] = run_with_interventions(toy_model, tokens, [steer], target="bridge")[0, -1]
+                assert measure(logits, everyone).mean().item() == pytest.approx(
+                    sweep.scores[i, j].item(), abs=1e-4
+                )

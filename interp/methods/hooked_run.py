@@ -12,6 +12,8 @@ given to one of two targets:
 
 - `target="engine"`: the functional forward (`interp.engine.forward`), its edit points
   (`interp.engine.hook_points`: the split receiver inputs `hook_q_input` ... `hook_mlp_in` included);
+  `run_on_engine` is this target on weights built once, for a method running many forwards
+  (`steer_sweep`), optionally the final position's logits only;
 - `target="bridge"`: TransformerLens's bridge, each edit a forward hook (removed when the run ends,
   also when it raises); every hook point the bridge has, e.g. `blocks.0.hook_out`, `attn.hook_cos`,
   `ln_final.hook_scale`, which the engine does not compute. `on_bridge(model, interventions)` is the
@@ -179,18 +181,9 @@ def run_with_interventions(
     refuse_user_hooks(model, "run_with_interventions")
     if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point:
         raise InputError("tokens must be a tensor of token ids [batch pos]")
-    n_pos = tokens.shape[1]
-    resolve = engine_point if target == "engine" else bridge_point
-    check_single_run(model, interventions, n_pos, resolve, tokens.shape[0])
     if target == "engine":
-        w = PhiWeights.from_model(model)
-        edits = compile_edits(
-            model, interventions, None, None, None, w.W_E.dtype, w.W_E.device,
-            resolve=engine_point, gather=engine_gather(model, w),
-        )  # fmt: skip
-        with torch.no_grad():
-            run = forward(w, w.W_E[tokens.to(w.W_E.device)], edits)
-            return final_logits(w, run.resid_final, run.model_edits, 0)
+        return run_on_engine(model, PhiWeights.from_model(model), tokens, interventions)
+    check_single_run(model, interventions, tokens.shape[1], bridge_point, tokens.shape[0])
     fired: set[str] = set()
     with torch.no_grad(), on_bridge(model, interventions, fired) as edits:
         logits = model(tokens.to(model.cfg.device))
@@ -201,6 +194,30 @@ def run_with_interventions(
             "their interventions would change nothing; use target='engine' or another hook point."
         )
     return logits
+
+
+def run_on_engine(
+    model: HookedPhi,
+    w: PhiWeights,
+    tokens: Int[Tensor, "batch pos"],
+    interventions: Sequence[Intervention],
+    *,
+    final_only: bool = False,
+) -> Float[Tensor, "batch pos d_vocab"] | Float[Tensor, "batch d_vocab"]:
+    """`run_with_interventions(model, tokens, interventions, target="engine")` on the engine weights `w`
+    (`PhiWeights.from_model(model)`, which copies the fused q/k/v matrices: built once by a caller that
+    runs many forwards). `final_only`: only the final position's logits, [batch d_vocab] (all a
+    final-position metric reads; the unembedding runs there alone)."""
+    check_single_run(model, interventions, tokens.shape[1], engine_point, tokens.shape[0])
+    edits = compile_edits(
+        model, interventions, None, None, None, w.W_E.dtype, w.W_E.device,
+        resolve=engine_point, gather=engine_gather(model, w),
+    )  # fmt: skip
+    with torch.no_grad():
+        run = forward(w, w.W_E[tokens.to(w.W_E.device)], edits)
+        if final_only:
+            return run.logits(w)
+        return final_logits(w, run.resid_final, run.model_edits, 0)
 
 
 @contextmanager

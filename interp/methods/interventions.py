@@ -41,7 +41,7 @@ from torch import Tensor
 from interp.base.errors import InputError
 from interp.engine.hook_points import dims
 from interp.engine.incremental import BLOCK_POINTS, EditFn, Site, fit_src_pos, points
-from interp.methods.vocabulary import AblationMethod
+from interp.methods.vocabulary import AblationMethod, check_method
 from interp.model.hooks import head_axis, hook_aliases, pos_axis
 from interp.model.loading import HookedPhi
 
@@ -279,6 +279,35 @@ def _compile(
     return [(name, _patch(item, name, n_prompt, rows, n_total, dtype, device))]
 
 
+def reference_mean(
+    parts: Sequence[Float[Tensor, " ..."]], axes: tuple[int, int] = (0, 1)
+) -> Float[Tensor, " ..."]:
+    """The mean ablation value: activations averaged over the batch and position `axes` of every part
+    pooled (each prompt position weighs alike, whatever its part's length), accumulated in float32 and
+    returned in the parts' dtype with those axes kept (size 1). `Ablate(method="mean")` and circuit
+    evaluation both take their means from here."""
+    total = sum(part.float().sum(dim=axes, keepdim=True) for part in parts)
+    count = sum(part.shape[axes[0]] * part.shape[axes[1]] for part in parts)
+    return (total / count).to(parts[0].dtype)
+
+
+def ablation_values(
+    method: AblationMethod, parts: Sequence[Float[Tensor, " ..."]], axes: tuple[int, int] = (0, 1)
+) -> list[Float[Tensor, " ..."]]:
+    """What `method` puts in place of each part of the reference activations (one tensor per group of
+    prompts, batch and position at `axes`), in that part's shape: zeros (`zero`), `reference_mean` over
+    every part (`mean`, broadcast), or the part itself (`counterfactual`: row i for prompt i). Circuit
+    evaluation's senders and feature nodes take their ablated values from here; `resample` draws
+    rows, which only `Ablate` does."""
+    check_method(method, ("zero", "mean", "counterfactual"), "method")
+    if method == "zero":
+        return [torch.zeros_like(part) for part in parts]
+    if method == "mean":
+        mean = reference_mean(parts, axes)
+        return [mean.expand_as(part) for part in parts]
+    return list(parts)
+
+
 def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) -> Tensor | None:
     """What an `Ablate` takes its values from: None (zero), the reference mean (batch and position axes
     kept, of size 1), or the reference activations (resample, counterfactual)."""
@@ -295,14 +324,12 @@ def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) ->
             f"mean ablation at {name}: its positions are dest_pos x src_pos, which a mean over prompts "
             "of other lengths does not fit; use 'zero', 'resample' or 'counterfactual' there."
         )
-    if not isinstance(item.reference, Tensor):  # a reference dataset of several lengths (mean only)
-        parts = [gather(tokens, [name])[name].detach().float() for tokens in item.reference]
-        total = sum(part.sum(dim=(0, 1), keepdim=True) for part in parts)
-        return (total / sum(part.shape[0] * part.shape[1] for part in parts)).to(device, dtype)
-    activation = gather(item.reference, [name])[name].detach()
+    # a reference dataset of several lengths (mean only), or one batch
+    references = [item.reference] if isinstance(item.reference, Tensor) else item.reference
+    parts = [gather(tokens, [name])[name].detach() for tokens in references]
     if item.method == "mean":
-        return activation.float().mean(dim=(0, 1), keepdim=True).to(device, dtype)
-    return activation.to(device, dtype)
+        return reference_mean(parts).to(device, dtype)
+    return parts[0].to(device, dtype)
 
 
 def _ablate_component(item: Ablate, name: str, n_prompt, value: Tensor | None) -> EditFn:

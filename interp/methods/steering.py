@@ -9,7 +9,9 @@
   (positions `"all"` by default, or `"prompt"`; `"generated"` is refused: the scored final prompt
   position is never a generated one); scored by the metric
   (logit difference by default) and the KL divergence from the unsteered run at the final position,
-  with greedy samples of steered and unsteered text.
+  with greedy samples of steered and unsteered text. Each cell is the vocabulary's `Steer`
+  (`SteeringVector.steer`), scored by `run_with_interventions` (`run_on_engine`) and continued by `generate`: the one
+  path every intervention runs, no steering code of its own.
 - `projection(model, text, vector, layer)`: each token's residual stream projected on the vector's
   direction: where the model already "reads" it.
 """
@@ -29,11 +31,11 @@ from interp.data.metrics import MetricKind, resolve_metric
 from interp.data.prompts import PromptPairs, length_groups
 from interp.data.tokens import str_tokens
 from interp.engine.forward import PhiWeights
-from interp.engine.incremental import IncrementalRun
 from interp.methods.contrastive import check_inputs
 from interp.methods.generation import generate
 from interp.methods.generation_checks import integer, real
-from interp.methods.interventions import Steer, Where, compile_edits
+from interp.methods.hooked_run import engine_gather, run_on_engine
+from interp.methods.interventions import Steer, Where
 from interp.model.loading import HookedPhi
 
 
@@ -71,16 +73,18 @@ def _final_position(
     interventions=(),
     keep: str | None = None,
 ) -> Tensor:
-    """[batch d_model or d_vocab] at each prompt's final token: the hook point `keep`'s activation, or
-    the logits; with `interventions` (their positions relative to each prompt). One run per length."""
+    """[batch d_model or d_vocab] at each prompt's final token: the hook point `keep`'s activation (read
+    by the engine's forward, as `Ablate`'s references are), or the logits of `run_with_interventions`
+    with `interventions` (a `Steer`: the one path every intervention runs; `run_on_engine`, its engine
+    target, on the weights `w` built once). One run per length."""
+    gather = engine_gather(model, w)
     out = None
     for rows in length_groups(lengths):
-        length = int(lengths[rows[0]])
-        edits = compile_edits(
-            model, interventions, length, rows.tolist(), len(tokens), w.W_E.dtype, w.W_E.device
-        )
-        logits, kept = IncrementalRun(w, edits, keep=(keep,) if keep else ()).extend(tokens[rows, :length])
-        value = (kept[keep] if keep else logits)[:, -1].float()
+        group = tokens[rows, : int(lengths[rows[0]])]
+        if keep:
+            value = gather(group, [keep])[keep][:, -1].float()
+        else:
+            value = run_on_engine(model, w, group, interventions, final_only=True).float()
         if out is None:
             out = torch.empty(len(tokens), value.shape[-1], device=value.device)
         out[rows] = value
@@ -272,6 +276,6 @@ def projection(
     if tokens is None or tokens.shape[1] == 0:
         raise InputError(f"projection text={text!r} is not allowed; use a string of at least one token.")
     name = _residual_point(vector.layer, w.n_layers)
-    _, kept = IncrementalRun(w, keep=(name,)).extend(tokens)
+    kept = engine_gather(model, w)(tokens, [name])
     unit = vector.vector.float() / vector.vector.float().norm().clamp_min(1e-12)
     return str_tokens(model.tokenizer, tokens[0]), (kept[name][0].float() @ unit.to(kept[name].device)).cpu()

@@ -10,7 +10,8 @@
 - `evaluate_circuit`: the clean prompts run with every receiver input built from the senders the
   circuit keeps (their outputs in this same run) and, for every other edge, the sender's ablated value:
   its output on the corrupted prompts (`counterfactual`), its mean over the corrupted prompts and
-  positions (`mean`), or zero (`zero`). The full graph gives the clean metric and, with
+  positions (`mean`; `mean_over="clean"`: over the clean ones), or zero (`zero`), the values
+  `interp.methods.interventions.ablation_values` gives (the code the vocabulary's `Ablate` runs). The full graph gives the clean metric and, with
   `counterfactual`, the empty graph the corrupted one (both tested).
 - A graph with feature nodes is evaluated by node ablation instead (`node_ablation`: every feature node
   the circuit leaves out ablated, m(full) the model itself), with its dictionaries spliced in
@@ -51,7 +52,8 @@ from interp.methods.circuits.graph import Circuit, Graph, check_mask, check_size
 from interp.methods.circuits.node_ablation import NodeAblationEvaluator
 from interp.methods.circuits.scores import EdgeScores
 from interp.methods.contrastive import contrast
-from interp.methods.vocabulary import CircuitAblationMethod, check_method
+from interp.methods.interventions import ablation_values
+from interp.methods.vocabulary import CircuitAblationMethod, MeanOver, check_mean_over, check_method
 from interp.model.loading import HookedPhi
 
 Mode = CircuitAblationMethod  # the one spelling's subset circuits give
@@ -177,12 +179,14 @@ def evaluate_circuit(
     *,
     mode: Mode = "counterfactual",
     dictionaries: Dictionary | Sequence[Dictionary] = (),
+    mean_over: MeanOver | None = None,
 ) -> Float[Tensor, " batch"]:
     """Per-prompt metric of the clean prompts run through only the circuit's edges (see the module
     docstring); a circuit of a graph with feature nodes through its nodes, with the graph's
-    `dictionaries` spliced in (`node_ablation`)."""
+    `dictionaries` spliced in (`node_ablation`). With `mode="mean"`, `mean_over` names the prompts
+    averaged: "corrupted" (the default) or "clean"."""
     graph = circuit.graph if isinstance(circuit, Circuit) else None
-    return evaluator_for(model, pairs, metric, mode, graph, dictionaries)(circuit)
+    return evaluator_for(model, pairs, metric, mode, graph, dictionaries, mean_over)(circuit)
 
 
 def evaluator_for(
@@ -192,35 +196,37 @@ def evaluator_for(
     mode: Mode,
     graph: Graph | None = None,
     dictionaries: Dictionary | Sequence[Dictionary] = (),
+    mean_over: MeanOver | None = None,
 ) -> CircuitEvaluator | NodeAblationEvaluator:
     """What evaluates circuits of `graph` (the model's head graph by default): `CircuitEvaluator`, by
     edges, for the head graph; `NodeAblationEvaluator`, by nodes, for a graph of feature nodes."""
     if graph is not None and (graph.features or not graph.components):
-        return NodeAblationEvaluator(model, pairs, graph, metric, mode, dictionaries)
-    return CircuitEvaluator(model, pairs, metric, mode)
+        return NodeAblationEvaluator(model, pairs, graph, metric, mode, dictionaries, mean_over)
+    return CircuitEvaluator(model, pairs, metric, mode, mean_over)
 
 
 class CircuitEvaluator:
-    """The clean and corrupted runs and the ablated sender values, computed once for many circuits."""
+    """The clean and corrupted runs and the ablated sender values, computed once for many circuits.
+    The ablated values are `interp.methods.interventions.ablation_values` of the senders' outputs:
+    on the corrupted prompts (`counterfactual`), their mean over the `mean_over` prompts and positions
+    (`mean`; default the corrupted ones), or zero."""
 
-    def __init__(self, model: HookedPhi, pairs: PromptPairs, metric: MetricKind | Metric, mode: Mode):
+    def __init__(
+        self,
+        model: HookedPhi,
+        pairs: PromptPairs,
+        metric: MetricKind | Metric,
+        mode: Mode,
+        mean_over: MeanOver | None = None,
+    ):
         check_method(mode, get_args(CircuitAblationMethod), "mode")
+        side = check_mean_over(mean_over, mode, "corrupted")
         self.core = contrast(model, pairs, metric, direction="noising")
         w = self.core.weights
         self.graph = Graph.of(w.n_layers, w.n_heads)
-        ablated = [sender_outputs(w, g.corrupted) for g in self.core.groups]
-        if mode == "mean":
-            total = sum(a.float().sum(dim=(1, 2)) for a in ablated)
-            means = (total / sum(a.shape[1] * a.shape[2] for a in ablated)).to(ablated[0].dtype)
-            ablated = [
-                einops.repeat(
-                    means, "sender d_model -> sender batch pos d_model", batch=a.shape[1], pos=a.shape[2]
-                )
-                for a in ablated
-            ]
-        elif mode == "zero":
-            ablated = [torch.zeros_like(a) for a in ablated]
-        self.ablated = ablated
+        runs = [g.clean if mode == "mean" and side == "clean" else g.corrupted for g in self.core.groups]
+        # sender batch pos d_model per length group
+        self.ablated = ablation_values(mode, [sender_outputs(w, run) for run in runs], axes=(1, 2))
 
     def full(self) -> Float[Tensor, " batch"]:
         """Every edge kept: the clean run itself (tested)."""
@@ -299,11 +305,13 @@ def faithfulness_curve(
     mode: Mode = "counterfactual",
     greedy: bool = False,
     dictionaries: Dictionary | Sequence[Dictionary] = (),
+    mean_over: MeanOver | None = None,
 ) -> FaithfulnessCurve:
     """Faithfulness of the top-`fraction` circuits (pruned to paths from input to logits); over a graph
-    with feature nodes, by node ablation with its `dictionaries` spliced in (`node_ablation`)."""
+    with feature nodes, by node ablation with its `dictionaries` spliced in (`node_ablation`).
+    `mean_over` as for `evaluate_circuit`."""
     # the runs once, for every circuit size
-    evaluate = evaluator_for(model, pairs, metric, mode, scores.graph, dictionaries)
+    evaluate = evaluator_for(model, pairs, metric, mode, scores.graph, dictionaries, mean_over)
     full, empty = evaluate.full().mean().item(), evaluate.empty().mean().item()
     if abs(full - empty) < 1e-12:
         raise InputError(

@@ -5,7 +5,9 @@ feature node the circuit joins (a latent at every position, or an error term) co
 what reaches it in that run, and every other feature node (those the circuit leaves out, and the
 latents that are no node of the graph) set to its ablated value: its value on the corrupted prompts
 (`counterfactual`, per prompt and position), its mean over the corrupted prompts and positions
-(`mean`), or zero (`zero`), as `interp.methods.circuits.circuit` ablates senders. A node is in the
+(`mean`; `mean_over="clean"`: over the clean ones, as `feature_faithfulness` averages by default), or
+zero (`zero`), as `interp.methods.circuits.circuit` ablates senders: both take the values from
+`interp.methods.interventions.ablation_values`, the code the vocabulary's `Ablate` runs. A node is in the
 circuit when one of the circuit's edges joins it (`Circuit.nodes`), so an edge circuit is evaluated by
 its nodes; pruned circuits (`select`'s default) hold only nodes on a path from the input to the logits.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import ExitStack
+from typing import get_args
 
 import torch
 from jaxtyping import Float
@@ -28,13 +31,14 @@ from interp.base.errors import InputError
 from interp.data.metrics import Metric, MetricKind
 from interp.data.prompts import PromptPairs
 from interp.dictionaries.base import Dictionary
-from interp.engine.edits import Keep, Replace
+from interp.engine.edits import Replace
 from interp.engine.forward import PhiWeights, forward
 from interp.methods.circuits.graph import Circuit, FeatureSite, Graph
 from interp.methods.contrastive import contrast
+from interp.methods.hooked_run import engine_gather
+from interp.methods.interventions import ablation_values
+from interp.methods.vocabulary import CircuitAblationMethod, MeanOver, check_mean_over, check_method
 from interp.model.loading import HookedPhi
-
-MODES = ("counterfactual", "mean", "zero")
 
 
 def _points(site: FeatureSite) -> tuple[str, str]:
@@ -51,8 +55,9 @@ class NodeAblationEvaluator:
         pairs: PromptPairs,
         graph: Graph,
         metric: MetricKind | Metric,
-        mode: str,
+        mode: str,  # checked against CircuitAblationMethod, naming what is allowed
         dictionaries: Dictionary | Sequence[Dictionary],
+        mean_over: MeanOver | None = None,
     ):
         from interp.methods.circuits.direct_effects import check_dictionaries_for_circuits
 
@@ -61,8 +66,8 @@ class NodeAblationEvaluator:
                 f"node ablation evaluates graphs of feature nodes alone (components=False), not {graph}; "
                 "evaluate a head graph's circuits by its edges (CircuitEvaluator without feature sites)."
             )
-        if mode not in MODES:
-            raise InputError(f"mode={mode!r} is not allowed; use 'counterfactual', 'mean' or 'zero'.")
+        check_method(mode, get_args(CircuitAblationMethod), "mode")
+        side = check_mean_over(mean_over, mode, "corrupted")
         if not pairs.same_length:
             raise InputError("node ablation ablates latents at every position: give prompts of one length.")
         self.model, self.pairs, self.graph = model, pairs, graph
@@ -70,16 +75,10 @@ class NodeAblationEvaluator:
         with ExitStack() as stack:
             w = self._spliced(stack)
             self.core = contrast(model, pairs, metric, direction="noising", keep="logits")
-            corrupted: dict[str, Tensor] = {}
-            with torch.no_grad():
-                forward(
-                    w, w.W_E[pairs.corrupted_tokens.to(w.W_E.device)], {p: Keep(corrupted) for p in self._all}
-                )
-        if mode == "mean":
-            corrupted = {p: v.mean((0, 1)).expand_as(v) for p, v in corrupted.items()}
-        elif mode == "zero":
-            corrupted = {p: torch.zeros_like(v) for p, v in corrupted.items()}
-        self.ablated = corrupted
+            tokens = pairs.clean_tokens if mode == "mean" and side == "clean" else pairs.corrupted_tokens
+            # the feature nodes' values on the reference prompts, gathered as the engine's Ablate gathers
+            reference = engine_gather(model, w)(tokens, self._all)
+        self.ablated = {p: ablation_values(mode, [v])[0] for p, v in reference.items()}
 
     @property
     def _all(self) -> list[str]:

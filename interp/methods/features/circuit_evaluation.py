@@ -9,7 +9,9 @@ EAP estimates to first order (equal where the model is linear).
 Faithfulness (Marks et al. 2024): on the clean prompts, every feature node outside the circuit (latents
 at every position, error terms) is ablated, its value replaced by the corrupted run's
 (`ablation="corrupted"`, per prompt and position) or by its mean over the clean prompts and positions
-(`"mean"`); the circuit's nodes are computed from what reaches them. With m(C) the metric then,
+(`"mean"`; `mean_over="corrupted"`: over the corrupted ones, as node ablation's default), the values
+`interp.methods.interventions.ablation_values` gives (the code the vocabulary's `Ablate` runs); the
+circuit's nodes are computed from what reaches them. With m(C) the metric then,
 m(M) the model's and m(empty) with every node ablated,
 
     faithfulness(C) = (m(C) - m(empty)) / (m(M) - m(empty)),   completeness(C) = the same for the
@@ -45,6 +47,9 @@ from interp.methods.features.circuits import (
     select_nodes,
 )
 from interp.methods.features.patching import spliced_for
+from interp.methods.hooked_run import engine_gather
+from interp.methods.interventions import ablation_values
+from interp.methods.vocabulary import MeanOver, check_mean_over
 from interp.model.loading import HookedPhi
 
 Ablation = Literal["corrupted", "mean"]
@@ -106,12 +111,8 @@ def _prepare(
     tokens = base_and_source(pairs.clean_tokens, pairs.corrupted_tokens, direction)
     embeds = [w.W_E[t.to(device)].detach() for t in tokens]
     points = [p for site in sites for p in (_acts(site), _error(site))]
-    values = []
-    with torch.no_grad():
-        for embed in embeds:
-            kept: dict[str, Tensor] = {}
-            forward(w, embed, {p: Keep(kept) for p in points})
-            values.append(kept)
+    gather = engine_gather(model, w)  # each site's values, gathered as the engine's Ablate gathers
+    values = [gather(t, points) for t in tokens]
     return _Runs(w, sites, node_labels(sites), core.metric, core.everyone, *embeds, *values)
 
 
@@ -206,9 +207,11 @@ def circuit_metric(
     metric: MetricKind | Metric = "logit_diff",
     *,
     ablation: Ablation = "corrupted",
+    mean_over: MeanOver | None = None,
 ) -> Float[Tensor, " batch"]:
-    """Per prompt, the clean run's metric with every feature node outside `nodes` (labels) ablated."""
-    return _metrics(model, dictionaries, pairs, [list(nodes)], metric, ablation, by_label=True)[0]
+    """Per prompt, the clean run's metric with every feature node outside `nodes` (labels) ablated
+    (`mean_over`: the prompts `ablation="mean"` averages, "clean" by default, or "corrupted")."""
+    return _metrics(model, dictionaries, pairs, [list(nodes)], metric, ablation, mean_over, by_label=True)[0]
 
 
 def feature_faithfulness(
@@ -220,8 +223,10 @@ def feature_faithfulness(
     metric: MetricKind | Metric = "logit_diff",
     *,
     ablation: Ablation = "corrupted",
+    mean_over: MeanOver | None = None,
 ) -> FaithfulnessCurve:
-    """Faithfulness and completeness of the top-n nodes of `circuit` by |node score|, n in `sizes`."""
+    """Faithfulness and completeness of the top-n nodes of `circuit` by |node score|, n in `sizes`
+    (`mean_over` as for `circuit_metric`)."""
     if not isinstance(circuit, FeatureCircuit):
         raise InputError(f"circuit must be a FeatureCircuit (feature_circuit), not {type(circuit).__name__}.")
     sizes = list(sizes)
@@ -230,7 +235,8 @@ def feature_faithfulness(
     every = list(range(1, len(circuit.labels)))
     chosen = [select_nodes(circuit.node_scores, top_k=n) for n in sizes]
     complements = [sorted(set(every) - set(c)) for c in chosen]
-    values = _metrics(model, dictionaries, pairs, [every, []] + chosen + complements, metric, ablation)
+    circuits = [every, []] + chosen + complements
+    values = _metrics(model, dictionaries, pairs, circuits, metric, ablation, mean_over)
     means = [float(v.mean()) for v in values]
     full, empty = means[0], means[1]
     span = full - empty
@@ -250,18 +256,20 @@ def feature_faithfulness(
     )
 
 
-def _metrics(model, dictionaries, pairs, circuits, metric, ablation, by_label: bool = False) -> list[Tensor]:
+def _metrics(
+    model, dictionaries, pairs, circuits, metric, ablation, mean_over, by_label: bool = False
+) -> list[Tensor]:
     """The clean run's per-prompt metric with the nodes outside each circuit (node indices, or labels
     with `by_label`) ablated."""
     if ablation not in ABLATIONS:
         raise InputError(f"ablation={ablation!r} is not allowed; use 'corrupted' or 'mean'.")
+    side = check_mean_over(mean_over, ablation, "clean", "ablation")
     with ExitStack() as stack, torch.no_grad():
         # base corrupted, source clean
         runs = _prepare(stack, model, dictionaries, pairs, metric, "denoising", "feature circuit evaluation")
-        if ablation == "corrupted":
-            replacement = runs.base
-        else:
-            replacement = {p: v.mean((0, 1)) for p, v in runs.source.items()}
+        reference = runs.source if ablation == "mean" and side == "clean" else runs.base
+        method = "mean" if ablation == "mean" else "counterfactual"
+        replacement = {p: ablation_values(method, [v])[0] for p, v in reference.items()}
         out = []
         for circuit in circuits:
             kept = {_node(runs.labels, n, "nodes") for n in circuit} if by_label else set(circuit)

@@ -193,6 +193,29 @@ class TestNodeAblation:
         assert curve.faithfulness[-1] == pytest.approx(1.0, abs=0.02)  # the path carries the behaviour
         assert curve.full == pytest.approx(kept.clean, abs=1e-5)
 
+    def test_mean_over_names_the_prompts_averaged(self, planted_model, setting):
+        """Node ablation's mean is over the corrupted prompts by default, circuit_metric's over the clean
+        ones; each takes the other's with mean_over, and then the two agree."""
+        pairs, tcs, _, kept = setting
+        graph = kept.scores.graph
+        circuit = select(kept.scores, top_k=3)
+        nodes = sorted(circuit.nodes - {"input", "logits"})
+        for side in ("corrupted", "clean"):
+            evaluate = evaluator_for(planted_model, pairs, "logit_diff", "mean", graph, tcs, side)
+            for chosen, names in ((Circuit(graph, torch.zeros(graph.n_edges, dtype=torch.bool)), []),
+                                  (circuit, nodes)):  # fmt: skip
+                reference = circuit_metric(planted_model, tcs, pairs, names, ablation="mean", mean_over=side)
+                assert torch.allclose(evaluate(chosen), reference, atol=1e-5)
+        default = evaluator_for(planted_model, pairs, "logit_diff", "mean", graph, tcs).empty()
+        by_corrupted = circuit_metric(planted_model, tcs, pairs, [], ablation="mean", mean_over="corrupted")
+        by_clean = circuit_metric(planted_model, tcs, pairs, [], ablation="mean")
+        assert torch.allclose(default, by_corrupted, atol=1e-5)
+        assert (by_clean - by_corrupted).abs().max() > 1e-3  # the two means differ here
+        with pytest.raises(InputError, match="mean_over='clean' is read only with mode='mean'"):
+            evaluator_for(planted_model, pairs, "logit_diff", "zero", graph, tcs, "clean")
+        with pytest.raises(InputError, match="mean_over='clean' is read only with ablation='mean'"):
+            circuit_metric(planted_model, tcs, pairs, [], mean_over="clean")
+
     def test_graphs_it_cannot_evaluate_are_refused(self, planted_model, setting):
         pairs, tcs, _, kept = setting
         mixed = Graph(2, 2, kept.scores.graph.features)
