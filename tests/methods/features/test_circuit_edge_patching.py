@@ -26,6 +26,7 @@ from interp.dictionaries.splice import splice
 from interp.methods.features.circuit_evaluation import patch_feature_edge
 from interp.methods.features.circuits import feature_circuit
 from interp.model.loading import load_model
+from methods.features.test_circuits import largest_edge
 
 D_SAE = 8
 CLEAN_TOKEN, CORRUPTED_TOKEN, ANSWER, WRONG = 30, 90, 20, 21
@@ -143,22 +144,6 @@ def exact_edge(model, dicts, pairs: PromptPairs, source: str, target: str) -> to
 
         patched = model.run_with_hooks(pairs.corrupted_tokens, fwd_hooks=[(receiver_hook, patch)])
         return metric(patched) - base_metric
-
-
-def largest_edge(circuit, sources: str, targets: str) -> tuple[str, str]:
-    def match(label: str, pattern: str) -> bool:
-        if pattern.endswith("["):
-            return label.startswith(pattern) and not label.endswith("[error]")
-        return label == pattern
-
-    names = [circuit.labels[t] if t != -1 else "metric" for t in circuit.targets]
-    edges = [
-        (abs(float(circuit.edges[i, j])), circuit.labels[s], names[j])
-        for i, s in enumerate(circuit.sources)
-        for j in range(len(names))
-        if match(circuit.labels[s], sources) and match(names[j], targets)
-    ]
-    return max(edges)[1:]
 
 
 @pytest.fixture(scope="module")
