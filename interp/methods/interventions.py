@@ -69,7 +69,7 @@ class Component:
             "neuron": f"blocks.{self.layer}.mlp.hook_post",
         }[self.kind]
 
-    def select(self, activation: Tensor) -> Tensor:
+    def select(self, activation: Float[Tensor, "batch pos ..."]) -> Float[Tensor, "batch pos ..."]:
         """The part of the hook's activation this component owns (a view)."""
         if self.kind == "head":
             return activation[:, :, self.index]
@@ -146,7 +146,7 @@ class Patch:
     left alone. `source=None`: `run_patched` fills it from the pair's other run."""
 
     hook: str
-    source: Tensor | None = None
+    source: Float[Tensor, " ..."] | None = None
     positions: Positions = "all"
     heads: list[int] | None = None
 
@@ -159,7 +159,7 @@ Resolve = Callable[[HookedPhi, str], str]
 Gather = Callable[[Tensor, Sequence[str]], dict[str, Tensor]]
 
 
-def permutation(n: int, seed: int) -> Tensor:
+def permutation(n: int, seed: int) -> Int[Tensor, " batch"]:
     """A random permutation with no fixed point where possible (each prompt gets another's output)."""
     if n < 2:
         return torch.zeros(n, dtype=torch.long)
@@ -180,7 +180,9 @@ def resolve_point(model: HookedPhi, name: str) -> str:
     )
 
 
-def _selected(positions: Positions, site: Site, n_prompt: int | None, device) -> Tensor | str | None:
+def _selected(
+    positions: Positions, site: Site, n_prompt: int | None, device
+) -> Int[Tensor, " pos"] | str | None:
     """Which entries of the site's position axis are chosen: None (none), "all", or their indices.
     Decided from plain integers, so a generation step whose choice is all-or-nothing adds no work."""
     if positions == "all":
@@ -204,7 +206,9 @@ def _selected(positions: Positions, site: Site, n_prompt: int | None, device) ->
     return torch.arange(lo - site.start, hi - site.start, device=device)
 
 
-def _merge(old: Tensor, new: Tensor, axis: int, chosen: Tensor | str) -> Tensor:
+def _merge(
+    old: Float[Tensor, " ..."], new: Float[Tensor, " ..."], axis: int, chosen: Int[Tensor, " _pos"] | str
+) -> Float[Tensor, " ..."]:
     """`new` at the chosen entries of `axis`, `old` elsewhere."""
     if isinstance(chosen, str):
         return new
@@ -308,7 +312,7 @@ def ablation_values(
     return list(parts)
 
 
-def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) -> Tensor | None:
+def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) -> Float[Tensor, " ..."] | None:
     """What an `Ablate` takes its values from: None (zero), the reference mean (batch and position axes
     kept, of size 1), or the reference activations (resample, counterfactual)."""
     if item.method == "zero":
@@ -332,14 +336,14 @@ def _reference(item: Ablate, name: str, gather: Gather | None, device, dtype) ->
     return parts[0].to(device, dtype)
 
 
-def _ablate_component(item: Ablate, name: str, n_prompt, value: Tensor | None) -> EditFn:
+def _ablate_component(item: Ablate, name: str, n_prompt, value: Float[Tensor, " ..."] | None) -> EditFn:
     component = item.component if isinstance(item.component, Component) else None
     axis = pos_axis(name)
 
-    def select(t: Tensor) -> Tensor:
+    def select(t: Float[Tensor, " ..."]) -> Float[Tensor, " ..."]:
         return t if component is None else component.select(t)
 
-    def edit(x: Tensor, site: Site) -> Tensor:
+    def edit(x: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         chosen = _selected(item.positions, site, n_prompt, x.device)
         if chosen is None:
             return x
@@ -376,7 +380,7 @@ def _ablate_component(item: Ablate, name: str, n_prompt, value: Tensor | None) -
 def _steer(item: Steer, n_prompt: int | None, dtype, device) -> EditFn:
     delta = (item.multiplier * item.vector.to(device, torch.float32)).to(dtype)  # once, not every step
 
-    def edit(x: Tensor, site: Site) -> Tensor:
+    def edit(x: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         chosen = _selected(item.positions, site, n_prompt, x.device)
         if chosen is None:
             return x
@@ -391,7 +395,7 @@ def _ablate(
     keep = torch.ones(n_heads, 1, dtype=dtype, device=device)  # head d_head (broadcast)
     keep[heads] = 0
 
-    def edit(z: Tensor, site: Site) -> Tensor:  # batch pos head d_head
+    def edit(z: Float[Tensor, "batch pos head d_head"], site: Site) -> Float[Tensor, "batch pos head d_head"]:
         chosen = _selected(positions, site, n_prompt, z.device)
         if chosen is None:
             return z
@@ -401,7 +405,7 @@ def _ablate(
 
 
 def _hook(item: Hook, n_prompt: int | None) -> EditFn:
-    def edit(x: Tensor, site: Site) -> Tensor:
+    def edit(x: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         chosen = _selected(item.positions, site, n_prompt, x.device)
         if chosen is None:
             return x
@@ -435,7 +439,7 @@ def _patch(item: Patch, name: str, n_prompt, rows: Sequence[int] | None, n_total
     if item.heads is not None:
         heads = torch.tensor(sorted(set(item.heads)), device=device)
 
-    def edit(x: Tensor, site: Site) -> Tensor:
+    def edit(x: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
         chosen = _selected(item.positions, site, n_prompt, x.device)
         if chosen is None:
             return x
