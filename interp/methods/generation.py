@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError, InterpError, ResultsError
@@ -182,7 +182,9 @@ def generate(
     )
 
 
-def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: Tensor) -> bool:
+def _padded(
+    batching: Batching, interventions: Sequence[Intervention], lengths: Int[Tensor, " batch"]
+) -> bool:
     """Whether to run the prompts as one left-padded batch."""
     fits = all(
         isinstance(i, Steer | AblateHeads | Ablate) and isinstance(i.positions, str) for i in interventions
@@ -196,7 +198,7 @@ def _padded(batching: Batching, interventions: Sequence[Intervention], lengths: 
     return batching == "padded" or (batching == "auto" and fits and len(set(lengths.tolist())) > 1)
 
 
-def _positions(t: Tensor, point: str, start: int, stop: int) -> Tensor:
+def _positions(t: Float[Tensor, " ..."], point: str, start: int, stop: int) -> Float[Tensor, " ..."]:
     """A kept activation (no batch axis) at positions `start .. stop` only (both axes of a pattern):
     a padded row without its padding, or a sequence cut at its end-of-text token."""
     axis = pos_axis(point) - 1
@@ -270,7 +272,7 @@ def non_finite_error(
     first: list[tuple[Intervention, Site, int]] = []
 
     def wrap(item: Intervention, fn):
-        def watched(x: Tensor, site: Site) -> Tensor:
+        def watched(x: Float[Tensor, " ..."], site: Site) -> Float[Tensor, " ..."]:
             out = fn(x, site)
             if not first and not bool(_broken(x[j]).any()) and bool(_broken(out[j]).any()):
                 bad = _broken(out[j]).nonzero()[0, pos_axis(site.name) - 1]
@@ -302,12 +304,12 @@ def non_finite_error(
     )
 
 
-def _broken(t: Tensor) -> Tensor:
+def _broken(t: Float[Tensor, " ..."]) -> Bool[Tensor, " ..."]:
     """Where `t` is NaN or +inf."""
     return torch.isnan(t) | torch.isposinf(t)
 
 
-def _concat(point: str, parts: list[Tensor]) -> Tensor:
+def _concat(point: str, parts: list[Float[Tensor, " ..."]]) -> Float[Tensor, " ..."]:
     """One point's activations from each call, joined along positions; scores and patterns (whose
     source axis grows every step) are first widened to the final length, as the causal mask fills."""
     axis = pos_axis(point)
@@ -316,7 +318,9 @@ def _concat(point: str, parts: list[Tensor]) -> Tensor:
     return torch.cat(parts, dim=axis)
 
 
-def _choose(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> Tensor:
+def _choose(
+    logits: Float[Tensor, "batch d_vocab"], temperature: float, top_k: int | None, generator: torch.Generator
+) -> Int[Tensor, " batch"]:
     if temperature == 0:
         return logits.argmax(-1)
     scaled = logits / temperature

@@ -86,7 +86,7 @@ class EffectResult:
 
     site: str
     dims: tuple[str, ...]
-    values: Tensor
+    values: Float[Tensor, "*dims"]  # `*dims batch` with `per_prompt`
     clean: float
     corrupted: float
     metric: str
@@ -101,11 +101,11 @@ class EffectResult:
         """The metric of the run that was intervened on (corrupted when denoising, else clean)."""
         return self.corrupted if self.direction == "denoising" else self.clean
 
-    def mean_values(self) -> Tensor:
+    def mean_values(self) -> Float[Tensor, "*dims"]:
         """`values` averaged over prompts when they are per prompt."""
         return self.values.mean(-1) if self.per_prompt else self.values
 
-    def normalised(self) -> Tensor:
+    def normalised(self) -> Float[Tensor, "*dims"]:
         """Metric values: (value - corrupted) / (clean - corrupted), 1 = clean, 0 = corrupted.
 
         Change values: change / (clean - corrupted), the fraction of the gap the change moves.
@@ -114,15 +114,15 @@ class EffectResult:
             return self.values / self._gap()
         return normalise(self.values, self.clean, self.corrupted)
 
-    def effect(self) -> Tensor:
+    def effect(self) -> Float[Tensor, "*dims"]:
         """Signed change from the base run as a fraction of the clean - corrupted gap (0 = no effect)."""
         return self.change() / self._gap()
 
-    def change(self) -> Tensor:
+    def change(self) -> Float[Tensor, "*dims"]:
         """The metric change each component causes: value - base for metric values, else the value."""
         return self.values - self.base if self.measures == "metric" else self.values
 
-    def importance(self) -> Tensor:
+    def importance(self) -> Float[Tensor, "*dims"]:
         """How much each component matters (mean over prompts), signed: positive carries the clean
         behaviour, in the metric's units (`importance`, the function; the module docstring)."""
         change = self.change()

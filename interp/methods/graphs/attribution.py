@@ -231,7 +231,7 @@ def attribute(
     inject = torch.cat([rm.encoder_vectors().to(device), logit_vectors(rm, logit_tokens)])
     pass_ = _FrozenPass(rm, batch_size)
 
-    def rows_of(targets: Tensor) -> Tensor:  # [n, n_sources] for target indices (features, then logits)
+    def rows_of(targets: Int[Tensor, " batch"]) -> Float[Tensor, "batch node"]:  # features, then logits
         out = torch.zeros(len(targets), n_sources)
         for start in range(0, len(targets), batch_size):
             chosen = targets[start : start + batch_size]
@@ -275,8 +275,13 @@ UPDATE_EVERY = 4  # batches of features attributed between re-rankings by influe
 
 
 def _most_influential(
-    rows_of, logit_rows: Tensor, logit_probabilities: Tensor, n_all: int, cap: int, batch_size: int
-) -> tuple[Tensor, Tensor]:
+    rows_of,
+    logit_rows: Float[Tensor, "logit node"],
+    logit_probabilities: Float[Tensor, " logit"],
+    n_all: int,
+    cap: int,
+    batch_size: int,
+) -> tuple[Int[Tensor, " active"], Float[Tensor, "active node"]]:
     """The `cap` features of most influence on the logits (sorted) and their rows, visited in rounds."""
     visited = torch.zeros(n_all, dtype=torch.bool)
     order: list[Tensor] = []
@@ -300,11 +305,14 @@ def _most_influential(
 
 
 def _partial_influence(
-    logit_rows: Tensor, logit_probabilities: Tensor, feature_rows: Tensor, features: Tensor | None
-) -> Tensor:
+    logit_rows: Float[Tensor, "logit node"],
+    logit_probabilities: Float[Tensor, " logit"],
+    feature_rows: Float[Tensor, "active node"],
+    features: Int[Tensor, " active"] | None,
+) -> Float[Tensor, " node"]:
     """Each source's influence on the logits through the rows known so far (|rows| normalised to sum 1)."""
 
-    def share(rows: Tensor) -> Tensor:
+    def share(rows: Float[Tensor, "batch node"]) -> Float[Tensor, "batch node"]:
         absolute = rows.abs()
         return absolute / absolute.sum(1, keepdim=True).clamp_min(1e-10)
 
@@ -332,7 +340,7 @@ class _FrozenPass:
             (write + error).to(rm.dtype) for write, error in zip(rm.feature_writes(), rm.errors, strict=True)
         ]
 
-        def mlp(layer: int, x: Tensor) -> Tensor:
+        def mlp(layer: int, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "*batch pos d_model"]:
             tc = rm.transcoders[layer]
             if tc.W_skip is None:
                 return consts[layer]
@@ -433,7 +441,7 @@ def _inputs_and_bias(
     keep: dict[str, Tensor] = {}
     zero_writes = rm.feature_writes(torch.zeros_like(rm.activations)[None])
 
-    def mlp(layer: int, x: Tensor) -> Tensor:
+    def mlp(layer: int, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         return (zero_writes[layer] + rm.transcoders[layer].skip(x)).to(x.dtype)
 
     final = rm.run(torch.zeros_like(rm.embed()), mlp, frozen=True, keep=keep)[0, -1].float()

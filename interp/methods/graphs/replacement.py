@@ -228,7 +228,7 @@ class ReplacementModel:
         acts = self.activations[None] if activations is None else activations
         writes = self.feature_writes(acts)
 
-        def mlp(layer: int, x: Tensor) -> Tensor:
+        def mlp(layer: int, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
             out = writes[layer] + self.errors[layer] + self.transcoders[layer].skip(x)
             return out.to(x.dtype)
 
@@ -260,7 +260,7 @@ class ReplacementModel:
             set(map(tuple, self.active[s, 1:].tolist())) for s in self.layer_slices()
         ]  # (pos, feature) per layer
 
-        def mlp(layer: int, x: Tensor) -> Tensor:
+        def mlp(layer: int, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
             tc = self.transcoders[layer]
             acts = tc.encode(x[0])  # [pos, d_sae]
             now = set(map(tuple, acts.nonzero().tolist()))
@@ -308,7 +308,9 @@ class _MlpEdit:
     def __init__(self, layer: int, input_name: str, store: dict[str, Tensor], mlp: MlpFn):
         self.layer, self.input_name, self.store, self.mlp = layer, input_name, store, mlp
 
-    def __call__(self, tensor: Tensor, site: Site) -> Tensor:
+    def __call__(
+        self, tensor: Float[Tensor, "batch pos d_model"], site: Site
+    ) -> Float[Tensor, "*batch pos d_model"]:
         return self.mlp(self.layer, self.store[self.input_name])
 
 
