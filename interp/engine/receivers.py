@@ -52,13 +52,15 @@ def run_receivers(
 
     resid_in: list[Tensor] = []  # the residual entering this layer
 
-    def read_inputs(resid: Tensor, site: Site) -> Tensor:
+    def read_inputs(
+        resid: Float[Tensor, "batch pos d_model"], site: Site
+    ) -> Float[Tensor, "batch pos d_model"]:
         resid_in[:] = [resid]
         used.append(inputs(site.layer, resid, outputs))
         return resid
 
     def split(first: int, count: int = H) -> Callable[[Tensor, Site], Tensor]:
-        def edit(x: Tensor, site: Site) -> Tensor:
+        def edit(x: Float[Tensor, "batch pos ..."], site: Site) -> Float[Tensor, "batch pos ..."]:
             mine = used[-1][:, first : first + count]  # batch receiver pos d_model
             return (
                 einops.rearrange(mine, "batch head pos d_model -> batch pos head d_model")
@@ -68,11 +70,15 @@ def run_receivers(
 
         return edit
 
-    def read_heads(result: Tensor, site: Site) -> Tensor:  # batch pos head d_model
+    def read_heads(
+        result: Float[Tensor, "batch pos head d_model"], site: Site
+    ) -> Float[Tensor, "batch pos head d_model"]:
         heads[:] = [einops.rearrange(result, "batch pos head d_model -> head batch pos d_model")]
         return result
 
-    def write(resid_post: Tensor, site: Site) -> Tensor:
+    def write(
+        resid_post: Float[Tensor, "batch pos d_model"], site: Site
+    ) -> Float[Tensor, "batch pos d_model"]:
         layer_heads, mlp_out = heads[0], last_mlp[0]
         if replace is not None:
             new_heads, new_mlp = replace(site.layer, layer_heads, mlp_out)
@@ -84,7 +90,9 @@ def run_receivers(
 
     last_mlp: list[Tensor] = []
 
-    def read_mlp(mlp_out: Tensor, site: Site) -> Tensor:
+    def read_mlp(
+        mlp_out: Float[Tensor, "batch pos d_model"], site: Site
+    ) -> Float[Tensor, "batch pos d_model"]:
         last_mlp[:] = [mlp_out]
         return mlp_out
 
@@ -115,7 +123,11 @@ def n_receivers(w: PhiWeights, layer: int) -> int:
 def copies(w: PhiWeights) -> InputsFn:
     """The plain forward: every receiver of a layer reads the residual stream (a copy per receiver)."""
 
-    def inputs(layer: int, resid: Tensor, outputs: list[Tensor]) -> Tensor:
+    def inputs(
+        layer: int,
+        resid: Float[Tensor, "batch pos d_model"],
+        outputs: list[Float[Tensor, "batch pos d_model"]],
+    ) -> Float[Tensor, "batch receiver pos d_model"]:
         return einops.repeat(
             resid, "batch pos d_model -> batch receiver pos d_model", receiver=n_receivers(w, layer)
         ).clone()

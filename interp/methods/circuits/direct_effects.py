@@ -103,7 +103,7 @@ def _leaf_points(graph: Graph) -> list[str]:
     return list(dict.fromkeys(points))
 
 
-def _summed(product: Tensor, index: tuple) -> Tensor:
+def _summed(product: Float[Tensor, "batch ..."], index: tuple) -> Float[Tensor, " batch"]:
     """[batch]: a sender's slice of delta * gradient, summed over everything but the batch."""
     picked = product[index] if index else product
     return picked.reshape(picked.shape[0], -1).sum(-1)
@@ -116,11 +116,11 @@ class _Runs:
     core: object  # the contrastive core (`contrast`)
     w: PhiWeights
     points: list[str]
-    base_embed: Tensor
-    source_embed: Tensor
+    base_embed: Float[Tensor, "batch pos d_model"]
+    source_embed: Float[Tensor, "batch pos d_model"]
     deltas: dict[str, Tensor]  # source - base at every point, and at "input"
 
-    def embed_at(self, alpha: float) -> Tensor:
+    def embed_at(self, alpha: float) -> Float[Tensor, "batch pos d_model"]:
         return self.base_embed + alpha * (self.source_embed - self.base_embed)
 
 
@@ -255,13 +255,15 @@ def _node_row(
 
 
 @torch.no_grad()
-def _values(w: PhiWeights, embed: Tensor, points: list[str]) -> dict[str, Tensor]:
+def _values(w: PhiWeights, embed: Float[Tensor, "batch pos d_model"], points: list[str]) -> dict[str, Tensor]:
     kept: dict[str, Tensor] = {}
     forward(w, embed, {p: Keep(kept) for p in points})
     return kept
 
 
-def _at(w, graph: Graph, core, embed: Tensor, points: list[str], deltas: dict) -> Tensor:
+def _at(
+    w, graph: Graph, core, embed: Float[Tensor, "batch pos d_model"], points: list[str], deltas: dict
+) -> Float[Tensor, "batch sender receiver"]:
     """[batch sender receiver]: every edge at one run (its values and the metric's total gradients)."""
     reads = [_read_point(r) for r in graph.receivers]
     read_names = list(dict.fromkeys(p for p, _ in filter(None, reads)))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -73,9 +73,9 @@ class _Runs:
     sites: list[FeatureSite]
     labels: list[str]
     measure: Metric
-    index: Tensor
-    base_embed: Tensor
-    source_embed: Tensor
+    index: Int[Tensor, " batch"]
+    base_embed: Float[Tensor, "batch pos d_model"]
+    source_embed: Float[Tensor, "batch pos d_model"]
     base: dict[str, Tensor]
     source: dict[str, Tensor]
 
@@ -92,7 +92,7 @@ class _Runs:
             first += len(site.latents) + 1
         raise IndexError(node)
 
-    def metric(self, embed: Tensor, edits: dict) -> Tensor:
+    def metric(self, embed: Float[Tensor, "batch pos d_model"], edits: dict) -> Float[Tensor, " batch"]:
         return self.measure(forward(self.w, embed, edits).logits(self.w), self.index)
 
 
@@ -289,8 +289,8 @@ def _metrics(
 class _Where:
     """Keep the latents where `mask`, take `value` elsewhere."""
 
-    def __init__(self, mask: Tensor, value: Tensor):
+    def __init__(self, mask: Bool[Tensor, " d_sae"], value: Float[Tensor, "batch pos d_sae"]):
         self.mask, self.value = mask, value
 
-    def __call__(self, tensor: Tensor, site) -> Tensor:
+    def __call__(self, tensor: Float[Tensor, "batch pos d_sae"], site) -> Float[Tensor, "batch pos d_sae"]:
         return torch.where(self.mask, tensor, self.value.to(tensor.dtype))
