@@ -57,6 +57,8 @@ DIMS: dict[str, str] = {
     "d_probe": "a probe's input: one hook's activation at one position, flattened",
     "rank": "a subspace's basis directions (DAS and interchange interventions)",
     "sparsity": "a sparse probe's sizes: how many units it reads, in increasing order",
+    "sender_set": "path patching: the sets of sender heads, each patched in its own run",
+    "variant": "batched patching: the patched runs computed side by side, one per variant",
 }
 
 Tokens = Int[Tensor, "batch pos"]

@@ -84,7 +84,7 @@ def run_variants(
 
 @torch.no_grad()
 def _run_chunk(w, base, chunk: list[Variant], start: int, n_layers: int, n_pos: int, results: dict) -> None:
-    x: Tensor | None = None  # [n_active, batch, pos - start, d_model]
+    x: Float[Tensor, "variant batch pos d_model"] | None = None  # pos: from `start`
     order: list[Variant] = []
     for layer in range(chunk[0].entry, n_layers + 1):
         entering = [v for v in chunk if v.entry == layer]

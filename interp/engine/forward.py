@@ -136,14 +136,20 @@ def _edited(w, layer, x, start, offset, cos, sin, k_prefix, v_prefix, key_valid,
     q_start, n_q = start + offset, n - offset
     prefix = f"blocks.{layer}."
 
-    def at(point: str, tensor: Tensor | None, first: int = start, count: int = n) -> Tensor:
+    def at(
+        point: str, tensor: Float[Tensor, " ..."] | None, first: int = start, count: int = n
+    ) -> Float[Tensor, " ..."] | None:
         fns = edits.get(point)
         return apply(fns, tensor, Site(prefix + point, layer, first, count)) if fns else tensor
 
-    def at_q(point: str, tensor: Tensor | None) -> Tensor:  # a point on the query (output) positions
+    def at_q(
+        point: str, tensor: Float[Tensor, " ..."] | None
+    ) -> Float[Tensor, " ..."] | None:  # a point on the query (output) positions
         return at(point, tensor, q_start, n_q)
 
-    def heads_first(point: str, t: Tensor, first: int, count: int) -> Tensor:  # [... head pos d_head]
+    def heads_first(
+        point: str, t: Float[Tensor, "... head pos d_head"], first: int, count: int
+    ) -> Float[Tensor, "... head pos d_head"]:
         if point not in edits:
             return t
         edited = at(point, einops.rearrange(t, "... h p d -> ... p h d"), first, count)

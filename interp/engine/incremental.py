@@ -139,7 +139,12 @@ class IncrementalRun:
         logits = final_logits(w, x, self._model, start)
         return logits, dict(self._kept)
 
-    def _append_kv(self, layer: int, k: Tensor | None, v: Tensor | None) -> None:
+    def _append_kv(
+        self,
+        layer: int,
+        k: Float[Tensor, "... head pos d_head"] | None,
+        v: Float[Tensor, "... head pos d_head"] | None,
+    ) -> None:
         if k is None or v is None:
             raise ValueError(
                 f"block {layer} computed no keys or values (a Replace at attn.hook_z skips attention); "

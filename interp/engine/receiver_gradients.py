@@ -43,7 +43,7 @@ from interp.engine.forward import PhiWeights, forward, head_out, unembed
 ReplaceFn = Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def _wide(x: Tensor) -> Tensor:
+def _wide(x: Float[Tensor, " ..."]) -> Float[Tensor, " ..."]:
     """At least float32 (bfloat16 runs accumulate in float32; float64 stays float64)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
@@ -107,7 +107,9 @@ def sender_run(
     store: dict[str, Tensor] = {}
     zs, mlp_outs = [], []
 
-    def written(resid_post: Tensor, site: Site) -> Tensor:
+    def written(
+        resid_post: Float[Tensor, "batch pos d_model"], site: Site
+    ) -> Float[Tensor, "batch pos d_model"]:
         prefix = f"blocks.{site.layer}."
         z, mlp_out = store[prefix + "attn.hook_z"], store[prefix + "hook_mlp_out"]
         if replace is not None:  # what the layer writes, substituted before later layers read it

@@ -158,7 +158,7 @@ def _ablated_source(
     `Ablate` of a layer's whole `hook_z` gives all its heads at once; reference activations are the
     `z` of the runs already made (`runs`, by the tokens' identity)."""
 
-    def gather(tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    def gather(tokens: Int[Tensor, "batch pos"], names: Sequence[str]) -> dict[str, Tensor]:
         return {name: runs[id(tokens)].z[split_name(name)[0]] for name in names}
 
     items = [replace(ablation, component=f"blocks.{layer}.attn.hook_z") for layer in layers]

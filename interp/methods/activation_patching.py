@@ -109,8 +109,10 @@ def grid_shape(site: str, w: PhiWeights, pairs: PromptPairs) -> tuple[int, ...]:
 # --- per-site variant builders: each says which residual changes, from where, by how much ---
 
 
-def _replace_at(pos_offset: int, new: Tensor) -> Callable[[Tensor], Tensor]:
-    def make(resid: Tensor) -> Tensor:  # resid [batch, pos - start, d_model]
+def _replace_at(pos_offset: int, new: Float[Tensor, "batch d_model"]) -> Callable[[Tensor], Tensor]:
+    def make(
+        resid: Float[Tensor, "batch pos d_model"],
+    ) -> Float[Tensor, "batch pos d_model"]:  # pos: from the variant's start
         out = resid.clone()
         out[:, pos_offset] = new
         return out
@@ -118,8 +120,8 @@ def _replace_at(pos_offset: int, new: Tensor) -> Callable[[Tensor], Tensor]:
     return make
 
 
-def _add(delta: Tensor, pos_offset: int | None = None) -> Callable[[Tensor], Tensor]:
-    def make(resid: Tensor) -> Tensor:
+def _add(delta: Float[Tensor, "batch ..."], pos_offset: int | None = None) -> Callable[[Tensor], Tensor]:
+    def make(resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         out = resid.clone()
         if pos_offset is None:
             out += delta

@@ -30,7 +30,7 @@ from typing import Literal
 
 import einops
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -78,7 +78,9 @@ class DirectLogitAttribution:
         return f"<div><b>direct logit attribution</b><br>{html.escape(facts)}{table}</div>"
 
 
-def _direction(w: PhiWeights, answer: Tensor, wrong: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _direction(
+    w: PhiWeights, answer: Int[Tensor, " batch"], wrong: Int[Tensor, " batch"]
+) -> tuple[Float[Tensor, "batch d_model"], Float[Tensor, " batch"], Float[Tensor, " batch"]]:
     """(w_ln * u  [batch d_model], b_ln . u [batch], delta b_U [batch]) for each prompt."""
     u = (w.W_U[answer] - w.W_U[wrong]).float()
     scaled = u * w.ln_f_w.float()
@@ -87,7 +89,7 @@ def _direction(w: PhiWeights, answer: Tensor, wrong: Tensor) -> tuple[Tensor, Te
     return scaled, ln_bias, unembed_bias
 
 
-def _centre(x: Tensor) -> Tensor:
+def _centre(x: Float[Tensor, " ..."]) -> Float[Tensor, " ..."]:
     return x - x.mean(-1, keepdim=True)
 
 

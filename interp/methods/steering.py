@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -68,11 +68,11 @@ def _residual_point(layer: int, n_layers: int) -> str:
 def _final_position(
     model: HookedPhi,
     w: PhiWeights,
-    tokens: Tensor,
-    lengths: Tensor,
+    tokens: Int[Tensor, "batch pos"],
+    lengths: Int[Tensor, " batch"],
     interventions=(),
     keep: str | None = None,
-) -> Tensor:
+) -> Float[Tensor, "batch ..."]:
     """[batch d_model or d_vocab] at each prompt's final token: the hook point `keep`'s activation (read
     by the engine's forward, as `Ablate`'s references are), or the logits of `run_with_interventions`
     with `interventions` (a `Steer`: the one path every intervention runs; `run_on_engine`, its engine
@@ -122,7 +122,7 @@ def steering_vector_from_prompts(
     device = model.cfg.device
     point = _residual_point(layer, w.n_layers)
 
-    def mean(prompts: Sequence[str]) -> Tensor:
+    def mean(prompts: Sequence[str]) -> Float[Tensor, " d_model"]:
         rows = [
             model.tokenizer(p, add_special_tokens=False, return_tensors="pt")["input_ids"][0] for p in prompts
         ]

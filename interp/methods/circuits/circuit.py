@@ -114,7 +114,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_finite(graph: Graph, values: Tensor, what: str) -> None:
+def _check_finite(graph: Graph, values: Float[Tensor, " edge"], what: str) -> None:
     """InputError naming the first edge whose value is NaN or infinite."""
     bad = ~torch.isfinite(values)
     if bad.any():
@@ -125,7 +125,7 @@ def _check_finite(graph: Graph, values: Tensor, what: str) -> None:
         )
 
 
-def _greedy(graph: Graph, ranking: Tensor, k: int) -> Tensor:
+def _greedy(graph: Graph, ranking: Float[Tensor, " edge"], k: int) -> Bool[Tensor, " edge"]:
     """Grow from the logits: repeatedly take the best edge whose receiver's node is already in the circuit."""
     into: dict[str, list[int]] = {}
     for position, node in enumerate(graph.edge_receiver_nodes):
@@ -249,8 +249,18 @@ class CircuitEvaluator:
 
 
 @torch.no_grad()
-def _run_circuit(graph: Graph, w, embed: Tensor, mask: Tensor, ablated: Tensor) -> Tensor:
-    def inputs(layer: int, resid: Tensor, outputs: list[Tensor]) -> Tensor:
+def _run_circuit(
+    graph: Graph,
+    w,
+    embed: Float[Tensor, "batch pos d_model"],
+    mask: Float[Tensor, "sender receiver"],
+    ablated: Float[Tensor, "sender batch pos d_model"],
+) -> Float[Tensor, "batch d_vocab"]:
+    def inputs(
+        layer: int,
+        resid: Float[Tensor, "batch pos d_model"],
+        outputs: list[Float[Tensor, "batch pos d_model"]],
+    ) -> Float[Tensor, "batch receiver pos d_model"]:
         n = graph.senders_before(layer)
         block = graph.block_receivers(layer) if layer < w.n_layers else slice(graph.n_backward - 1, None)
         kept = torch.stack(outputs[:n]) - ablated[:n]  # sender batch pos d_model

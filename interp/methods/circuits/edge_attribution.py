@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -131,7 +132,9 @@ def _attribute(
     gradient run, so no forward is spent twice."""
     eap_base = alphas is None
 
-    def run(w: PhiWeights, tokens: Tensor, is_base: bool) -> tuple[SenderRun, Tensor]:
+    def run(
+        w: PhiWeights, tokens: Int[Tensor, "batch pos"], is_base: bool
+    ) -> tuple[SenderRun, Float[Tensor, "batch d_vocab"]]:
         record = is_base and eap_base
         with torch.enable_grad() if record else torch.no_grad():
             kept = sender_run(w, w.W_E[tokens].detach(), record=record)
@@ -179,7 +182,7 @@ def _add_by_node(
     w: PhiWeights,
     gradients: EdgeGradients,
     metric_fn: Metric,
-    index: Tensor,
+    index: Int[Tensor, " batch"],
     base: SenderRun,
     source: SenderRun,
     alphas: list[float],
@@ -191,10 +194,17 @@ def _add_by_node(
     for part, layer in groups:
         for alpha in alphas:
 
-            def mix(b: Tensor, s: Tensor, alpha=alpha) -> Tensor:
+            def mix(b: Float[Tensor, " ..."], s: Float[Tensor, " ..."], alpha=alpha) -> Float[Tensor, " ..."]:
                 return b + alpha * (s - b)
 
-            def replace(at: int, z: Tensor, mlp_out: Tensor, part=part, layer=layer, mix=mix):
+            def replace(
+                at: int,
+                z: Float[Tensor, "batch pos head d_head"],
+                mlp_out: Float[Tensor, "batch pos d_model"],
+                part=part,
+                layer=layer,
+                mix=mix,
+            ):
                 if at == layer and part == "heads":
                     z = mix(base.z[at], source.z[at])
                 elif at == layer and part == "mlp":

@@ -6,6 +6,7 @@ import html
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.base.html import html_table
@@ -27,7 +28,7 @@ class EdgeScores(EffectResult):
     def __init__(
         self,
         graph: Graph,
-        values: Tensor,
+        values: Float[Tensor, " edge *batch"],
         method: str,
         direction: str,
         metric: str,
@@ -62,7 +63,7 @@ class EdgeScores(EffectResult):
     def edges(self) -> list[str]:
         return self.graph.edge_names
 
-    def matrix(self) -> Tensor:
+    def matrix(self) -> Float[Tensor, "sender receiver"]:
         """The scores as EAP-IG's [n_forward, n_backward] matrix (0 where there is no edge)."""
         return self.graph.to_matrix(self.mean_values())
 
@@ -90,7 +91,9 @@ class EdgeScores(EffectResult):
         return f"<div>{head}<br><small>{html.escape(note)}</small>{table}</div>"
 
 
-def stack_scores(parts: list[tuple[Tensor, Tensor]], n_edges: int, n: int) -> Tensor:
+def stack_scores(
+    parts: list[tuple[Int[Tensor, " _batch"], Float[Tensor, "edge _batch"]]], n_edges: int, n: int
+) -> Float[Tensor, "edge batch"]:
     """Per-group [edge, group batch] values scattered into [edge, batch] in dataset order."""
     out = torch.zeros(n_edges, n)
     for index, values in parts:
@@ -99,8 +102,11 @@ def stack_scores(parts: list[tuple[Tensor, Tensor]], n_edges: int, n: int) -> Te
 
 
 def reduce_scores(
-    parts: list[tuple[Tensor, Tensor]], n_edges: int, n: int, reduce: Literal["mean", "none"]
-) -> Tensor:
+    parts: list[tuple[Int[Tensor, " _batch"], Float[Tensor, "edge _batch"]]],
+    n_edges: int,
+    n: int,
+    reduce: Literal["mean", "none"],
+) -> Float[Tensor, " edge *batch"]:
     """[edge] (the mean over prompts, summed where the values are, so only one number per edge moves to
     the host) or [edge, batch] (`stack_scores`)."""
     if reduce == "none":

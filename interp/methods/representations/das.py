@@ -168,7 +168,7 @@ def fit_das(
     positions = torch.full((len(base),), position % n_pos)
     answer_ids = answer_ids.to(device)
 
-    def task_logits(tokens: Tensor) -> Tensor:
+    def task_logits(tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch n_classes"]:
         return model(tokens)[:, -1, answer_ids].float()
 
     learned = interchange.fit_das(
@@ -182,7 +182,7 @@ def fit_das(
     mean_difference = _mean_difference_basis(source_acts[train], targets[train], rank)
     random = interchange.random_basis(source_acts.shape[1], rank, seed)
 
-    def accuracy(basis: Tensor) -> Tensor:
+    def accuracy(basis: Float[Tensor, "d_model rank"]) -> Float[Tensor, ""]:
         logits = interchange.intervened_logits(
             model, hook, interchange.SubspaceInterchange(basis.detach()), base[test], source_acts[test],
             task_logits, positions=positions[test], batch_size=batch_size,

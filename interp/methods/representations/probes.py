@@ -192,7 +192,7 @@ def fit_logistic(
     bias = torch.zeros(n_classes, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
 
-    def closure() -> Tensor:
+    def closure() -> Float[Tensor, ""]:
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(z @ weight.T + bias, y) + l2 * weight.pow(2).sum()
         loss.backward()
@@ -204,7 +204,12 @@ def fit_logistic(
     return raw, (bias - raw @ mean).detach()
 
 
-def _accuracy(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> float:
+def _accuracy(
+    weight: Float[Tensor, "n_classes d_probe"],
+    bias: Float[Tensor, " n_classes"],
+    x: Float[Tensor, "batch d_probe"],
+    y: Int[Tensor, " batch"],
+) -> float:
     return ((x @ weight.T + bias).argmax(-1) == y).float().mean().item()
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.tools.analysis import sparse_probing
 
@@ -103,13 +103,13 @@ def _check_ks(ks: Sequence[int], width: int) -> tuple[int, ...]:
     return ks
 
 
-def _chance(positive: Tensor) -> float:
+def _chance(positive: Bool[Tensor, " batch"]) -> float:
     """The held-out accuracy of always answering the more common of the two classes."""
     share = positive.float().mean().item()
     return max(share, 1 - share)
 
 
-def _mean(values: Sequence[Tensor]) -> Tensor:
+def _mean(values: Sequence[Float[Tensor, " _"]]) -> Float[Tensor, " sparsity"]:  # one per size
     return torch.stack([v.float().mean() if v.numel() else torch.tensor(float("nan")) for v in values])
 
 
