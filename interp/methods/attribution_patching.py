@@ -103,11 +103,11 @@ def agreement(estimate: Float[Tensor, " *dims"], exact_effect: Float[Tensor, " *
     """Pearson and Spearman correlation between attribution estimates and exact effects."""
     a, b = estimate.flatten().double(), exact_effect.flatten().double()
 
-    def pearson(x: Tensor, y: Tensor) -> float:
+    def pearson(x: Float[Tensor, " _"], y: Float[Tensor, " _"]) -> float:  # flattened *dims
         x, y = x - x.mean(), y - y.mean()
         return float((x * y).sum() / (x.norm() * y.norm()))
 
-    def ranks(x: Tensor) -> Tensor:
+    def ranks(x: Float[Tensor, " _"]) -> Float[Tensor, " _"]:
         return x.argsort().argsort().double()
 
     return {"pearson": pearson(a, b), "spearman": pearson(ranks(a), ranks(b)), "n": int(a.numel())}

@@ -148,7 +148,7 @@ class Contrast:
         self,
         site: str,
         dims: tuple[str, ...],
-        values: Tensor,
+        values: Float[Tensor, "*dims batch"],
         *,
         measures: Literal["metric", "change"],
         reduce: Literal["mean", "none"] = "mean",
@@ -258,7 +258,9 @@ def contrast(
     if keep not in ("all", "logits"):
         raise InputError(f"keep={keep!r} is not allowed; use 'all' or 'logits'.")
 
-    def run(w: PhiWeights, tokens: Tensor, is_base: bool) -> tuple[RunCache | None, Tensor]:
+    def run(
+        w: PhiWeights, tokens: Int[Tensor, "batch pos"], is_base: bool
+    ) -> tuple[RunCache | None, Float[Tensor, "batch d_vocab"]]:
         if keep == "logits":
             return None, run_final_logits(w, tokens)
         cache = run_with_cache(w, tokens, grad=grad_base and is_base)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import torch
+from jaxtyping import Int, Shaped
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -193,7 +194,7 @@ _PROMPTS = (
 )
 
 
-def _token_ids(t: Tensor, what: str, d_vocab: int) -> Tensor:
+def _token_ids(t: Shaped[Tensor, " ..."], what: str, d_vocab: int) -> Int[Tensor, " ..."]:
     """A tensor of token ids checked: an integer dtype (never cast), at least one position, in the vocabulary."""
     if t.dtype == torch.bool or t.dtype.is_floating_point or t.dtype.is_complex:
         raise InputError(

@@ -80,7 +80,7 @@ def engine_gather(model: HookedPhi, w: PhiWeights) -> Callable[[Tensor, Sequence
     """Reference activations (an `Ablate`'s mean, resample, counterfactual) from the engine's full
     forward over the reference tokens."""
 
-    def gather(tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    def gather(tokens: Int[Tensor, "batch pos"], names: Sequence[str]) -> dict[str, Tensor]:
         store: dict[str, Tensor] = {}
         with torch.no_grad():
             forward(w, w.W_E[tokens.to(w.W_E.device)], {name: Keep(store) for name in names})
@@ -90,7 +90,7 @@ def engine_gather(model: HookedPhi, w: PhiWeights) -> Callable[[Tensor, Sequence
 
 
 def _bridge_gather(model: HookedPhi) -> Callable[[Tensor, Sequence[str]], dict[str, Tensor]]:
-    def gather(tokens: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    def gather(tokens: Int[Tensor, "batch pos"], names: Sequence[str]) -> dict[str, Tensor]:
         return cache_activations(model, tokens.to(model.cfg.device), names)
 
     return gather
@@ -132,7 +132,7 @@ def bridge_hooks(
     def hook_for(name: str, fns: list[EditFn]):
         layer = split_name(name)[0]
 
-        def hook(activation: Tensor, *, hook) -> Tensor:
+        def hook(activation: Float[Tensor, " ..."], *, hook) -> Float[Tensor, " ..."]:
             if fired is not None:
                 fired.add(name)
             site = Site(name, layer, 0, activation.shape[pos_axis(name)])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -36,7 +36,9 @@ from interp.model.loading import HookedPhi
 Head = tuple[int, int]
 
 
-def _sender_mask(w: PhiWeights, senders: list[list[Head]], layer: int, device) -> Tensor:
+def _sender_mask(
+    w: PhiWeights, senders: list[list[Head]], layer: int, device
+) -> Bool[Tensor, "sender_set head"]:
     """[n_sets, head] True where that head of `layer` is a sender in that set."""
     mask = torch.zeros(len(senders), w.n_heads, dtype=torch.bool, device=device)
     for i, heads in enumerate(senders):
@@ -70,7 +72,9 @@ def _receiver_run(
         mask = torch.zeros(w.n_heads, 1, dtype=torch.bool, device=x.device)  # head 1
         mask[[head for receiver_layer, head in receivers if receiver_layer == layer]] = True
 
-        def from_frozen(inputs: Tensor, site: Site, mask=mask, layer=layer) -> Tensor:
+        def from_frozen(
+            inputs: Float[Tensor, "sender_set batch pos head d_model"], site: Site, mask=mask, layer=layer
+        ) -> Float[Tensor, "sender_set batch pos head d_model"]:
             return torch.where(mask, frozen[layer][..., None, :], inputs)  # set batch pos head d_model
 
         edits[f"blocks.{layer}.hook_{part}_input"] = from_frozen

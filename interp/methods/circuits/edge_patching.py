@@ -51,8 +51,8 @@ def sender_outputs(w: PhiWeights, run: RunCache) -> Float[Tensor, "sender batch 
     return torch.stack(outputs)
 
 
-def _adds(change: Tensor) -> Callable[[Tensor], Tensor]:
-    def make(resid: Tensor) -> Tensor:  # resid [batch, pos, d_model]
+def _adds(change: Float[Tensor, "batch pos d_model"]) -> Callable[[Tensor], Tensor]:
+    def make(resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         return resid + change
 
     return make

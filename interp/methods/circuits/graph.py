@@ -42,7 +42,7 @@ from functools import cache, cached_property
 from typing import Literal
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -295,7 +295,7 @@ class Graph:
         return [node.name for node in self.nodes]
 
     @cached_property
-    def sender_layers(self) -> Tensor:
+    def sender_layers(self) -> Int[Tensor, " sender"]:
         """Layer of each sender; -1 for the input."""
         return torch.tensor([node.layer for node in self.nodes])
 
@@ -408,7 +408,7 @@ class Graph:
         return mask
 
     @cached_property
-    def edge_index(self) -> Tensor:
+    def edge_index(self) -> Int[Tensor, "edge 2"]:
         """(sender, receiver) index of every edge, in row-major order of the score matrix: [edge, 2]."""
         return torch.nonzero(self.mask)
 
@@ -454,7 +454,7 @@ class Graph:
         matrix[self.mask] = values
         return matrix
 
-    def from_matrix(self, matrix: Tensor) -> Tensor:
+    def from_matrix(self, matrix: Float[Tensor, "sender receiver"]) -> Float[Tensor, " edge"]:
         """The edge vector of a [n_forward, n_backward] matrix, in `edge_names` order."""
         return matrix[self.mask]
 

@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from typing import get_args
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -129,8 +129,8 @@ class NodeAblationEvaluator:
 class _Where:
     """Keep the latents where `keep`, take `value` elsewhere."""
 
-    def __init__(self, keep: Tensor, value: Tensor):
+    def __init__(self, keep: Bool[Tensor, " d_sae"], value: Float[Tensor, "batch pos d_sae"]):
         self.keep, self.value = keep, value
 
-    def __call__(self, tensor: Tensor, site) -> Tensor:
+    def __call__(self, tensor: Float[Tensor, "batch pos d_sae"], site) -> Float[Tensor, "batch pos d_sae"]:
         return torch.where(self.keep, tensor, self.value.to(tensor.dtype))

@@ -81,7 +81,7 @@ def patch_latents(
             mask = p.mask(n_pos, device)
             masks[name] = mask if name not in masks else masks[name] | mask
 
-        def hook(acts: Tensor, hook) -> Tensor:
+        def hook(acts: Float[Tensor, "batch pos d_sae"], hook) -> Float[Tensor, "batch pos d_sae"]:
             return torch.where(masks[hook.name], source[hook.name].to(acts.dtype), acts)
 
         with model.hooks(fwd_hooks=[(name, hook) for name in masks]):
