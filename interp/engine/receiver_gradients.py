@@ -177,7 +177,7 @@ def _record(w: PhiWeights, layer: int, store: dict[str, Tensor], prefix: str) ->
     return _Block(nodes, store[prefix + "hook_mlp_in"], projected, (x - mean) * rstd, rstd)
 
 
-def _fused(parts: Sequence[Tensor]) -> Float[Tensor, "batch pos qkv"]:
+def _fused(parts: Sequence[Float[Tensor, "batch pos head d_head"]]) -> Float[Tensor, "batch pos qkv"]:
     """q, k, v ([batch pos head d_head] each) in the fused projection's layout (part head d_head)."""
     return torch.cat([einops.rearrange(t, "b p h d -> b p (h d)") for t in parts], -1)
 

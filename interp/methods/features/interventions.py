@@ -28,6 +28,7 @@ from numbers import Integral, Real
 from typing import Literal
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -89,7 +90,9 @@ class FeatureSteer:
             )
         return entry.name("hook_acts")
 
-    def apply(self, activation: Tensor) -> Tensor:
+    def apply(
+        self, activation: Float[Tensor, "batch pos _"]
+    ) -> Float[Tensor, "batch pos _"]:  # _: d_out (add) or d_sae (clamp)
         """The activation at `hook_name()` steered (a new tensor, at every position)."""
         if self.mode == "clamp":
             out = activation.clone()
@@ -111,7 +114,7 @@ class FeatureSteer:
                 f"positions={positions!r} is for generate; on the bridge use 'all' or a list of positions."
             )
 
-        def hook(activation: Tensor, hook) -> Tensor:
+        def hook(activation: Float[Tensor, "batch pos _"], hook) -> Float[Tensor, "batch pos _"]:
             steered = self.apply(activation)
             if positions == "all":
                 return steered
@@ -139,7 +142,7 @@ class LatentPatch:
         if self.latents is not None:
             check_latents(self.dictionary, self.latents, "latents")
 
-    def mask(self, n_pos: int, device=None) -> Tensor:
+    def mask(self, n_pos: int, device=None) -> Bool[Tensor, "1 pos d_sae"]:
         """Bool [1, pos, d_sae]: the entries of `hook_acts` this patch replaces."""
         latents = torch.zeros(self.dictionary.d_sae, dtype=torch.bool, device=device)
         latents[slice(None) if self.latents is None else list(self.latents)] = True

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.base.errors import InputError
@@ -98,7 +98,7 @@ class InterventionCheck:
         ]
 
 
-def _demeaned(logits: Float[Tensor, "pos d_vocab"], tokens: Tensor) -> Float[Tensor, " logit"]:
+def _demeaned(logits: Float[Tensor, "pos d_vocab"], tokens: Int[Tensor, " logit"]) -> Float[Tensor, " logit"]:
     last = logits[-1].float()
     return (last[tokens.to(last.device)] - last.mean()).cpu()
 

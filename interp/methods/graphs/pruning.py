@@ -64,7 +64,7 @@ def node_influence(graph: AttributionGraph) -> Float[Tensor, " node"]:
     return influence(normalized(graph.adjacency), logit_weights(graph))
 
 
-def _threshold(scores: Float[Tensor, " ..."], fraction: float) -> Tensor:
+def _threshold(scores: Float[Tensor, " ..."], fraction: float) -> Float[Tensor, ""]:
     """The score above which the largest scores hold `fraction` of the total."""
     ordered = scores.sort(descending=True).values
     cumulative = ordered.cumsum(0) / ordered.sum().clamp_min(1e-30)
