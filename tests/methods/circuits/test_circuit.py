@@ -341,7 +341,7 @@ class TestHostileSelection:
             Graph(2, 0)
 
 
-REFERENCE = Path(__file__).parent / "reference" / "eap_ig_graph.py.txt"
+REFERENCE = Path(__file__).parents[2] / "reference" / "eap_ig_graph.py.txt"
 EAP_IG_IMPORTS = (
     "from transformer_lens import HookedTransformer, HookedTransformerConfig\n",
     "from .visualization import get_color, generate_random_color\n",
@@ -418,7 +418,7 @@ def test_circuits_are_in_the_public_api():
 
 def test_the_readme_circuits_block_runs_as_written(toy_model, pairs, tmp_path, monkeypatch):
     """README's "Edge-level circuits" block, on the toy model, in a scratch directory."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
     section = readme[readme.index("### Edge-level circuits") :]
     block = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
     assert block.startswith("from interp import ")
