@@ -19,7 +19,7 @@ def test_notebook_executes(path, tmp_path):
     notebook = jupytext.read(path)
     assert notebook.cells[1].source.startswith("MODEL = "), "first code cell must hold the parameters"
     NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     errors = [
         o
