@@ -90,12 +90,16 @@ def input_fingerprints(config: Strict) -> dict[str, str]:
     return out
 
 
-def config_hash(config: ExperimentConfig) -> str:
-    """The first 16 hex digits of the SHA-256 of the resolved config's TOML and the fingerprints of the
+def owning_hash(resolved: str, inputs: dict[str, str]) -> str:
+    """The first 16 hex digits of the SHA-256 of a resolved config's text and the fingerprints of the
     files it names (a changed labels file or dictionary is a changed config: `--resume` refuses it)."""
-    inputs = input_fingerprints(config)
-    text = to_toml(config) + (f"\n# inputs: {json.dumps(inputs, sort_keys=True)}" if inputs else "")
+    text = resolved + (f"\n# inputs: {json.dumps(inputs, sort_keys=True)}" if inputs else "")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    """The hash that owns an experiment's run directory (`owning_hash` of its resolved TOML)."""
+    return owning_hash(to_toml(config), input_fingerprints(config))
 
 
 def _checksum(values: torch.Tensor) -> str:
@@ -142,16 +146,17 @@ class RunDirectory:
         self.log = RunLog(self.out / "run.log")
         self._lock_handle = None
         self.run_files = set(RUN_FILES)  # another kind of run (interp train) names its own
+        self.inputs: dict[str, str] | None = None  # fingerprints of the files the config names (`digest`)
 
     def resolved(self, config: Strict) -> str:
         """The resolved config's text, whose hash owns the directory (another kind of run gives its own)."""
         return to_toml(config)
 
     def digest(self, config: Strict) -> str:
-        """The hash that owns the directory: of the resolved config and the files it names."""
-        inputs = input_fingerprints(config)
-        text = self.resolved(config) + (f"\n# inputs: {json.dumps(inputs, sort_keys=True)}" if inputs else "")
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """The hash that owns the directory: of the resolved config and the files it names (their
+        fingerprints are taken once, here, and kept for the manifest)."""
+        self.inputs = input_fingerprints(config)
+        return owning_hash(self.resolved(config), self.inputs)
 
     # --- opening: checks before anything is written ---
 
@@ -330,7 +335,7 @@ class RunDirectory:
             "interp_version": __version__,
             "began": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "torch_threads": threads,
-            "inputs": input_fingerprints(config),
+            "inputs": self.inputs if self.inputs is not None else input_fingerprints(config),
         }
         if not (self.out / MANIFEST).exists():
             write_atomic(self.out / MANIFEST, json.dumps(manifest, indent=1))
