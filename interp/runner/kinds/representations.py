@@ -264,8 +264,7 @@ def _check_sparse(options: SparseProbeOptions, model) -> None:
         _load_dictionary(options, model)
     else:
         _check_hooks([_sparse_hook(options, model)], model)
-    _check_labels(options, model)
-    if options.labels_file is not None:
+    if options.labels_file is not None:  # read once, now: a bad file is an error before any unit runs
         _positive(options, _labelled(options, model, None).classes)
     elif options.labels == "clean_or_corrupted":
         _positive(options, ("corrupted", "clean"))
@@ -347,13 +346,15 @@ def das_pairs(pairs, direction: str) -> dict:
     candidate answers (every answer and wrong token among them) and each pair's expected answer."""
     import torch
 
+    from interp.methods.contrastive import base_and_source
+
     n_tokens = int(pairs.lengths.mode().values)
     rows = torch.nonzero(pairs.lengths == n_tokens).flatten()
     clean, corrupted = pairs.clean_tokens[rows, :n_tokens], pairs.corrupted_tokens[rows, :n_tokens]
     answer, wrong = pairs.answer[rows], pairs.wrong[rows]
     answers = torch.unique(torch.cat([answer, wrong]))
-    expected = answer if direction == "denoising" else wrong
-    base, source = (corrupted, clean) if direction == "denoising" else (clean, corrupted)
+    base, source = base_and_source(clean, corrupted, direction)
+    _, expected = base_and_source(answer, wrong, direction)  # the source prompt's own answer
     targets = torch.searchsorted(answers, expected)
     return {"base": base, "source": source, "answers": answers, "targets": targets, "n_tokens": n_tokens}
 
